@@ -1,0 +1,45 @@
+"""Checks shared by the kernels: dtypes by version, required inputs, axes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from ..dtypes import np_dtype, type_name, proto_of
+from ..errors import AttributeValueError, DTypeError, ShapeError
+
+__all__ = ["types_at", "require_dtype", "require_input", "normalize_axis", "dtype_name"]
+
+
+def types_at(table: Mapping[int, Iterable[int]], version: int) -> frozenset[int]:
+    """Union of the element types a table adds at each since_version <= ``version``."""
+    return frozenset(t for since, types in table.items() if since <= version for t in types)
+
+
+def dtype_name(dtype) -> str:
+    try:
+        return type_name(proto_of(dtype))
+    except KeyError:
+        return str(dtype)
+
+
+def require_dtype(array: np.ndarray, allowed: Iterable[int], what: str) -> None:
+    """DTypeError unless ``array``'s element type is one of ``allowed`` (TensorProto enums)."""
+    allowed = set(allowed)
+    if any(array.dtype == np_dtype(t) for t in allowed):
+        return
+    names = ", ".join(sorted(type_name(t) for t in allowed))
+    raise DTypeError(f"{what} has type {dtype_name(array.dtype)}; allowed at this opset: {names}")
+
+
+def require_input(value, what: str) -> np.ndarray:
+    if value is None:
+        raise ShapeError(f"required input '{what}' is missing")
+    return value
+
+
+def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise AttributeValueError(f"{what} {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0

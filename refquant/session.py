@@ -1,0 +1,195 @@
+"""Session: run an ONNX graph on the reference kernels.
+
+The plan (node order, kernel per node, constant tensors) is built once per
+Session; ``run`` only moves arrays through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import ModelProto, TensorProto, numpy_helper
+
+from . import ops  # noqa: F401  (fills the registry)
+from .dtypes import np_dtype, proto_of, type_name
+from .errors import FeedError, KernelFailure, ModelError, NodeError, RefquantError, UnsupportedOpError
+from .model import load_model, opset_versions, topological_order
+from .node import Node
+from .profiles import Profile, get_profile
+from .registry import lookup
+
+__all__ = ["Session", "TensorSpec"]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A graph input or output: name, numpy dtype, shape (ints, names of symbolic dims, or None)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...] | None
+
+
+def _spec_of(value_info) -> TensorSpec:
+    tensor_type = value_info.type.tensor_type
+    if not value_info.type.HasField("tensor_type"):
+        raise ModelError(f"'{value_info.name}' is not a tensor; refquant runs tensor graphs only")
+    try:
+        dtype = np_dtype(tensor_type.elem_type)
+    except KeyError as exc:
+        raise ModelError(f"'{value_info.name}': {exc.args[0]}") from None
+    shape = None
+    if tensor_type.HasField("shape"):
+        shape = tuple(
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim
+        )
+    return TensorSpec(value_info.name, dtype, shape)
+
+
+def _to_array(tensor: TensorProto, what: str) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:  # onnx raises bare ValueError/TypeError for malformed tensors
+        raise ModelError(f"{what} '{tensor.name}' cannot be decoded: {exc}") from None
+
+
+class Session:
+    """Run a model on the reference kernels.
+
+    >>> sess = Session("model.onnx")                        # doctest: +SKIP
+    >>> y, = sess.run(None, {"x": x})                       # doctest: +SKIP
+
+    ``model`` is a path, bytes or ``onnx.ModelProto``; ``profile`` a profile
+    name ("spec") or a :class:`~refquant.profiles.Profile`.
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes | ModelProto, *, profile: str | Profile = "spec"):
+        self.profile = get_profile(profile)
+        self.model = load_model(model)
+        graph = self.model.graph
+        versions = opset_versions(self.model)
+        if graph.sparse_initializer:
+            raise ModelError("sparse initializers are not supported; densify them first")
+        self.constants = {t.name: _to_array(t, "initializer") for t in graph.initializer}
+        self.inputs = [_spec_of(i) for i in graph.input if i.name not in self.constants]
+        self.outputs = [_spec_of(o) for o in graph.output]
+        self._overridable = {i.name: _spec_of(i) for i in graph.input if i.name in self.constants}
+        self._plan = [self._bind(proto, index, versions) for index, proto in enumerate(topological_order(graph))]
+        self._last_use = self._last_uses()
+
+    # -- building -------------------------------------------------------------
+
+    def _bind(self, proto, index: int, versions: dict[str, int]) -> Node:
+        name = proto.name or f"#{index}"
+        domain = proto.domain if proto.domain not in ("ai.onnx",) else ""
+        if domain not in versions:
+            raise ModelError(f"{proto.op_type} '{name}': domain '{domain}' is not imported by the model")
+        found = lookup(domain, proto.op_type, versions[domain])
+        if found is None:
+            raise UnsupportedOpError(
+                f"{proto.op_type} '{name}': no refquant kernel for {domain or 'ai.onnx'}::{proto.op_type} "
+                f"at opset {versions[domain]} (see `refquant ops`)"
+            )
+        version, kernel = found
+        node = Node(proto, version, self.profile, name)
+        node.cache["kernel"] = kernel
+        return node
+
+    def _last_uses(self) -> dict[str, int]:
+        last = {}
+        for step, node in enumerate(self._plan):
+            for name in node.proto.input:
+                last[name] = step
+        for out in self.outputs:
+            last[out.name] = len(self._plan)
+        return last
+
+    # -- running --------------------------------------------------------------
+
+    def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Compute the requested graph outputs (all when ``output_names`` is None)."""
+        names = [o.name for o in self.outputs] if output_names is None else list(output_names)
+        known = {o.name for o in self.outputs}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise FeedError(f"unknown output name(s) {unknown}; graph outputs are {sorted(known)}")
+        values = self._execute(feeds, keep_all=False)
+        return [values[n] for n in names]
+
+    def run_all(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every tensor the graph holds or computes: inputs, initializers, intermediates, outputs."""
+        return self._execute(feeds, keep_all=True)
+
+    def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(feeds, Mapping):
+            raise FeedError(f"feeds must be a mapping of input name to array, not {type(feeds).__name__}")
+        specs = {s.name: s for s in self.inputs} | self._overridable
+        unknown = [n for n in feeds if n not in specs]
+        if unknown:
+            raise FeedError(f"unknown input(s) {unknown}; the model's inputs are {[s.name for s in self.inputs]}")
+        missing = [s.name for s in self.inputs if s.name not in feeds]
+        if missing:
+            raise FeedError(f"missing input(s) {missing}")
+        checked = {}
+        for name, value in feeds.items():
+            spec = specs[name]
+            array = np.asarray(value)
+            if array.dtype != spec.dtype:
+                raise FeedError(
+                    f"input '{name}' has dtype {array.dtype}, the model declares {spec.dtype} "
+                    f"({type_name(proto_of(spec.dtype))})"
+                )
+            if spec.shape is not None:
+                if array.ndim != len(spec.shape):
+                    raise FeedError(
+                        f"input '{name}' has rank {array.ndim} (shape {array.shape}), "
+                        f"the model declares rank {len(spec.shape)} {_show_shape(spec.shape)}"
+                    )
+                for axis, (got, want) in enumerate(zip(array.shape, spec.shape)):
+                    if isinstance(want, int) and want > 0 and got != want:
+                        raise FeedError(
+                            f"input '{name}' has shape {array.shape}, the model declares "
+                            f"{_show_shape(spec.shape)} (dimension {axis} must be {want})"
+                        )
+            checked[name] = array
+        return checked
+
+    def _execute(self, feeds, *, keep_all: bool) -> dict[str, np.ndarray]:
+        values: dict[str, np.ndarray] = dict(self.constants)
+        values.update(self._check_feeds(feeds))
+        with np.errstate(all="ignore"):
+            for step, node in enumerate(self._plan):
+                inputs = [values[name] if name else None for name in node.proto.input]
+                results = self._call(node, inputs)
+                for name, value in zip(node.proto.output, results):
+                    if name:
+                        values[name] = value
+                if not keep_all:
+                    for name in node.proto.input:
+                        if name and self._last_use.get(name) == step:
+                            values.pop(name, None)
+        return values
+
+    @staticmethod
+    def _call(node: Node, inputs: list) -> tuple:
+        try:
+            results = node.cache["kernel"](node, *inputs)
+        except NodeError as err:
+            raise err.attach(node.op_type, node.name)
+        except RefquantError:
+            raise
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError) as exc:
+            raise KernelFailure(f"unexpected {type(exc).__name__}: {exc}").attach(node.op_type, node.name) from exc
+        wanted = sum(1 for name in node.proto.output if name)
+        if len(results) < len(node.proto.output) and wanted > len(results):
+            raise KernelFailure(
+                f"kernel returned {len(results)} output(s), the node names {len(node.proto.output)}"
+            ).attach(node.op_type, node.name)
+        return results
+
+
+def _show_shape(shape) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
