@@ -151,18 +151,21 @@ def param_for(
 # ----------------------------------------------------------------------------
 
 
-def _non_finite_policy(values: np.ndarray, zero_point, qt: QType, nan: str) -> np.ndarray:
-    """Apply the profile's NaN rule to float64 ``values`` bound for integer type ``qt``."""
+def _apply_nan_policy(values: np.ndarray, shifted: np.ndarray, zero_point, qt: QType, nan: str) -> np.ndarray:
+    """Where ``values`` is NaN, give ``shifted`` (values + zero point) the profile's NaN result.
+
+    ``nan="error"`` raises; ``"qmin"`` gives qmin; ``"zero_point"`` gives the zero point.
+    """
     nans = np.isnan(values)
     if not nans.any():
-        return values
+        return shifted
     if nan == "error":
         raise NonFiniteError(
             f"input has {int(nans.sum())} NaN value(s); {qt.name} has no NaN "
             "(profile option nan='error'; use 'qmin' or 'zero_point' to map them)"
         )
-    fill = qt.qmin if nan == "qmin" else np.broadcast_to(np.asarray(zero_point, np.float64), values.shape)
-    return np.where(nans, fill, values)
+    fill = qt.qmin if nan == "qmin" else zero_point
+    return np.where(nans, fill, shifted)
 
 
 def saturate_int(values: np.ndarray, qt: QType) -> np.ndarray:
@@ -183,10 +186,10 @@ def _to_qtype(values: np.ndarray, zero_point, qt: QType, *, saturate: bool, nan:
         if saturate or no_specials:
             shifted = np.clip(shifted, qt.qmin, qt.qmax)
         if no_specials:
-            shifted = _non_finite_policy(shifted, 0.0, qt, nan)
+            shifted = _apply_nan_policy(values, shifted, zp, qt, nan)
         return narrow(shifted, qt.dtype)
-    values = _non_finite_policy(values, zp, qt, nan)
-    return saturate_int(np.rint(values) + zp, qt)
+    shifted = np.rint(values) + zp
+    return saturate_int(_apply_nan_policy(values, shifted, zp, qt, nan), qt)
 
 
 def quantize(

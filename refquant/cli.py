@@ -1,0 +1,168 @@
+"""The ``refquant`` command.
+
+    refquant run MODEL [--input NAME=FILE.npy ...] [--seed N] [--save DIR]
+    refquant ops
+
+Errors print one line on stderr and exit non-zero; ``--debug`` shows the traceback.
+Subcommands that compare engines import ``backends`` lazily, inside their
+function, so that ``run`` and ``ops`` work with numpy and onnx alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RefquantError
+
+__all__ = ["main"]
+
+EXAMPLES = Path(__file__).parent / "examples"
+
+
+# -- refquant run ---------------------------------------------------------------
+
+
+def _parse_assignments(items: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise RefquantError(f"{what} must look like NAME=VALUE, got {item!r}")
+        pairs[name] = value
+    return pairs
+
+
+def random_feeds(inputs, *, seed: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Seeded random feeds for the given input specs.
+
+    Floats: standard normal. Integers: uniform over the whole type range.
+    A symbolic or unknown dimension is taken from ``dims`` (by name), else 1.
+    """
+    from .dtypes import qtype
+
+    rng = np.random.default_rng(seed)
+    dims = dims or {}
+    feeds = {}
+    for spec in inputs:
+        if spec.shape is None:
+            raise RefquantError(f"input '{spec.name}' has no declared shape; pass it with --input")
+        shape = tuple(d if isinstance(d, int) and d > 0 else dims.get(d, 1) for d in spec.shape)
+        dtype = spec.dtype
+        if dtype == np.bool_:
+            feeds[spec.name] = rng.integers(0, 2, shape).astype(np.bool_)
+        elif dtype.kind in "iu" or (dtype.kind == "V" and not qtype(dtype).is_float):
+            lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (
+                qtype(dtype).qmin,
+                qtype(dtype).qmax,
+            )
+            feeds[spec.name] = rng.integers(lo, hi, shape, endpoint=True).astype(dtype)
+        else:
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
+def _summary(array: np.ndarray) -> str:
+    if array.size == 0:
+        return "empty"
+    values = array.astype(np.float64)
+    text = f"min {values.min():.6g}  max {values.max():.6g}  mean {values.mean():.6g}"
+    if array.dtype.kind in "iu" and array.dtype.itemsize <= 2:
+        info = np.iinfo(array.dtype)
+        saturated = int(np.count_nonzero((array == info.min) | (array == info.max)))
+        text += f"  at type limits {saturated}/{array.size}"
+    nans = int(np.isnan(values).sum())
+    if nans:
+        text += f"  NaN {nans}"
+    return text
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "tensor"
+
+
+def cmd_run(args) -> int:
+    from .session import Session
+
+    session = Session(args.model, profile=args.profile)
+    given = {}
+    for name, path in _parse_assignments(args.input, "--input").items():
+        try:
+            given[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise RefquantError(f"cannot load --input {name}={path}: {exc}") from None
+    dims = {k: int(v) for k, v in _parse_assignments(args.dim, "--dim").items()}
+    missing = [spec for spec in session.inputs if spec.name not in given]
+    feeds = {**random_feeds(missing, seed=args.seed, dims=dims), **given}
+    outputs = session.run(None, feeds)
+    print(f"model {args.model}  profile {session.profile.name}  seed {args.seed}")
+    for spec in session.inputs:
+        origin = "given" if spec.name in given else "random"
+        print(f"  input  {spec.name}: {feeds[spec.name].dtype} {list(feeds[spec.name].shape)} ({origin})")
+    for spec, value in zip(session.outputs, outputs):
+        print(f"  output {spec.name}: {value.dtype} {list(value.shape)}  {_summary(value)}")
+    if args.save:
+        out = Path(args.save)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, value in feeds.items():
+            np.save(out / f"input_{_safe_name(name)}.npy", value)
+        for spec, value in zip(session.outputs, outputs):
+            np.save(out / f"{_safe_name(spec.name)}.npy", value)
+        print(f"saved inputs and outputs to {out}/")
+    return 0
+
+
+def cmd_ops(args) -> int:
+    from .registry import supported_ops
+
+    by_op: dict[tuple[str, str], list[int]] = {}
+    for domain, op_type, version in supported_ops():
+        by_op.setdefault((domain or "ai.onnx", op_type), []).append(version)
+    width = max(len(op) for _, op in by_op)
+    for (domain, op_type), versions in sorted(by_op.items()):
+        print(f"{domain:14} {op_type:{width}}  {', '.join(map(str, versions))}")
+    return 0
+
+
+# -- wiring -----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refquant", description="Golden reference for ONNX linear quantization.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a model on the reference and summarize its outputs")
+    run.add_argument("model", help=f"an .onnx file (bundled examples: {EXAMPLES})")
+    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="feed an input")
+    run.add_argument("--dim", action="append", default=[], metavar="NAME=N", help="size of a symbolic dimension")
+    run.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    run.add_argument("--save", metavar="DIR", help="save inputs and outputs as .npy files")
+    run.add_argument("--profile", default="spec", help="arithmetic profile (default: spec)")
+    run.set_defaults(func=cmd_run)
+
+    ops = sub.add_parser("ops", help="list supported operators and versions")
+    ops.set_defaults(func=cmd_ops)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except RefquantError as exc:
+        if args.debug:
+            raise
+        print(f"refquant: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("refquant: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Small builders shared by the tests: single-node models and the ONNX node cases."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from refquant.dtypes import proto_of
+
+
+def single_node_model(op_type, inputs, outputs, *, opset, attrs=None, initializers=None, domain="", ir_version=None):
+    """A one-node model. ``inputs``: {name: array or (proto_type, shape)}; ``outputs``: {name: proto_type}.
+
+    Arrays given in ``initializers`` become initializers; others are graph inputs.
+    An empty string name in ``inputs`` denotes a skipped optional input.
+    """
+    initializers = initializers or {}
+    graph_inputs = []
+    for name, spec in inputs.items():
+        if not name or name in initializers:
+            continue
+        if isinstance(spec, tuple):
+            proto_type, shape = spec
+        else:
+            spec = np.asarray(spec)
+            proto_type, shape = proto_of(spec.dtype), list(spec.shape)
+        graph_inputs.append(helper.make_tensor_value_info(name, proto_type, shape))
+    node = helper.make_node(op_type, list(inputs), list(outputs), domain=domain, **(attrs or {}))
+    graph = helper.make_graph(
+        [node],
+        f"{op_type.lower()}_test",
+        graph_inputs,
+        [helper.make_tensor_value_info(name, t, None) for name, t in outputs.items()],
+        [numpy_helper.from_array(np.asarray(a), name) for name, a in initializers.items()],
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    if domain:
+        opsets.append(helper.make_opsetid(domain, 1))
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = ir_version or (10 if opset >= 21 else 8)
+    return model
+
+
+def to_array(value):
+    return numpy_helper.to_array(value) if isinstance(value, TensorProto) else value
+
+
+def node_cases(pattern: str):
+    """ONNX backend node cases whose name matches ``pattern`` (generated in memory)."""
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = collect_testcases()
+    regex = re.compile(pattern)
+    return [c for c in cases if regex.match(c.name)]
+
+
+def assert_bit_exact(got: np.ndarray, expected: np.ndarray, what: str = "output"):
+    """Same dtype, same shape, same bits (NaN payloads aside)."""
+    assert got.dtype == expected.dtype, f"{what}: dtype {got.dtype} != {expected.dtype}"
+    assert got.shape == expected.shape, f"{what}: shape {got.shape} != {expected.shape}"
+    a, b = got.astype(np.float64), expected.astype(np.float64)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    assert same.all(), f"{what}: {int((~same).sum())} element(s) differ, first at {np.argwhere(~same)[0]}: {got[~same][:5]} vs {expected[~same][:5]}"

@@ -1,0 +1,413 @@
+"""QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear: properties, independent formulas, corners, errors."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from onnx import TensorProto as T
+from onnx.reference import ReferenceEvaluator
+
+import refquant
+from refquant.errors import AttributeValueError, DTypeError, NonFiniteError, QuantParamError
+
+from .helpers import assert_bit_exact, single_node_model
+
+INT_TYPES = {
+    T.UINT8: np.uint8,
+    T.INT8: np.int8,
+    T.UINT16: np.uint16,
+    T.INT16: np.int16,
+    T.UINT4: ml_dtypes.uint4,
+    T.INT4: ml_dtypes.int4,
+    T.UINT2: ml_dtypes.uint2,
+    T.INT2: ml_dtypes.int2,
+}
+
+
+def q_model(x, scale, zp=None, *, opset=25, **attrs):
+    inputs = {"x": x, "s": scale}
+    if zp is not None:
+        inputs["zp"] = zp
+    out_type = T.UINT8 if zp is None else refquant.dtypes.proto_of(zp.dtype)
+    if "output_dtype" in attrs:
+        out_type = attrs["output_dtype"]
+    return single_node_model("QuantizeLinear", inputs, {"y": out_type}, opset=opset, attrs=attrs)
+
+
+def dq_model(x, scale, zp=None, *, opset=25, out=T.FLOAT, **attrs):
+    inputs = {"x": x, "s": scale}
+    if zp is not None:
+        inputs["zp"] = zp
+    return single_node_model("DequantizeLinear", inputs, {"y": out}, opset=opset, attrs=attrs)
+
+
+def run(model, **feeds):
+    return refquant.Session(model).run(None, feeds)[0]
+
+
+def feeds_of(**arrays):
+    return arrays
+
+
+finite_f32 = st.floats(-1e6, 1e6, width=32)
+scales = st.floats(float(np.float32(1e-6)), 1e4, width=32)
+
+
+def _independent_quantize(x: np.ndarray, s: np.float32, zp: int, lo: int, hi: int) -> np.ndarray:
+    """Python floats and round(): float64 division rounded to float32 is the correctly
+    rounded float32 quotient (53 >= 2*24 + 2), then half-to-even, add, clip."""
+    out = []
+    for v in x.ravel().tolist():
+        quotient = float(np.float32(v / float(s)))
+        out.append(min(max(round(quotient) + zp, lo), hi))
+    return np.array(out).reshape(x.shape)
+
+
+# -- QuantizeLinear -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("proto", list(INT_TYPES))
+@given(data=st.data())
+def test_quantize_matches_independent_formula(proto, data):
+    dtype = np.dtype(INT_TYPES[proto])
+    info = ml_dtypes.iinfo(dtype)
+    x = data.draw(hnp.arrays(np.float32, st.integers(1, 12), elements=finite_f32))
+    s = np.float32(data.draw(scales))
+    zp = data.draw(st.integers(int(info.min), int(info.max)))
+    got = run(q_model(x, np.array(s), np.array(zp, dtype)), x=x, s=np.array(s), zp=np.array(zp, dtype))
+    expected = _independent_quantize(x, s, zp, int(info.min), int(info.max))
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got.astype(np.int64), expected)
+
+
+@pytest.mark.parametrize("proto", list(INT_TYPES))
+@given(data=st.data())
+def test_dequantize_then_quantize_is_identity(proto, data):
+    dtype = np.dtype(INT_TYPES[proto])
+    info = ml_dtypes.iinfo(dtype)
+    q = data.draw(hnp.arrays(np.int64, st.integers(1, 16), elements=st.integers(int(info.min), int(info.max))))
+    q = q.astype(dtype)
+    s = np.array(data.draw(st.floats(float(np.float32(1e-30)), float(np.float32(1e30)), width=32)), np.float32)
+    zp = np.array(data.draw(st.integers(int(info.min), int(info.max))), dtype)
+    y = run(dq_model(q, s, zp), x=q, s=s, zp=zp)
+    back = run(q_model(y, s, zp), x=y, s=s, zp=zp)
+    np.testing.assert_array_equal(back.astype(np.int64), q.astype(np.int64))
+
+
+@given(data=st.data())
+def test_quantize_dequantize_error_within_half_scale(data):
+    s = np.float32(data.draw(scales))
+    zp = data.draw(st.integers(0, 255))
+    lo, hi = (0 - zp) * float(s), (255 - zp) * float(s)
+    x = data.draw(hnp.arrays(np.float32, 16, elements=st.floats(float(np.float32(lo)) if np.float32(lo) >= lo else float(np.nextafter(np.float32(lo), np.float32(np.inf))), float(np.float32(hi)) if np.float32(hi) <= hi else float(np.nextafter(np.float32(hi), np.float32(-np.inf))), width=32)))
+    q = run(q_model(x, np.array(s), np.array(zp, np.uint8)), x=x, s=np.array(s), zp=np.array(zp, np.uint8))
+    y = run(dq_model(q, np.array(s), np.array(zp, np.uint8)), x=q, s=np.array(s), zp=np.array(zp, np.uint8))
+    err = np.abs(y.astype(np.float64) - x.astype(np.float64))
+    # s/2 from rounding, plus float32 rounding of the quotient and of the product
+    assert (err <= float(s) / 2 + np.abs(x).astype(np.float64) * 2.0**-22 + float(s) * 2.0**-20).all()
+
+
+@given(data=st.data())
+def test_per_axis_equals_per_tensor_slice_by_slice(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=4, max_side=4))
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    x = data.draw(hnp.arrays(np.float32, shape, elements=finite_f32))
+    n = shape[axis]
+    s = data.draw(hnp.arrays(np.float32, n, elements=scales))
+    zp = data.draw(hnp.arrays(np.int8, n))
+    got = run(q_model(x, s, zp, axis=axis), x=x, s=s, zp=zp)
+    for i in range(n):
+        index = [slice(None)] * len(shape)
+        index[axis] = i
+        part = x[tuple(index)]
+        one = run(q_model(part, s[i], zp[i]), x=part, s=s[i], zp=zp[i])
+        np.testing.assert_array_equal(got[tuple(index)], one)
+
+
+@given(data=st.data())
+def test_blocked_equals_per_block_per_tensor(data):
+    rows, cols = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 9))
+    block = data.draw(st.integers(1, cols))
+    nblocks = -(-cols // block)
+    x = data.draw(hnp.arrays(np.float32, (rows, cols), elements=finite_f32))
+    s = data.draw(hnp.arrays(np.float32, (rows, nblocks), elements=scales))
+    zp = data.draw(hnp.arrays(np.uint8, (rows, nblocks)))
+    got = run(q_model(x, s, zp, axis=1, block_size=block), x=x, s=s, zp=zp)
+    deq = run(dq_model(got, s, zp, axis=1, block_size=block), x=got, s=s, zp=zp)
+    for r in range(rows):
+        for b in range(nblocks):
+            part = x[r, b * block : (b + 1) * block]
+            one = run(q_model(part, s[r, b], zp[r, b]), x=part, s=s[r, b], zp=zp[r, b])
+            np.testing.assert_array_equal(got[r, b * block : (b + 1) * block], one)
+            dq_one = run(dq_model(one, s[r, b], zp[r, b]), x=one, s=s[r, b], zp=zp[r, b])
+            np.testing.assert_array_equal(deq[r, b * block : (b + 1) * block], dq_one)
+
+
+@given(data=st.data())
+def test_quantize_and_dequantize_agree_with_onnx_reference_on_ordinary_inputs(data):
+    """On finite inputs with |x/scale| < 2**31, onnx.reference computes the same formula.
+
+    (onnx.reference implements DequantizeLinear from version 19 only.)"""
+    opset = data.draw(st.sampled_from([19, 21, 23, 25]))
+    x = data.draw(hnp.arrays(np.float32, st.integers(1, 20), elements=finite_f32))
+    s = np.array(data.draw(scales), np.float32)
+    zp = np.array(data.draw(st.integers(-128, 127)), np.int8)
+    model = q_model(x, s, zp, opset=opset)
+    expected = ReferenceEvaluator(model).run(None, {"x": x, "s": s, "zp": zp})[0]
+    got = run(model, x=x, s=s, zp=zp)
+    assert_bit_exact(got, expected)
+    dmodel = dq_model(got, s, zp, opset=opset)
+    assert_bit_exact(run(dmodel, x=got, s=s, zp=zp), ReferenceEvaluator(dmodel).run(None, {"x": got, "s": s, "zp": zp})[0])
+
+
+def test_rounding_is_half_to_even_at_exact_ties():
+    x = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 3.5], np.float32)
+    got = run(q_model(x, np.array(1, np.float32), np.array(0, np.int8)), x=x, s=np.float32(1), zp=np.int8(0))
+    np.testing.assert_array_equal(got, [0, 2, 2, 0, -2, -2, 4])
+
+
+def test_division_is_float32_not_exact():
+    """x / scale rounds to float32 before rounding to an integer (the scale's type sets the precision).
+
+    The exact quotient 63.49999977... rounds to 63, but the float32 quotient is the tie 63.5 -> 64.
+    """
+    x, s = np.float32(3.2108006), np.float32(0.05056379)
+    assert Fraction(float(x)) / Fraction(float(s)) < Fraction(127, 2) and x / s == np.float32(63.5)
+    got = run(q_model(np.array([x]), np.array(s), np.array(0, np.uint8)), x=np.array([x]), s=np.array(s), zp=np.uint8(0))
+    assert got[0] == 64
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(np.inf, 127), (-np.inf, -128), (1e10, 127), (-1e10, -128), (2.0**31, 127), (-(2.0**31) - 4096, -128)],
+)
+def test_huge_and_infinite_inputs_saturate(value, expected):
+    """onnx.reference wraps |x/scale| >= 2**31 through int32; refquant saturates (spec/ops/quantize.md)."""
+    x = np.array([value], np.float32)
+    got = run(q_model(x, np.array(1, np.float32), np.array(0, np.int8)), x=x, s=np.float32(1), zp=np.int8(0))
+    assert got[0] == expected
+
+
+def test_nan_is_an_error_in_the_spec_profile():
+    x = np.array([1.0, np.nan], np.float32)
+    model = q_model(x, np.array(1, np.float32), np.array(3, np.uint8))
+    with pytest.raises(NonFiniteError, match=r"QuantizeLinear '#0'.*NaN"):
+        run(model, x=x, s=np.float32(1), zp=np.uint8(3))
+
+
+@pytest.mark.parametrize("policy, expected", [("qmin", 0), ("zero_point", 3)])
+def test_nan_policies(policy, expected):
+    x = np.array([1.0, np.nan], np.float32)
+    model = q_model(x, np.array(1, np.float32), np.array(3, np.uint8))
+    profile = refquant.get_profile("spec").with_options(nan=policy)
+    got = refquant.Session(model, profile=profile).run(None, {"x": x, "s": np.float32(1), "zp": np.uint8(3)})[0]
+    np.testing.assert_array_equal(got, [4, expected])
+
+
+@pytest.mark.parametrize(
+    "proto, saturate, value, expected",
+    [
+        (T.FLOAT8E4M3FN, 1, 1e6, 448.0),
+        (T.FLOAT8E4M3FN, 1, -np.inf, -448.0),
+        (T.FLOAT8E4M3FN, 0, 1e6, np.nan),
+        (T.FLOAT8E5M2, 1, 1e6, 57344.0),
+        (T.FLOAT8E5M2, 0, 1e6, np.inf),
+        (T.FLOAT4E2M1, 0, 100.0, 6.0),  # float4 has no inf/NaN: always saturates
+        (T.FLOAT8E4M3FN, 1, 0.0546875, 0.0546875),  # exact: 7/128
+    ],
+)
+def test_float8_saturation(proto, saturate, value, expected):
+    x = np.array([value], np.float32)
+    model = q_model(x, np.array(1, np.float32), opset=23, output_dtype=proto, saturate=saturate)
+    got = run(model, x=x, s=np.float32(1))[0]
+    np.testing.assert_equal(float(got), expected)
+
+
+def test_float8_rounding_is_single_from_the_quotient():
+    """x / scale in float32, then one correctly rounded cast: tie 1.0625 -> 1.0 (even), above tie -> 1.125."""
+    x = np.array([1.0625, np.nextafter(np.float32(1.0625), np.float32(2))], np.float32)
+    model = q_model(x, np.array(1, np.float32), opset=21, output_dtype=T.FLOAT8E4M3FN)
+    got = run(model, x=x, s=np.float32(1)).astype(np.float32)
+    np.testing.assert_array_equal(got, [1.0, 1.125])
+
+
+def test_precision_attribute_sets_division_type():
+    # 1/3 in float16 is 0.33325195; times 3 ... use x/scale where float16 and float32 disagree on rounding
+    x = np.array([2049.0], np.float32)  # 2049 is not a float16: rounds to 2048 in float16 division
+    s = np.array(1.0, np.float32)
+    plain = run(q_model(x, s, np.array(0, np.uint16), opset=23), x=x, s=s, zp=np.uint16(0))
+    half = run(q_model(x, s, np.array(0, np.uint16), opset=23, precision=T.FLOAT16), x=x, s=s, zp=np.uint16(0))
+    assert plain[0] == 2049 and half[0] == 2048
+
+
+def test_float16_input_and_scale_divide_in_float16():
+    x = np.array([0.1, 1000.3, -7.7], np.float16)
+    s = np.array(0.3, np.float16)
+    got = run(q_model(x, s, np.array(0, np.int16), opset=21), x=x, s=s, zp=np.int16(0))
+    expected = [round(float(np.float16(np.float32(v) / np.float32(s)))) for v in x]
+    np.testing.assert_array_equal(got, expected)
+
+
+# -- DequantizeLinear ----------------------------------------------------------------
+
+
+def test_dequantize_int32_is_correctly_rounded():
+    """|x| >= 2**29 would round twice in a naive float64 product; refquant rounds once."""
+    x = np.array([2**31 - 1, -(2**31), 987654321, 2**30 + 3], np.int32)
+    s = np.array(np.float32(0.1), np.float32)
+    got = run(dq_model(x, s), x=x, s=s)
+    expected = [np.float32(float(Fraction(int(v)) * Fraction(float(s)))) for v in x]
+    # float(Fraction) is correctly rounded to float64; products here fit 55 bits, so check against
+    # the exact rational rounded straight to float32 via its neighbours
+    for got_v, v in zip(got, x):
+        exact = Fraction(int(v)) * Fraction(float(s))
+        below = np.float32(float(exact))
+        candidates = [np.nextafter(below, np.float32(-np.inf)), below, np.nextafter(below, np.float32(np.inf))]
+        best = min(candidates, key=lambda c: (abs(Fraction(float(c)) - exact), int(np.array(c).view(np.uint32)) & 1))
+        assert got_v == best
+    assert len(expected) == 4
+
+
+def test_dequantize_to_bfloat16_rounds_once():
+    x = np.array([257], np.int16)  # 257 * 1.0 needs 9 bits: bfloat16 tie between 256 and 258 -> 256
+    s = np.array(1.0, ml_dtypes.bfloat16)
+    got = run(dq_model(x, s, out=T.BFLOAT16), x=x, s=s)
+    assert float(got[0]) == 256.0
+    x = np.array([259], np.int16)  # tie between 258 and 260 -> 260 (even)
+    assert float(run(dq_model(x, s, out=T.BFLOAT16), x=x, s=s)[0]) == 260.0
+
+
+@pytest.mark.parametrize("proto", [T.FLOAT8E4M3FN, T.FLOAT8E5M2, T.FLOAT4E2M1, T.FLOAT6E2M3, T.INT4, T.UINT2])
+def test_dequantize_small_types_exactly(proto):
+    dtype = refquant.dtypes.np_dtype(proto)
+    x = np.arange(-2, 3, dtype=np.float32).astype(dtype)
+    s = np.array(0.375, np.float32)
+    model = dq_model(x, s, opset=28)
+    got = run(model, x=x, s=s)
+    np.testing.assert_array_equal(got, x.astype(np.float64) * 0.375)
+
+
+def test_dequantize_output_dtype_overrides_scale_type():
+    x = np.array([1, 2, 3], np.uint8)
+    s = np.array(0.1, np.float32)
+    got = run(dq_model(x, s, opset=23, out=T.FLOAT16, output_dtype=T.FLOAT16), x=x, s=s)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, (x * np.float64(np.float32(0.1))).astype(np.float16))
+
+
+# -- DynamicQuantizeLinear ---------------------------------------------------------------
+
+
+def dyn_model():
+    return single_node_model(
+        "DynamicQuantizeLinear", {"x": (T.FLOAT, None)}, {"y": T.UINT8, "s": T.FLOAT, "zp": T.UINT8}, opset=11
+    )
+
+
+@given(hnp.arrays(np.float32, st.integers(1, 30), elements=st.floats(-1e4, 1e4, width=32)))
+def test_dynamic_quantize_matches_onnx_reference(x):
+    assume(x.min() < 0 or x.max() > 0)
+    model = dyn_model()
+    expected = ReferenceEvaluator(model).run(None, {"x": x})
+    got = refquant.Session(model).run(None, {"x": x})
+    for g, e in zip(got, expected):
+        assert_bit_exact(g, np.asarray(e))
+
+
+def test_dynamic_quantize_all_zero_input():
+    """The spec formula divides by zero; refquant (like onnxruntime) returns scale 1, zero point 0."""
+    y, s, zp = refquant.Session(dyn_model()).run(None, {"x": np.zeros(4, np.float32)})
+    assert float(s) == 1.0 and int(zp) == 0 and (y == 0).all()
+    profile = refquant.get_profile("spec").with_options(dynamic_zero_range_scale=1 / 255)
+    _, s, _ = refquant.Session(dyn_model(), profile=profile).run(None, {"x": np.zeros(4, np.float32)})
+    assert s == np.float32(1 / 255)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_dynamic_quantize_rejects_non_finite(bad):
+    with pytest.raises(NonFiniteError, match="DynamicQuantizeLinear"):
+        refquant.Session(dyn_model()).run(None, {"x": np.array([1.0, bad], np.float32)})
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, np.nan, np.inf])
+def test_invalid_scale_is_an_error(scale):
+    x = np.ones(3, np.float32)
+    s = np.array(scale, np.float32)
+    for model in (q_model(x, s, np.array(0, np.uint8)), dq_model(np.ones(3, np.uint8), s, np.array(0, np.uint8))):
+        feeds = {"x": x if model.graph.node[0].op_type == "QuantizeLinear" else np.ones(3, np.uint8), "s": s, "zp": np.uint8(0)}
+        with pytest.raises(QuantParamError, match=r"Linear '#0': scale must be finite and > 0"):
+            run(model, **feeds)
+
+
+def test_per_axis_scale_of_wrong_length():
+    x = np.ones((2, 3), np.float32)
+    s = np.ones(4, np.float32)
+    zp = np.zeros(4, np.uint8)
+    with pytest.raises(QuantParamError, match=r"scale has shape \(4,\), expected .* length 3"):
+        run(q_model(x, s, zp, axis=1), x=x, s=s, zp=zp)
+
+
+def test_axis_out_of_range():
+    x, s, zp = np.ones((2, 3), np.float32), np.ones(3, np.float32), np.zeros(3, np.uint8)
+    with pytest.raises(QuantParamError, match="axis 2 is out of range"):
+        run(q_model(x, s, zp, axis=2), x=x, s=s, zp=zp)
+
+
+def test_zero_point_shape_must_match_scale():
+    x, s, zp = np.ones((2, 3), np.float32), np.ones(3, np.float32), np.zeros(2, np.uint8)
+    with pytest.raises(QuantParamError, match="zero point has shape"):
+        run(q_model(x, s, zp), x=x, s=s, zp=zp)
+
+
+def test_per_axis_scale_refused_at_opset_10():
+    x, s, zp = np.ones((2, 3), np.float32), np.ones(3, np.float32), np.zeros(3, np.uint8)
+    with pytest.raises(QuantParamError, match="must be a scalar at this opset"):
+        run(q_model(x, s, zp, opset=10), x=x, s=s, zp=zp)
+
+
+def test_blocked_scale_of_wrong_shape():
+    x, s, zp = np.ones((2, 6), np.float32), np.ones((2, 2), np.float32), np.zeros((2, 2), np.uint8)
+    with pytest.raises(QuantParamError, match=r"expected \(2, 3\) for blocked"):
+        run(q_model(x, s, zp, axis=1, block_size=2), x=x, s=s, zp=zp)
+
+
+def test_type_not_allowed_at_this_opset():
+    x, s, zp = np.ones(3, np.float32), np.array(1, np.float32), np.array(0, np.int16)
+    with pytest.raises(DTypeError, match="y_zero_point has type int16; allowed at this opset"):
+        run(q_model(x, s, zp, opset=19), x=x, s=s, zp=zp)
+
+
+def test_dequantize_zero_point_type_must_match():
+    x, s, zp = np.ones(3, np.uint8), np.array(1, np.float32), np.array(0, np.int8)
+    with pytest.raises(DTypeError, match="x_zero_point has type int8, it must match x"):
+        run(dq_model(x, s, zp), x=x, s=s, zp=zp)
+
+
+def test_int32_dequantize_rejects_nonzero_zero_point():
+    x, s, zp = np.ones(3, np.int32), np.array(1, np.float32), np.array(5, np.int32)
+    with pytest.raises(QuantParamError, match="int32 input takes no zero point"):
+        run(dq_model(x, s, zp), x=x, s=s, zp=zp)
+
+
+def test_output_dtype_conflicting_with_zero_point():
+    x, s, zp = np.ones(3, np.float32), np.array(1, np.float32), np.array(0, np.uint8)
+    with pytest.raises(AttributeValueError, match="output_dtype 3 disagrees"):
+        run(q_model(x, s, zp, output_dtype=T.INT8), x=x, s=s, zp=zp)
+
+
+def test_e8m0_scale_needs_output_dtype():
+    x = np.ones(3, np.uint8)
+    s = np.array(2.0, ml_dtypes.float8_e8m0fnu)
+    with pytest.raises(AttributeValueError, match="float8e8m0 x_scale needs output_dtype"):
+        run(dq_model(x, s, opset=24), x=x, s=s)
+    got = run(dq_model(x, s, opset=24, output_dtype=T.FLOAT), x=x, s=s)
+    np.testing.assert_array_equal(got, [2.0, 2.0, 2.0])
