@@ -1,0 +1,33 @@
+"""spec/README.md lists exactly the (domain, op, version) triples refquant implements, each with a page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import refquant
+
+SPEC = Path(__file__).resolve().parent.parent / "spec"
+ROW = re.compile(r"^\|\s*(?P<domain>[\w.]+)\s*\|\s*(?P<op>\w+)\s*\|\s*(?P<versions>[\d,\s]+)\|\s*\[[^\]]+\]\((?P<page>[^)]+)\)\s*\|$")
+
+
+def _index_rows():
+    rows = [ROW.match(line) for line in (SPEC / "README.md").read_text().splitlines()]
+    return [m for m in rows if m]
+
+
+def test_index_matches_supported_ops():
+    listed = set()
+    for row in _index_rows():
+        domain = "" if row["domain"] == "ai.onnx" else row["domain"]
+        listed |= {(domain, row["op"], int(v)) for v in row["versions"].split(",")}
+    implemented = set(refquant.supported_ops())
+    assert sorted(implemented - listed) == [], "implemented but missing from spec/README.md"
+    assert sorted(listed - implemented) == [], "listed in spec/README.md but not implemented"
+
+
+def test_every_listed_page_exists_and_mentions_its_ops():
+    for row in _index_rows():
+        page = SPEC / row["page"]
+        assert page.is_file(), f"{row['op']}: {row['page']} does not exist"
+        assert row["op"] in page.read_text(), f"{row['page']} never mentions {row['op']}"
