@@ -173,10 +173,13 @@ def saturate_int(values: np.ndarray, qt: QType) -> np.ndarray:
     return np.clip(values, qt.qmin, qt.qmax).astype(qt.dtype)
 
 
-def _to_qtype(values: np.ndarray, zero_point, qt: QType, *, saturate: bool, nan: str) -> np.ndarray:
+def _to_qtype(
+    values: np.ndarray, zero_point, qt: QType, *, saturate: bool, nan: str, overflow: str = "saturate"
+) -> np.ndarray:
     """``values + zero_point`` -> ``qt``; integer types round half to even first.
 
-    integer: q = clip(rint(v) + zp, qmin, qmax); +-inf saturate; NaN per ``nan``.
+    integer: q = clip(rint(v) + zp, qmin, qmax); +-inf saturate; NaN per ``nan``;
+             ``overflow="int32-indefinite"`` emulates an x86 int32 cast (NaN included) before the clip.
     float:   q = cast(v + zp), clipped to +-max finite first when ``saturate``.
     """
     zp = 0.0 if zero_point is None else np.asarray(zero_point).astype(np.float64)
@@ -188,8 +191,19 @@ def _to_qtype(values: np.ndarray, zero_point, qt: QType, *, saturate: bool, nan:
         if no_specials:
             shifted = _apply_nan_policy(values, shifted, zp, qt, nan)
         return narrow(shifted, qt.dtype)
-    shifted = np.rint(values) + zp
-    return saturate_int(_apply_nan_policy(values, shifted, zp, qt, nan), qt)
+    if overflow == "int32-indefinite":  # the emulated cast decides NaN too
+        return saturate_int(_int32_indefinite_shift(values, zp), qt)
+    return saturate_int(_apply_nan_policy(values, np.rint(values) + zp, zp, qt, nan), qt)
+
+
+def _int32_indefinite_shift(values: np.ndarray, zero_point) -> np.ndarray:
+    """int32(rint(v)) + zp as x86 computes it: out-of-range and NaN casts give INT32_MIN
+    (the "integer indefinite" of cvtss2si), and the int32 addition wraps."""
+    rounded = np.rint(values)
+    fits = np.abs(rounded) < 2.0**31  # False for NaN and inf
+    as_int = np.where(fits, rounded, -(2.0**31)).astype(np.int64)
+    total = as_int + np.asarray(zero_point).astype(np.int64)
+    return ((total + 2**31) % 2**32 - 2**31).astype(np.float64)
 
 
 def quantize(
@@ -201,6 +215,7 @@ def quantize(
     precision,
     saturate: bool = True,
     nan: str = "error",
+    overflow: str = "saturate",
 ) -> np.ndarray:
     """q = saturate(round_half_even(x / scale) + zero_point).
 
@@ -211,7 +226,7 @@ def quantize(
     """
     precision = np.dtype(precision)
     quotient = (x.astype(precision) / scale.astype(precision)).astype(np.float64)
-    return _to_qtype(quotient, zero_point, qt, saturate=saturate, nan=nan)
+    return _to_qtype(quotient, zero_point, qt, saturate=saturate, nan=nan, overflow=overflow)
 
 
 def dequantize(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
@@ -237,6 +252,10 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.nd
     return narrow(product, out_dtype)
 
 
+#: requantization precision -> (type of the multiplier, type of the product); None: the scales' own type
+_REQUANTIZE_TYPES = {"float64": (np.float64, np.float64), "float32": (np.float32, np.float32), "mixed": (None, np.float64)}
+
+
 def requantize(
     acc: np.ndarray,
     a_scale: np.ndarray,
@@ -251,18 +270,14 @@ def requantize(
 
     ``precision="float64"``: multiplier and product in float64 (|acc| < 2**53
     so float64(acc) is exact). ``"float32"``: onnxruntime's
-    rint(float32(acc) * float32(a_scale * b_scale / y_scale)).
+    rint(float32(acc) * float32(a_scale * b_scale / y_scale)). ``"mixed"``:
+    onnx.reference's multiplier in the scales' type, product in float64.
     """
-    if precision == "float32":
-        multiplier = (
-            np.asarray(a_scale, np.float32) * np.asarray(b_scale, np.float32) / np.asarray(y_scale, np.float32)
-        )
-        real = (acc.astype(np.float32) * multiplier).astype(np.float64)
-    else:
-        multiplier = (
-            np.asarray(a_scale, np.float64) * np.asarray(b_scale, np.float64) / np.asarray(y_scale, np.float64)
-        )
-        real = acc.astype(np.float64) * multiplier
+    multiplier_type, product_type = _REQUANTIZE_TYPES[precision]
+    multiplier = (
+        np.asarray(a_scale, multiplier_type) * np.asarray(b_scale, multiplier_type) / np.asarray(y_scale, multiplier_type)
+    )
+    real = (acc.astype(product_type) * multiplier.astype(product_type)).astype(np.float64)
     return _to_qtype(real, y_zero_point, qt, saturate=True, nan="error")
 
 

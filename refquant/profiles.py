@@ -13,7 +13,7 @@ from typing import Literal
 
 from .errors import RefquantError
 
-__all__ = ["Profile", "SPEC", "PROFILES", "get_profile"]
+__all__ = ["Profile", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "PROFILES", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,16 @@ class Profile:
 
     requantize_precision:
         Precision of ``acc * (x_scale * w_scale / y_scale)`` in QLinearConv and
-        QLinearMatMul: ``"float64"`` (multiplier and product in float64) or
-        ``"float32"`` (``float32(acc) * float32(multiplier)``, onnxruntime CPU).
+        QLinearMatMul: ``"float64"`` (multiplier and product in float64),
+        ``"float32"`` (``float32(acc) * float32(multiplier)``, onnxruntime CPU) or
+        ``"mixed"`` (multiplier in the scales' own type, product in float64: onnx.reference).
+    quantize_overflow:
+        QuantizeLinear to an integer type when ``round(x / scale)`` leaves the
+        int32 range (|x/scale| >= 2**31, +-inf): ``"saturate"`` to qmin/qmax, or
+        ``"int32-indefinite"``: the x86 float->int32 cast gives INT32_MIN, the
+        zero point is added in wrapping int32, then the result is clipped
+        (onnx.reference: 1e10 -> 0 for uint8). NaN takes the same path, so the
+        ``nan`` option does not apply in this mode.
     nan:
         What QuantizeLinear / DynamicQuantizeLinear do with NaN input to an
         integer type: ``"error"`` raises :class:`~refquant.errors.NonFiniteError`;
@@ -39,14 +47,16 @@ class Profile:
     """
 
     name: str = "custom"
-    requantize_precision: Literal["float64", "float32"] = "float64"
+    requantize_precision: Literal["float64", "float32", "mixed"] = "float64"
+    quantize_overflow: Literal["saturate", "int32-indefinite"] = "saturate"
     nan: Literal["error", "qmin", "zero_point"] = "error"
     int32_overflow: Literal["wrap", "saturate", "error"] = "wrap"
     dynamic_zero_range_scale: float = 1.0
 
     def __post_init__(self):
         allowed = {
-            "requantize_precision": ("float64", "float32"),
+            "requantize_precision": ("float64", "float32", "mixed"),
+            "quantize_overflow": ("saturate", "int32-indefinite"),
             "nan": ("error", "qmin", "zero_point"),
             "int32_overflow": ("wrap", "saturate", "error"),
         }
@@ -69,7 +79,19 @@ class Profile:
 
 SPEC = Profile(name="spec")
 
-PROFILES: dict[str, Profile] = {"spec": SPEC}
+#: onnxruntime CPU kernels (spec/profiles.md gives the evidence for each option)
+ONNXRUNTIME = Profile(name="onnxruntime", requantize_precision="float32", nan="qmin")
+
+#: onnx.reference.ReferenceEvaluator (onnx 1.23)
+ONNX_REFERENCE = Profile(
+    name="onnx-reference",
+    requantize_precision="mixed",
+    quantize_overflow="int32-indefinite",
+    nan="qmin",
+    dynamic_zero_range_scale=float(1 / 255),
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SPEC, ONNXRUNTIME, ONNX_REFERENCE)}
 
 
 def get_profile(profile: str | Profile) -> Profile:

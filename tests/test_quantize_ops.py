@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 
 import ml_dtypes
@@ -412,3 +413,24 @@ def test_e8m0_scale_needs_output_dtype():
         run(dq_model(x, s, opset=24), x=x, s=s)
     got = run(dq_model(x, s, opset=24, output_dtype=T.FLOAT), x=x, s=s)
     np.testing.assert_array_equal(got, [2.0, 2.0, 2.0])
+
+
+# -- emulation profiles ----------------------------------------------------------------
+
+
+@given(data=st.data())
+def test_onnx_reference_profile_reproduces_onnx_reference_corners(data):
+    """Where onnx.reference departs from the spec (int32 wrap of |x/scale| >= 2**31, inf, NaN), the
+    "onnx-reference" profile gives its answer, so those differences are explained, not tolerated."""
+    dtype = data.draw(st.sampled_from([np.uint8, np.int8, np.int16]))
+    info = np.iinfo(dtype)
+    x = data.draw(hnp.arrays(np.float32, st.integers(1, 12), elements=st.one_of(
+        finite_f32, st.sampled_from([np.inf, -np.inf, np.nan, 1e10, -1e10, 3e9]))))
+    s = np.array(data.draw(scales), np.float32)
+    zp = np.array(data.draw(st.integers(int(info.min), int(info.max))), dtype)
+    model = q_model(x, s, zp, opset=21)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = ReferenceEvaluator(model).run(None, {"x": x, "s": s, "zp": zp})[0]
+    got = refquant.Session(model, profile="onnx-reference").run(None, {"x": x, "s": s, "zp": zp})[0]
+    assert_bit_exact(got, expected)

@@ -98,6 +98,7 @@ def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
         precision=_division_precision(node, x, y_scale),
         saturate=bool(node.attr("saturate", 1, int)) if v >= 19 else True,
         nan=node.profile.nan,
+        overflow=node.profile.quantize_overflow,
     )
     return (y,)
 
