@@ -1,0 +1,226 @@
+"""Known backend divergences, as data, and the classifier of differing elements.
+
+``spec/divergences.toml`` lists each divergence: the backends and operators it
+concerns, the profile options under which refquant reproduces it, and the
+evidence. An element where a backend differs from the spec profile is
+
+- ``exact`` when the two agree bit for bit (NaN agreeing with NaN),
+- ``explained:<name>`` when the reference, run with that divergence's
+  options, computes exactly the backend's value at that element,
+- ``unexplained`` otherwise.
+
+No tolerance is involved: an explanation is a reproduction.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RefquantError
+from .profiles import SPEC, Profile
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Divergence", "OutputReport", "load_divergences", "classify", "DIVERGENCES_FILE"]
+
+DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
+
+#: how many of the largest differences a report keeps
+WORST = 5
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One known way a backend's arithmetic departs from the spec profile."""
+
+    name: str
+    summary: str
+    backends: tuple[str, ...]
+    ops: tuple[str, ...]
+    options: Mapping[str, object]
+    evidence: str
+
+    def applies_to(self, backend: str, op_types: Iterable[str]) -> bool:
+        """True if ``backend`` matches a pattern and the graph uses one of the ops."""
+        matches = any(fnmatch.fnmatchcase(backend, pattern) for pattern in self.backends)
+        return matches and (not self.ops or bool(set(self.ops) & set(op_types)))
+
+    def profile(self, base: Profile = SPEC) -> Profile:
+        return base.with_options(name=f"{base.name}+{self.name}", **self.options)
+
+
+def load_divergences(path: str | Path | None = None) -> list[Divergence]:
+    """Parse the divergences file (default: the one shipped with refquant, spec/divergences.toml)."""
+    path = Path(path or DIVERGENCES_FILE)
+    try:
+        entries = tomllib.loads(path.read_text(encoding="utf-8")).get("divergence", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RefquantError(f"cannot read divergences file '{path}': {exc}") from None
+    divergences = []
+    for index, entry in enumerate(entries):
+        missing = {"name", "summary", "backends", "options", "evidence"} - set(entry)
+        if missing:
+            raise RefquantError(f"{path}: divergence #{index + 1} lacks {sorted(missing)}")
+        divergence = Divergence(
+            name=entry["name"],
+            summary=entry["summary"],
+            backends=tuple(entry["backends"]),
+            ops=tuple(entry.get("ops", ())),
+            options=dict(entry["options"]),
+            evidence=entry["evidence"],
+        )
+        divergence.profile()  # unknown option names or values fail here, with the option named
+        divergences.append(divergence)
+    names = [d.name for d in divergences]
+    if len(set(names)) != len(names):
+        raise RefquantError(f"{path}: divergence names repeat: {sorted(n for n in names if names.count(n) > 1)}")
+    return divergences
+
+
+@dataclass
+class OutputReport:
+    """How one tensor of a backend compares with the reference."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    size: int = 0
+    exact: int = 0
+    explained: dict[str, int] = field(default_factory=dict)
+    unexplained: int = 0
+    max_abs_diff: float = 0.0
+    worst: list[dict] = field(default_factory=list)
+    problem: str | None = None  # a mismatch of dtype or shape: nothing element-wise to classify
+    reference_error: str | None = None  # the spec profile refuses the input (e.g. NaN): no element is exact
+
+    @property
+    def status(self) -> str:
+        if self.problem or self.unexplained:
+            return "unexplained"
+        return "explained" if self.explained else "exact"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "status": self.status,
+            "size": self.size,
+            "exact": self.exact,
+            "explained": dict(self.explained),
+            "unexplained": self.unexplained,
+            "max_abs_diff": self.max_abs_diff,
+            "worst": self.worst,
+            "problem": self.problem,
+            "reference_error": self.reference_error,
+        }
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise equality of values, NaN equal to NaN."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    return (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+
+
+def classify(
+    model,
+    feeds: Mapping[str, np.ndarray],
+    backend: str,
+    outputs: Mapping[str, np.ndarray],
+    *,
+    reference: Mapping[str, np.ndarray] | None = None,
+    divergences: list[Divergence] | None = None,
+) -> list[OutputReport]:
+    """Compare a backend's ``outputs`` (tensor name -> array) with the spec reference, element by element.
+
+    ``reference`` may pass precomputed spec-profile tensors (e.g. from ``Session.run_all``);
+    emulating sessions run only when some element differs. When the spec profile refuses the
+    input (NaN, say), no element is exact and only a divergence can explain the backend's values.
+    """
+    from .session import Session
+
+    session = Session(model)
+    reference_error = None
+    if reference is None:
+        try:
+            reference = session.run_all(feeds)
+        except RefquantError as exc:
+            reference, reference_error = {}, str(exc)
+    op_types = {node.op_type for node in session.model.graph.node}
+    candidates = [d for d in (divergences if divergences is not None else load_divergences())
+                  if d.applies_to(backend, op_types)]
+    emulated: dict[str, Mapping[str, np.ndarray] | None] = {}
+
+    def emulation(divergence: Divergence):
+        if divergence.name not in emulated:
+            try:
+                emulated[divergence.name] = Session(session.model, profile=divergence.profile()).run_all(feeds)
+            except RefquantError:
+                emulated[divergence.name] = None
+        return emulated[divergence.name]
+
+    reports = []
+    for name, got in outputs.items():
+        got = np.asarray(got)
+        want = reference.get(name)
+        if want is None:
+            report = OutputReport(name, str(got.dtype), tuple(got.shape), size=int(got.size))
+            report.reference_error = reference_error or f"the reference computes no tensor '{name}'"
+            want, differ = got, np.ones(got.shape, bool)
+        else:
+            report = OutputReport(name, str(want.dtype), tuple(want.shape), size=int(want.size))
+            if got.dtype != want.dtype or got.shape != want.shape:
+                report.problem = f"backend gives {got.dtype} {list(got.shape)}, reference {want.dtype} {list(want.shape)}"
+                reports.append(report)
+                continue
+            differ = ~_same(got, want)
+        labels = np.full(want.shape, "", dtype=object)
+        report.exact = int(want.size - differ.sum())
+        for divergence in candidates:
+            if not differ.any():
+                break
+            other = emulation(divergence)
+            if other is None or name not in other:
+                continue
+            explained = differ & _same(got, other[name])
+            if explained.any():
+                labels[explained] = f"explained:{divergence.name}"
+                report.explained[divergence.name] = int(explained.sum())
+                differ &= ~explained
+        labels[differ] = "unexplained"
+        report.unexplained = int(differ.sum())
+        _note_worst(report, got, want, labels)
+        reports.append(report)
+    return reports
+
+
+def _note_worst(report: OutputReport, got: np.ndarray, want: np.ndarray, labels: np.ndarray) -> None:
+    """Record max |diff| (in the tensor's own units: quantized steps for integer tensors) and the worst elements."""
+    changed = labels != ""
+    if not changed.any() or report.reference_error:
+        return
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN against a number is the worst kind of difference
+    diff = np.where(changed, diff, -1.0)
+    report.max_abs_diff = float(diff.max())
+    # unexplained first, then by size of the difference
+    order = np.lexsort((-diff.ravel(), (labels.ravel() != "unexplained")))[:WORST]
+    for flat in order:
+        if not changed.ravel()[flat]:
+            break
+        index = np.unravel_index(flat, want.shape)
+        report.worst.append({
+            "index": [int(i) for i in index],
+            "reference": want[index].item() if want.dtype.kind in "iufb" else float(want[index]),
+            "backend": got[index].item() if got.dtype.kind in "iufb" else float(got[index]),
+            "class": labels[index],
+        })
