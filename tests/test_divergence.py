@@ -119,3 +119,24 @@ def test_bad_divergence_files(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(RefquantError, match=match):
         load_divergences(path)
+
+
+def _maxpool_model(dilations):
+    model = single_node_model(
+        "MaxPool", {"x": (T.UINT8, [1, 1, 7, 6])}, {"y": T.UINT8}, opset=13,
+        attrs=dict(auto_pad="SAME_UPPER", kernel_shape=[3, 3], strides=[1, 1], dilations=dilations),
+    )
+    return model, {"x": np.arange(42, dtype=np.uint8).reshape(1, 1, 7, 6)}
+
+
+def test_defect_rule_recognises_its_node_and_rejects_near_misses():
+    model, feeds = _maxpool_model([1, 2])
+    assert refquant.Session(model).run(None, feeds)[0].shape == (1, 1, 7, 6)  # ceil(input / stride)
+    wrong_shape = np.zeros((1, 1, 7, 4), np.uint8)  # what onnxruntime 1.32 returns
+    (report,) = classify(model, feeds, "ort-cpu", {"y": wrong_shape})
+    assert report.status == "explained" and report.explained == {"ort-same-padding-ignores-dilation": 28}
+    (report,) = classify(model, feeds, "openvino", {"y": wrong_shape})
+    assert report.status == "unexplained"
+    undilated, feeds = _maxpool_model([1, 1])
+    (report,) = classify(undilated, feeds, "ort-cpu", {"y": wrong_shape})
+    assert report.status == "unexplained"

@@ -1,0 +1,366 @@
+"""Conformance: run one model on several backends beside the reference, and classify every difference.
+
+    compare(model, feeds, backends)       one model: a BackendResult per backend
+    check(backends)                       the built-in suite: ONNX node cases + a fixed-seed generated set
+    fuzz(ops, backends, examples, seed)   hypothesis campaign; each unexplained mismatch shrunk and saved
+    replay(directory)                     re-run a saved reproducer
+
+Every differing element is ``exact``, ``explained:<divergence>`` or ``unexplained``
+(:mod:`refquant.divergence`); there is no tolerance anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import onnx
+from onnx import ModelProto
+
+import refquant
+from refquant.divergence import OutputReport, classify, load_divergences
+from refquant.errors import RefquantError
+from refquant.model import load_model
+
+from . import available, create
+from .base import BackendError, BackendUnavailable, UnsupportedOnBackend
+
+__all__ = [
+    "BackendResult",
+    "compare",
+    "Case",
+    "node_case_suite",
+    "generated_suite",
+    "check",
+    "CheckRow",
+    "fuzz",
+    "save_reproducer",
+    "replay",
+    "save_arrays",
+    "load_arrays",
+    "SUITE_OPS",
+]
+
+#: The single-op model strategies of refquant.strategies, by operator.
+SUITE_OPS = (
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "QDQ",
+)
+
+
+@dataclass
+class BackendResult:
+    """One backend's run of one model: its status and a report per compared tensor."""
+
+    backend: str
+    status: str  # "ok", "unsupported", "unavailable", "error"
+    message: str | None = None
+    reports: list[OutputReport] = field(default_factory=list)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        """exact, explained, unexplained, unsupported, unavailable or error."""
+        if self.status != "ok":
+            return self.status
+        statuses = {r.status for r in self.reports}
+        for verdict in ("unexplained", "explained"):
+            if verdict in statuses:
+                return verdict
+        return "exact"
+
+    def first_unexplained(self) -> OutputReport | None:
+        return next((r for r in self.reports if r.status == "unexplained"), None)
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend,
+            "status": self.status,
+            "verdict": self.verdict,
+            "message": self.message,
+            "tensors": [r.to_dict() for r in self.reports],
+        }
+
+
+def compare(
+    model,
+    feeds: Mapping[str, np.ndarray],
+    backends: Sequence[str],
+    *,
+    all_tensors: bool = False,
+    divergences=None,
+) -> list[BackendResult]:
+    """Run ``model`` on each backend and classify its outputs (every intermediate with ``all_tensors``)
+    against the spec reference. Tensors are reported in the graph's computation order."""
+    model = load_model(model)
+    divergences = load_divergences() if divergences is None else divergences
+    try:
+        reference = refquant.Session(model).run_all(feeds)
+    except RefquantError:
+        reference = None  # the spec refuses the input; classify() explains what it can
+    order = [name for node in model.graph.node for name in node.output if name]
+    results = []
+    for name in backends:
+        result = BackendResult(name, "ok")
+        try:
+            adapter = create(name)
+            adapter.require_available()
+            outputs = adapter.run_all(model, feeds) if all_tensors else adapter.run(model, feeds)
+        except BackendUnavailable as exc:
+            result.status, result.message = "unavailable", exc.message
+        except UnsupportedOnBackend as exc:
+            result.status, result.message = "unsupported", exc.message
+        except BackendError as exc:
+            result.status, result.message = "error", exc.message
+        else:
+            rank = {tensor: i for i, tensor in enumerate(order)}
+            outputs = dict(sorted(outputs.items(), key=lambda item: rank.get(item[0], len(rank))))
+            result.outputs = outputs
+            result.reports = classify(model, feeds, name, outputs, reference=reference, divergences=divergences)
+        results.append(result)
+    return results
+
+
+# -- suites -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named model with feeds, and the operator it exercises (the row of the check table)."""
+
+    name: str
+    op: str
+    model: ModelProto
+    feeds: dict[str, np.ndarray]
+
+
+_NODE_CASES = re.compile(
+    r"^test_(quantizelinear|dequantizelinear|qlinearconv|qlinearmatmul|matmulinteger|convinteger|dynamicquantizelinear)"
+)
+
+
+def node_case_suite() -> Iterator[Case]:
+    """The 45 ONNX backend node cases for the quantization operators (generated in memory)."""
+    from onnx import TensorProto, numpy_helper
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = [c for c in collect_testcases() if _NODE_CASES.match(c.name)]
+    for case in cases:
+        inputs, _ = case.data_sets[0]
+        feeds = {
+            spec.name: numpy_helper.to_array(v) if isinstance(v, TensorProto) else v
+            for spec, v in zip(case.model.graph.input, inputs)
+        }
+        op = "QDQ-expanded" if case.name.endswith("_expanded") else case.model.graph.node[0].op_type
+        yield Case(case.name, op, case.model, feeds)
+
+
+def _strategy(op: str):
+    from refquant import strategies
+
+    return {
+        "QuantizeLinear": strategies.quantize_linear_models,
+        "DequantizeLinear": strategies.dequantize_linear_models,
+        "DynamicQuantizeLinear": strategies.dynamic_quantize_linear_models,
+        "QLinearConv": strategies.qlinear_conv_models,
+        "QLinearMatMul": strategies.qlinear_matmul_models,
+        "MatMulInteger": strategies.matmul_integer_models,
+        "ConvInteger": strategies.conv_integer_models,
+        "QDQ": strategies.qdq_models,
+    }[op]()
+
+
+def _hypothesis_settings(examples: int, *, shrink: bool = False):
+    """Bounded, database-free settings; shrinking only where a failure is wanted small."""
+    from hypothesis import HealthCheck, Phase, settings
+
+    phases = [Phase.generate, Phase.shrink] if shrink else [Phase.generate]
+    return settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        phases=phases,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: int = 0) -> Iterator[Case]:
+    """``per_op`` models drawn from refquant.strategies for each op, the same ones for the same seed."""
+    from hypothesis import given
+    from hypothesis import seed as hypothesis_seed
+
+    for op in ops:
+        drawn = []
+
+        @hypothesis_seed(seed)
+        @_hypothesis_settings(per_op)
+        @given(_strategy(op))
+        def collect(case):
+            drawn.append(case)
+
+        collect()
+        for index, case in enumerate(drawn):
+            yield Case(f"{op.lower()}-seed{seed}-{index}", op, case.model, case.feeds)
+
+
+@dataclass
+class CheckRow:
+    """One cell of the check table: a backend on one operator's cases."""
+
+    backend: str
+    op: str
+    cases: int = 0
+    exact: int = 0
+    explained: int = 0
+    unexplained: int = 0
+    unsupported: int = 0
+    errors: int = 0
+
+    def add(self, verdict: str) -> None:
+        self.cases += 1
+        field_name = {"unavailable": "errors", "error": "errors"}.get(verdict, verdict)
+        setattr(self, field_name, getattr(self, field_name) + 1)
+
+
+def check(
+    backends: Sequence[str] | None = None,
+    *,
+    per_op: int = 20,
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[list[CheckRow], list[tuple[Case, BackendResult]]]:
+    """Run the built-in suite on every backend; the table rows and the unexplained (case, result) pairs."""
+    if backends is None:
+        backends = [name for name, status in available().items() if status]
+    cases = list(node_case_suite()) + list(generated_suite(per_op=per_op, seed=seed))
+    rows: dict[tuple[str, str], CheckRow] = {}
+    failures = []
+    for index, case in enumerate(cases):
+        if progress:
+            progress(index, len(cases), case.name)
+        for result in compare(case.model, case.feeds, backends):
+            row = rows.setdefault((result.backend, case.op), CheckRow(result.backend, case.op))
+            row.add(result.verdict)
+            if result.verdict in ("unexplained", "error"):
+                failures.append((case, result))
+    if progress:
+        progress(len(cases), len(cases), "done")
+    order = {name: i for i, name in enumerate(backends)}
+    return sorted(rows.values(), key=lambda r: (order[r.backend], r.op)), failures
+
+
+# -- reproducers ------------------------------------------------------------------------------------
+
+
+def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Save arrays as .npz; ml_dtypes arrays (float8, int4, bfloat16) go as raw bytes plus their dtype name."""
+    stored, kinds = {}, {}
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if array.dtype.kind == "V":
+            kinds[name] = array.dtype.name
+            stored[name] = array.view(np.uint8 if array.dtype.itemsize == 1 else np.uint16)
+        else:
+            stored[name] = array
+    np.savez(path, **stored, __dtypes__=np.array(json.dumps(kinds)))
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        kinds = json.loads(str(data["__dtypes__"]))
+        return {
+            name: data[name].view(np.dtype(getattr(ml_dtypes, kinds[name]))) if name in kinds else data[name]
+            for name in data.files
+            if name != "__dtypes__"
+        }
+
+
+def save_reproducer(directory: Path, case: Case, results: Sequence[BackendResult]) -> Path:
+    """model.onnx, inputs.npz, outputs_<backend>.npz and report.json in ``directory/<op>-<digest>``."""
+    digest = hashlib.blake2b(case.model.SerializeToString(deterministic=True), digest_size=6).hexdigest()
+    target = Path(directory) / f"{case.op.lower()}-{digest}"
+    target.mkdir(parents=True, exist_ok=True)
+    onnx.save(case.model, target / "model.onnx")
+    save_arrays(target / "inputs.npz", case.feeds)
+    for result in results:
+        if result.outputs:
+            save_arrays(target / f"outputs_{result.backend}.npz", result.outputs)
+    report = {
+        "case": case.name,
+        "op": case.op,
+        "refquant": refquant.__version__,
+        "backends": [r.backend for r in results],
+        "results": [r.to_dict() for r in results],
+        "replay": f"refquant replay {target}",
+    }
+    (target / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return target
+
+
+def replay(directory: Path, backends: Sequence[str] | None = None) -> list[BackendResult]:
+    """Re-run a saved reproducer on its backends (or the given ones)."""
+    directory = Path(directory)
+    try:
+        report = json.loads((directory / "report.json").read_text())
+        feeds = load_arrays(directory / "inputs.npz")
+    except (OSError, ValueError, KeyError) as exc:
+        raise RefquantError(f"'{directory}' is not a refquant reproducer: {exc}") from None
+    return compare(directory / "model.onnx", feeds, backends or report["backends"])
+
+
+class _Unexplained(Exception):
+    def __init__(self, case: Case, results: list[BackendResult]):
+        super().__init__(f"{case.name}: unexplained on {[r.backend for r in results if r.verdict == 'unexplained']}")
+        self.case, self.results = case, results
+
+
+def fuzz(
+    ops: Sequence[str],
+    backends: Sequence[str],
+    *,
+    examples: int = 100,
+    seed: int = 0,
+    out: Path = Path("reproducers"),
+    progress: Callable[[str, int], None] | None = None,
+) -> list[Path]:
+    """A hypothesis campaign per op; each unexplained mismatch is shrunk and saved. Returns reproducer paths."""
+    from hypothesis import given
+    from hypothesis import seed as hypothesis_seed
+
+    saved = []
+    for op in ops:
+        count = [0]
+
+        @hypothesis_seed(seed)
+        @_hypothesis_settings(examples, shrink=True)
+        @given(_strategy(op))
+        def campaign(drawn):
+            count[0] += 1
+            if progress:
+                progress(op, count[0])
+            case = Case(f"{op.lower()}-fuzz", op, drawn.model, drawn.feeds)
+            results = compare(case.model, case.feeds, backends)
+            if any(r.verdict == "unexplained" for r in results):
+                raise _Unexplained(case, results)
+
+        try:
+            campaign()
+        except _Unexplained as found:  # hypothesis re-raises the shrunk example
+            saved.append(save_reproducer(out, found.case, found.results))
+    return saved
