@@ -188,7 +188,8 @@ class Session:
             raise KernelFailure(
                 f"kernel returned {len(results)} output(s), the node names {len(node.proto.output)}"
             ).attach(node.op_type, node.name)
-        return results
+        # numpy ufuncs turn 0-d arrays into scalars; tensors stay arrays
+        return tuple(np.asarray(result) for result in results)
 
 
 def _show_shape(shape) -> str:

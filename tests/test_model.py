@@ -264,3 +264,10 @@ def test_profile_option_validation():
         refquant.get_profile("spec").with_options(rounding="up")
     with pytest.raises(RefquantError, match="nan='maybe' is not one of"):
         refquant.get_profile("spec").with_options(nan="maybe")
+
+
+def test_zero_dimensional_outputs_are_arrays():
+    init = {"s": np.array(0.5, np.float32), "zp": np.array(2, np.uint8)}
+    model = single_node_model("QuantizeLinear", {"x": (T.FLOAT, []), **init}, {"y": T.UINT8}, opset=13, initializers=init)
+    (y,) = refquant.Session(model).run(None, {"x": np.array(1.0, np.float32)})
+    assert isinstance(y, np.ndarray) and y.shape == () and y == 4

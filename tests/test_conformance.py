@@ -1,0 +1,176 @@
+"""compare / check / fuzz / replay, reproducers, the CLI commands and the pytest plugin."""
+
+from __future__ import annotations
+
+import json
+
+import ml_dtypes
+import numpy as np
+import pytest
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+
+import refquant
+from backends import conformance, report
+from backends.reference import Reference
+from refquant import cli
+
+from .helpers import single_node_model
+
+pytest_plugins = ["pytester"]
+
+
+def two_node_model():
+    """x -> QuantizeLinear -> q -> DequantizeLinear -> y, with the tie case x / 0.5 = 2.5 + zp 3."""
+    init = {"s": np.array(0.5, np.float32), "zp": np.array(3, np.uint8)}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="quant"),
+        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dequant"),
+    ]
+    graph = helper.make_graph(
+        nodes, "qdq", [helper.make_tensor_value_info("x", T.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [4])],
+        [numpy_helper.from_array(v, k) for k, v in init.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    return model, {"x": np.array([1.25, 0.0, -3.0, 2.0], np.float32)}
+
+
+class Shifty(Reference):
+    """A fake engine: refquant, with the first element of every integer tensor one step off and of every
+    float tensor 0.5 off (an unexplained bug)."""
+
+    def __init__(self):
+        super().__init__(name="shifty")
+
+    def _execute(self, prepared, feeds):
+        out = {}
+        for name, value in super()._execute(prepared, feeds).items():
+            value = value.copy()
+            if value.size and value.dtype.kind in "iuf":
+                value.flat[0] += 1 if value.dtype.kind in "iu" else 0.5
+            out[name] = value
+        return out
+
+
+@pytest.fixture
+def shifty(monkeypatch):
+    import backends
+
+    real_create = backends.create
+    monkeypatch.setattr(conformance, "create", lambda name, **o: Shifty() if name == "shifty" else real_create(name, **o))
+    return "shifty"
+
+
+def test_compare_exact_on_the_reference_itself():
+    model, feeds = two_node_model()
+    (result,) = conformance.compare(model, feeds, ["reference"])
+    assert result.verdict == "exact" and [r.name for r in result.reports] == ["y"]
+
+
+def test_compare_all_tensors_names_the_first_unexplained_tensor(shifty):
+    model, feeds = two_node_model()
+    (result,) = conformance.compare(model, feeds, [shifty], all_tensors=True)
+    assert result.verdict == "unexplained"
+    assert [r.name for r in result.reports] == ["q", "y"]  # computation order
+    assert result.first_unexplained().name == "q"
+    q_report = result.reports[0]
+    assert q_report.unexplained == 1 and q_report.max_abs_diff == 1.0 and q_report.worst[0]["index"] == [0]
+    text = report.comparison([result], all_tensors=True)
+    assert "first tensor diverging unexplained: q" in text and "UNEXPLAINED 1" in text
+
+
+def test_unknown_backend_is_an_error_result():
+    model, feeds = two_node_model()
+    (result,) = conformance.compare(model, feeds, ["nonesuch"])
+    assert result.verdict == "error" and "unknown backend" in result.message
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, ml_dtypes.float8_e4m3fn, ml_dtypes.int4, ml_dtypes.bfloat16])
+def test_arrays_round_trip_with_their_dtype(tmp_path, dtype):
+    array = np.array([[1, -2], [3, 0.5]], np.float32).astype(dtype)
+    conformance.save_arrays(tmp_path / "a.npz", {"t": array})
+    back = conformance.load_arrays(tmp_path / "a.npz")["t"]
+    assert back.dtype == array.dtype and back.shape == array.shape
+    assert (back.view(np.uint8) == array.view(np.uint8)).all()
+
+
+def test_reproducer_save_and_replay(tmp_path, shifty):
+    model, feeds = two_node_model()
+    results = conformance.compare(model, feeds, [shifty, "reference"])
+    case = conformance.Case("qdq-demo", "QDQ", model, feeds)
+    path = conformance.save_reproducer(tmp_path, case, results)
+    assert {p.name for p in path.iterdir()} == {"model.onnx", "inputs.npz", "outputs_shifty.npz", "outputs_reference.npz", "report.json"}
+    saved = json.loads((path / "report.json").read_text())
+    assert saved["backends"] == ["shifty", "reference"] and saved["results"][0]["verdict"] == "unexplained"
+    replayed = conformance.replay(path)
+    assert [r.verdict for r in replayed] == ["unexplained", "exact"]
+    assert cli.main(["replay", str(path), "--backends", "reference"]) == 0
+
+
+def test_replay_of_a_non_reproducer_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["replay", str(tmp_path)]) == 1
+    assert "is not a refquant reproducer" in capsys.readouterr().err
+
+
+def test_generated_suite_is_deterministic():
+    first = [c.model.SerializeToString() for c in conformance.generated_suite(["QLinearMatMul"], per_op=3, seed=5)]
+    again = [c.model.SerializeToString() for c in conformance.generated_suite(["QLinearMatMul"], per_op=3, seed=5)]
+    assert first == again and len(first) == 3
+
+
+def test_check_counts_every_case_per_backend_and_op(monkeypatch):
+    cases = list(conformance.node_case_suite())[:4]
+    monkeypatch.setattr(conformance, "node_case_suite", lambda: iter(cases))
+    rows, failures = conformance.check(["reference", "onnx-reference"], per_op=1, seed=0)
+    by_backend = {}
+    for row in rows:
+        assert row.cases == row.exact + row.explained + row.unexplained + row.unsupported + row.errors
+        by_backend[row.backend] = by_backend.get(row.backend, 0) + row.cases
+    assert by_backend["reference"] == 4 + len(conformance.SUITE_OPS)
+    assert all(r.exact == r.cases for r in rows if r.backend == "reference")
+    table = report.check_table(rows)
+    assert table.splitlines()[0].split() == ["backend", "op", "cases", "exact", "explained", "unexplained", "unsupported", "errors"]
+
+
+def test_fuzz_shrinks_and_saves_an_unexplained_mismatch(tmp_path, shifty):
+    saved = conformance.fuzz(["QuantizeLinear"], [shifty], examples=5, seed=1, out=tmp_path)
+    assert len(saved) == 1
+    shrunk = json.loads((saved[0] / "report.json").read_text())
+    assert shrunk["results"][0]["verdict"] == "unexplained"
+
+
+def test_cli_compare_and_check_exit_status(tmp_path, capsys, shifty, monkeypatch):
+    import onnx
+
+    model, feeds = two_node_model()
+    onnx.save(model, tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", feeds["x"])
+    monkeypatch.setattr("backends.names", lambda: ["reference", "shifty"])
+    assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "reference", "--input", f"x={tmp_path / 'x.npy'}"]) == 0
+    assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "shifty", "--all-tensors",
+                     "--json", str(tmp_path / "c.json")]) == 1
+    out = capsys.readouterr().out
+    assert "shifty: unexplained" in out and json.loads((tmp_path / "c.json").read_text())[0]["verdict"] == "unexplained"
+    assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "warp-drive"]) == 1
+    assert "unknown backend(s) ['warp-drive']" in capsys.readouterr().err
+
+
+def test_pytest_plugin_fixture_and_assert_conforms(pytester):
+    model, feeds = two_node_model()
+    import onnx
+
+    onnx.save(model, pytester.path / "m.onnx")
+    np.save(pytester.path / "x.npy", feeds["x"])
+    pytester.makepyfile(
+        """
+        import numpy as np
+        from backends.pytest_plugin import assert_conforms
+
+        def test_model(quant_backend):
+            assert_conforms("m.onnx", {"x": np.load("x.npy")}, quant_backend)
+        """
+    )
+    result = pytester.runpytest("--quant-backends", "reference,onnx-reference", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
