@@ -38,6 +38,7 @@ __all__ = [
     "Case",
     "node_case_suite",
     "generated_suite",
+    "draw_cases",
     "check",
     "CheckRow",
     "fuzz",
@@ -200,22 +201,27 @@ def _hypothesis_settings(examples: int, *, shrink: bool = False):
     )
 
 
-def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: int = 0) -> Iterator[Case]:
-    """``per_op`` models drawn from refquant.strategies for each op, the same ones for the same seed."""
+def draw_cases(strategy, count: int, *, seed: int = 0) -> list:
+    """``count`` examples of a hypothesis strategy, the same ones for the same seed."""
     from hypothesis import given
     from hypothesis import seed as hypothesis_seed
 
+    drawn = []
+
+    @hypothesis_seed(seed)
+    @_hypothesis_settings(count)
+    @given(strategy)
+    def collect(example):
+        drawn.append(example)
+
+    collect()
+    return drawn
+
+
+def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: int = 0) -> Iterator[Case]:
+    """``per_op`` models drawn from refquant.strategies for each op, the same ones for the same seed."""
     for op in ops:
-        drawn = []
-
-        @hypothesis_seed(seed)
-        @_hypothesis_settings(per_op)
-        @given(_strategy(op))
-        def collect(case):
-            drawn.append(case)
-
-        collect()
-        for index, case in enumerate(drawn):
+        for index, case in enumerate(draw_cases(_strategy(op), per_op, seed=seed)):
             yield Case(f"{op.lower()}-seed{seed}-{index}", op, case.model, case.feeds)
 
 
