@@ -18,6 +18,7 @@ __all__ = [
     "dequantize",
     "requantize",
     "saturate_int",
+    "wrap_int32",
     "exact_matmul",
     "param_for",
     "check_scale",
@@ -93,7 +94,7 @@ def check_scale(scale: np.ndarray, what: str) -> None:
     s = np.asarray(scale).astype(np.float64)
     bad = ~(np.isfinite(s) & (s > 0))
     if bad.any():
-        first = s[bad].flat[0]
+        first = float(s[bad].flat[0])
         raise QuantParamError(
             f"{what} must be finite and > 0, got {first!r}"
             + (f" ({int(bad.sum())} of {s.size} values are invalid)" if s.size > 1 else "")
@@ -202,8 +203,12 @@ def _int32_indefinite_shift(values: np.ndarray, zero_point) -> np.ndarray:
     rounded = np.rint(values)
     fits = np.abs(rounded) < 2.0**31  # False for NaN and inf
     as_int = np.where(fits, rounded, -(2.0**31)).astype(np.int64)
-    total = as_int + np.asarray(zero_point).astype(np.int64)
-    return ((total + 2**31) % 2**32 - 2**31).astype(np.float64)
+    return wrap_int32(as_int + np.asarray(zero_point).astype(np.int64)).astype(np.float64)
+
+
+def wrap_int32(values: np.ndarray) -> np.ndarray:
+    """int64 ``values`` modulo 2**32 into [-2**31, 2**31): two's complement int32."""
+    return ((values + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
 def quantize(

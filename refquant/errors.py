@@ -20,6 +20,7 @@ __all__ = [
     "ShapeError",
     "QuantParamError",
     "NonFiniteError",
+    "AccumulatorOverflowError",
     "KernelFailure",
     "RefquantWarning",
     "AccumulatorOverflowWarning",
@@ -92,6 +93,10 @@ class QuantParamError(NodeError):
 
 class NonFiniteError(NodeError):
     """NaN (or infinity) reached an operator whose profile refuses it."""
+
+
+class AccumulatorOverflowError(NodeError):
+    """An exact result does not fit its int32 output and the profile says int32_overflow='error'."""
 
 
 class KernelFailure(NodeError):
