@@ -5,9 +5,10 @@
 """
 
 from . import errors
+from .calibration import calibrate
 from .profiles import Profile, get_profile
 from .registry import supported_ops
 from .session import Session, TensorSpec
 
-__all__ = ["Session", "TensorSpec", "Profile", "get_profile", "supported_ops", "errors"]
+__all__ = ["Session", "TensorSpec", "Profile", "get_profile", "supported_ops", "errors", "calibrate"]
 __version__ = "0.1.0"

@@ -5,6 +5,7 @@
     refquant fuzz [--ops ...] [--backends ...] [--examples N] [--seed S] [--out DIR]
     refquant replay DIR [--backends a,b]
     refquant run MODEL [--input NAME=FILE.npy ...] [--seed N] [--save DIR]
+    refquant calibrate MODEL --data PATH --method minmax|entropy|percentile|distribution --out DIR
     refquant ops
 
 Errors print one line on stderr and exit non-zero; ``--debug`` shows the traceback.
@@ -247,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("ops", help="list supported operators and versions")
     ops.set_defaults(func=cmd_ops)
+
+    from .calibration import cli as calibration_cli
+
+    calibration_cli.add_parser(sub)
 
     backends_help = "comma-separated backend names (default: every available one but 'reference')"
     check = sub.add_parser("check", help="conformance suite on every available backend (the main job)")

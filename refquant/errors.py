@@ -22,6 +22,7 @@ __all__ = [
     "NonFiniteError",
     "AccumulatorOverflowError",
     "KernelFailure",
+    "CalibrationError",
     "RefquantWarning",
     "AccumulatorOverflowWarning",
 ]
@@ -101,6 +102,10 @@ class AccumulatorOverflowError(NodeError):
 
 class KernelFailure(NodeError):
     """An unexpected failure inside a kernel (a refquant bug or an unforeseen input)."""
+
+
+class CalibrationError(RefquantError):
+    """Calibration cannot proceed: empty data, inconsistent batches, NaN-only tensors, bad options or state."""
 
 
 class RefquantWarning(UserWarning):

@@ -44,6 +44,13 @@ class Profile:
     dynamic_zero_range_scale:
         Scale DynamicQuantizeLinear returns when min(x, 0) == max(x, 0), where
         the spec formula would divide by zero (onnxruntime: 1.0; onnx.reference: 1/255).
+    qlinear_pipeline:
+        Arithmetic of the com.microsoft QLinear elementwise and pooling ops (QLinearAdd,
+        QLinearMul, QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax, QLinearConcat,
+        QLinearWhere, QLinearAveragePool, QLinearGlobalAveragePool): ``"exact"`` dequantizes
+        exactly, computes the function in float64 and quantizes once; ``"mlas-float32"``
+        replays onnxruntime's MLAS kernels step by step in float32 (fused multiply-adds,
+        lookup tables, MLAS's rational logistic; spec/ops/contrib.md lists each op's steps).
     """
 
     name: str = "custom"
@@ -52,6 +59,7 @@ class Profile:
     nan: Literal["error", "qmin", "zero_point"] = "error"
     int32_overflow: Literal["wrap", "saturate", "error"] = "wrap"
     dynamic_zero_range_scale: float = 1.0
+    qlinear_pipeline: Literal["exact", "mlas-float32"] = "exact"
 
     def __post_init__(self):
         allowed = {
@@ -59,6 +67,7 @@ class Profile:
             "quantize_overflow": ("saturate", "int32-indefinite"),
             "nan": ("error", "qmin", "zero_point"),
             "int32_overflow": ("wrap", "saturate", "error"),
+            "qlinear_pipeline": ("exact", "mlas-float32"),
         }
         for key, values in allowed.items():
             if getattr(self, key) not in values:
@@ -80,7 +89,7 @@ class Profile:
 SPEC = Profile(name="spec")
 
 #: onnxruntime CPU kernels (spec/profiles.md gives the evidence for each option)
-ONNXRUNTIME = Profile(name="onnxruntime", requantize_precision="float32", nan="qmin")
+ONNXRUNTIME = Profile(name="onnxruntime", requantize_precision="float32", nan="qmin", qlinear_pipeline="mlas-float32")
 
 #: onnx.reference.ReferenceEvaluator (onnx 1.23)
 ONNX_REFERENCE = Profile(

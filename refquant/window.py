@@ -35,6 +35,9 @@ __all__ = [
     "conv_columns",
     "grouped_weights",
     "conv_output",
+    "channel_column",
+    "conv_bias",
+    "tap_coordinates",
 ]
 
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
@@ -122,7 +125,9 @@ def resolve_window(
     pads = node.attr_ints("pads", None)
     if pads is not None:
         if len(pads) != 2 * rank:
-            raise AttributeValueError(f"pads has {len(pads)} values, expected {2 * rank} (begin and end per spatial axis)")
+            raise AttributeValueError(
+                f"pads has {len(pads)} values, expected {2 * rank} (begin and end per spatial axis)"
+            )
         if min(pads) < 0:
             raise AttributeValueError(f"pads must be >= 0, got {pads}")
         if auto_pad != "NOTSET" and any(pads):
@@ -134,7 +139,6 @@ def resolve_window(
         if auto_pad == "NOTSET":
             b, e = (pads[i], pads[i + rank]) if pads is not None else (0, 0)
             out = _explicit_output(size, b, e, extent, stride, ceil_mode)
-            e = max(e, (out - 1) * stride + extent - size - b)
         elif auto_pad == "VALID":
             b, e = 0, 0
             out = _explicit_output(size, 0, 0, extent, stride, False)
@@ -148,6 +152,7 @@ def resolve_window(
                 f"window extent {extent} (kernel {kernel[i]}, dilation {dilations[i]}) exceeds the "
                 f"padded input ({size} + {b} + {e}) along spatial axis {i}"
             )
+        e = max(e, (out - 1) * stride + extent - size - b)  # ceil_mode: the last window may pass the end padding
         begin.append(b)
         end.append(e)
         output.append(out)
@@ -166,7 +171,8 @@ def conv_window(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) 
         raise AttributeValueError(f"group must be >= 1, got {group}")
     if channels % group or out_channels % group:
         raise AttributeValueError(
-            f"group {group} must divide both the input channels ({channels}) and the output channels ({out_channels})"
+            f"group {group} must divide both the input channels ({channels}) "
+            f"and the output channels ({out_channels})"
         )
     if group_channels * group != channels:
         raise ShapeError(
@@ -218,3 +224,26 @@ def conv_output(products: np.ndarray, window: Window) -> np.ndarray:
     """(N, group, M/group, prod(output)) products of grouped_weights @ conv_columns -> (N, M, *output)."""
     n, group, per_group = products.shape[:3]
     return products.reshape(n, group * per_group, *window.output)
+
+
+def channel_column(values: np.ndarray, rank: int) -> np.ndarray:
+    """A per-output-channel vector (M,) as (M, 1, ..., 1): broadcasts against (N, M, *output) of ``rank`` axes."""
+    return values.reshape((-1,) + (1,) * rank)
+
+
+def conv_bias(bias: np.ndarray, channels: int, rank: int) -> np.ndarray:
+    """The bias B, checked to hold one value per output channel, as a channel_column."""
+    if bias.shape != (channels,):
+        raise ShapeError(f"B has shape {bias.shape}, expected ({channels},): one value per output channel")
+    return channel_column(bias, rank)
+
+
+def tap_coordinates(window: Window) -> list[np.ndarray]:
+    """Per spatial axis, the (output, kernel) array of unpadded input coordinates j*s - pad_begin + t*d.
+
+    A coordinate outside [0, D) lies in the padding.
+    """
+    return [
+        np.arange(out)[:, None] * s - b + np.arange(k)[None, :] * d
+        for out, s, b, k, d in zip(window.output, window.strides, window.pads_begin, window.kernel, window.dilations)
+    ]

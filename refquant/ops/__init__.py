@@ -1,3 +1,9 @@
 """Operator kernels, one op family per module. Importing this package registers them all."""
 
 from . import quantize  # noqa: F401
+from . import integer  # noqa: F401
+from . import nn  # noqa: F401
+from . import elementwise  # noqa: F401
+from . import linalg  # noqa: F401
+from . import reduce  # noqa: F401
+from . import tensor  # noqa: F401

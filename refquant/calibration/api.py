@@ -1,0 +1,106 @@
+"""``refquant.calibrate``: model + data -> {tensor: TensorRange}, like onnxruntime's calibrators."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from onnx import ModelProto
+
+from ..model import load_model
+from .core import CalibrationError, Calibrator, TensorRange
+from .data import Runner, activations_of, default_runner, feed_source, select_tensors
+from .histogram import DistributionCalibrator, EntropyCalibrator, PercentileCalibrator
+from .minmax import MinMaxCalibrator
+
+__all__ = ["calibrate", "create_calibrator", "CALIBRATORS"]
+
+#: the calibrator class of each method name
+CALIBRATORS: dict[str, type[Calibrator]] = {
+    "minmax": MinMaxCalibrator,
+    "entropy": EntropyCalibrator,
+    "percentile": PercentileCalibrator,
+    "distribution": DistributionCalibrator,
+}
+
+#: Progress callback: (pass number from 1, number of passes, batches done, total batches or None)
+Progress = Callable[[int, int, int, "int | None"], None]
+
+
+def create_calibrator(method: str = "minmax", **options) -> Calibrator:
+    """The calibrator for ``method`` with onnxruntime's ``create_calibrator`` defaults.
+
+    Options: minmax: symmetric, per_channel, moving_average, averaging_constant,
+    max_intermediate_outputs; entropy: num_bins, num_quantized_bins;
+    percentile: num_bins, percentile, symmetric; distribution: num_bins,
+    scenario; all: compat ("onnxruntime" or "fixed").
+    """
+    klass = CALIBRATORS.get(str(method).lower())
+    if klass is None:
+        raise CalibrationError(f"unknown calibration method {method!r}; use one of {sorted(CALIBRATORS)}")
+    known = list(inspect.signature(klass).parameters)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise CalibrationError(f"{method} takes the options {known}; unknown: {unknown}")
+    return klass(**options)
+
+
+def calibrate(
+    model: str | os.PathLike | bytes | ModelProto,
+    data,
+    method: str = "minmax",
+    *,
+    runner: Runner | None = None,
+    op_types: Sequence[str] | None = None,
+    tensors: Sequence[str] | None = None,
+    progress: Progress | None = None,
+    **options,
+) -> dict[str, TensorRange]:
+    """Calibrate ``model`` on ``data``: {tensor name: TensorRange}, in graph order.
+
+    Reproduces ``create_calibrator(model, op_types, calibrate_method=method,
+    extra_options=options).collect_data(reader)`` then ``compute_data()``
+    (``compat="onnxruntime"``, the default) in memory O(num_bins x tensors).
+
+    runner: ``runner(feeds) -> {name: array}`` returning at least the
+    calibrated tensors (default: the refquant interpreter's ``run_all``);
+    ``backends.ort_runner.make_runner`` builds one on onnxruntime.
+    op_types: calibrate only the inputs and outputs of these node types;
+    tensors: calibrate exactly these tensors instead.
+    """
+    proto = load_model(model)
+    calibrator = create_calibrator(method, **options)
+    names = list(tensors) if tensors is not None else select_tensors(proto, op_types)
+    if not names:
+        raise CalibrationError("no tensor to calibrate (no float tensor among the selected nodes' inputs and outputs)")
+    run = runner if runner is not None else default_runner(proto)
+    initializers = {t.name for t in proto.graph.initializer}
+    inputs = [i.name for i in proto.graph.input if i.name not in initializers]
+    source = feed_source(data, inputs)
+    with ThreadPoolExecutor(1, thread_name_prefix="refquant-runner") as worker:
+        for pass_number, batches in enumerate(source.passes(calibrator.passes), 1):
+            if pass_number > 1:
+                calibrator.next_pass()
+            for index, activations in enumerate(_prefetched(worker, run, batches, names), 1):
+                calibrator.collect(activations)
+                if progress is not None:
+                    progress(pass_number, calibrator.passes, index, source.length)
+    return calibrator.compute()
+
+
+def _prefetched(worker: ThreadPoolExecutor, run: Runner, batches, names) -> Iterator[dict]:
+    """The activations of each batch, the model running on the next batch meanwhile.
+
+    The runner works in ``worker`` while the caller histograms: onnxruntime and
+    numpy release the GIL, so the two overlap. One batch is in flight.
+    """
+    pending = None
+    for index, feeds in enumerate(batches, 1):
+        future = worker.submit(activations_of, run, feeds, names, index)
+        if pending is not None:
+            yield pending.result()
+        pending = future
+    if pending is not None:
+        yield pending.result()

@@ -1,0 +1,430 @@
+"""Calibration tables: onnxruntime's three files and TensorRT's native cache.
+
+- ``calibration.json``: onnxruntime's TensorsData document, byte for byte;
+- ``calibration.flatbuffers``: the TrtTable schema (``namespace CalTableFlatBuffers;
+  table KeyValue { key:string (key); value:string; } table TrtTable { dict:[KeyValue]; }``),
+  laid out as flatbuffers' Python Builder lays it out;
+- ``calibration.cache``: one ``<name> <value>`` line per tensor, sorted;
+- TensorRT's cache: a ``TRT-<version>-EntropyCalibration2`` line, then
+  ``<name>: <float32 scale bits in hex>`` with scale = amax / 127.
+
+The tables store one value per tensor, amax. onnxruntime (>= 1.20) writes
+max(high, low) (``amax="onnxruntime"``, the default); TensorRT reads v as the
+range [-v, v], so ``amax="abs"`` writes max(|low|, |high|). spec/tables.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .core import CalibrationError, TensorRange
+
+__all__ = [
+    "FORMATS",
+    "write_tables",
+    "read_table",
+    "onnxruntime_json",
+    "flatbuffers_table",
+    "text_cache",
+    "tensorrt_cache",
+    "parse_flatbuffers_table",
+    "parse_text_cache",
+    "parse_tensorrt_cache",
+    "parse_onnxruntime_json",
+]
+
+#: format name -> file name
+FORMATS = {
+    "json": "calibration.json",
+    "flatbuffers": "calibration.flatbuffers",
+    "cache": "calibration.cache",
+    "trt": "calibration.trt.cache",
+}
+AMAX_RULES = ("onnxruntime", "abs")
+
+_METHOD_LABELS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "distribution": "Distribution"}
+
+
+# ----------------------------------------------------------------------------
+# the value each table stores
+# ----------------------------------------------------------------------------
+
+
+def _scalar(value, name: str, what: str) -> float:
+    array = np.asarray(value)
+    if array.size != 1:
+        raise CalibrationError(
+            f"tensor '{name}' has {array.size} {what} values (per channel); tables hold one per tensor"
+        )
+    return float(array.item())
+
+
+def amax(name: str, tensor_range: TensorRange, rule: str = "onnxruntime") -> float:
+    """onnxruntime: max(high, low) as Python's max([high, low]); abs: max(|low|, |high|)."""
+    if rule not in AMAX_RULES:
+        raise CalibrationError(f"amax must be one of {AMAX_RULES}, got {rule!r}")
+    high = _scalar(tensor_range.high, name, "high")
+    low = _scalar(tensor_range.low, name, "low")
+    if rule == "abs":
+        return max(abs(high), abs(low))
+    return max([high, low])
+
+
+# ----------------------------------------------------------------------------
+# calibration.json
+# ----------------------------------------------------------------------------
+
+
+def _ort_fields(tensor_range: TensorRange) -> dict:
+    """The TensorData fields onnxruntime's compute_data produces for the range's method, in order."""
+    r = tensor_range
+    method = r.method or "minmax"
+    if method == "entropy":
+        return {"lowest": r.low, "highest": r.high, "hist": r.hist, "bins": r.edges}
+    if method == "percentile":  # onnxruntime stores the first two counts here (*hist[:2])
+        return {"lowest": r.low, "highest": r.high, "hist": r.hist[0], "bins": r.hist[1]}
+    if method == "distribution":
+        return {"avg": r.avg, "std": r.std, "hist": r.hist, "hist_edges": r.edges, "lowest": r.low, "highest": r.high}
+    return {"lowest": r.low, "highest": r.high}
+
+
+def _ort_encode(value):
+    """onnxruntime's CalibrationCacheEncoder: arrays as tagged dicts, numpy scalars as numbers."""
+    if isinstance(value, np.ndarray):
+        return {"data": value.tolist(), "dtype": str(value.dtype), "CLS": "numpy.array"}
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
+def onnxruntime_json(ranges: Mapping[str, TensorRange], method: str | None = None) -> str:
+    """calibration.json as onnxruntime's write_calibration_table writes it (keys in ``ranges`` order)."""
+    methods = {r.method for r in ranges.values()} if method is None else {method}
+    if len(methods) > 1:
+        raise CalibrationError(f"one table holds one method's ranges, got {sorted(map(str, methods))}")
+    label = _METHOD_LABELS.get(next(iter(methods), None) or "minmax")
+    if label is None:
+        raise CalibrationError(f"unknown calibration method {method!r}")
+    data = {}
+    for name, tensor_range in ranges.items():
+        fields = {key: _ort_encode(value) for key, value in _ort_fields(tensor_range).items()}
+        data[name] = {**fields, "CLS": "TensorData"}
+    document = {
+        "CLS": "TensorsData",
+        "data": data,
+        "calibration_method": {"CLS": "CalibrationMethod", "value": f"CalibrationMethod.{label}"},
+    }
+    return json.dumps(document)
+
+
+def parse_onnxruntime_json(text: str) -> dict[str, TensorRange]:
+    """Ranges from an onnxruntime calibration.json (its lowest/highest and histograms)."""
+    try:
+        document = json.loads(text)
+        entries = document["data"]
+        label = document.get("calibration_method", {}).get("value", "CalibrationMethod.MinMax").split(".")[-1]
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise CalibrationError(f"not an onnxruntime calibration.json: {exc}") from None
+    method = {v: k for k, v in _METHOD_LABELS.items()}.get(label)
+
+    def decode(value):
+        if isinstance(value, dict) and value.get("CLS") == "numpy.array":
+            return np.asarray(value["data"], dtype=np.dtype(value["dtype"]))
+        if isinstance(value, float):
+            return np.float32(value)
+        return value
+
+    ranges = {}
+    for name, entry in entries.items():
+        fields = {key: decode(value) for key, value in entry.items() if key != "CLS"}
+        if "lowest" not in fields or "highest" not in fields:
+            raise CalibrationError(f"tensor '{name}' in calibration.json has no lowest/highest")
+        histogram = fields.get("hist") if isinstance(fields.get("hist"), np.ndarray) else None
+        edges = fields.get("bins", fields.get("hist_edges"))
+        ranges[name] = TensorRange(
+            low=fields["lowest"],
+            high=fields["highest"],
+            hist=histogram,
+            edges=edges if isinstance(edges, np.ndarray) else None,
+            avg=fields.get("avg"),
+            std=fields.get("std"),
+            method=method,
+        )
+    return ranges
+
+
+# ----------------------------------------------------------------------------
+# calibration.flatbuffers: a tiny back-to-front builder for the TrtTable schema
+# ----------------------------------------------------------------------------
+
+
+class _Builder:
+    """The flatbuffers Python Builder's layout rules, for strings, tables of offsets and offset vectors.
+
+    The buffer grows towards the front; positions are offsets from its end.
+    Each scalar is aligned to its size, relative to the end; ``minalign`` is
+    the largest alignment used, applied to the root offset.
+    """
+
+    def __init__(self):
+        self.bytes = bytearray(1024)
+        self.head = len(self.bytes)
+        self.minalign = 1
+        self.vtable: list[int] = []
+        self.object_end = 0
+        self.vtables: dict[tuple, int] = {}
+
+    def offset(self) -> int:
+        return len(self.bytes) - self.head
+
+    def prep(self, size: int, additional: int) -> None:
+        self.minalign = max(self.minalign, size)
+        padding = -(self.offset() + additional) % size
+        while self.head < padding + size + additional:
+            old = len(self.bytes)
+            self.bytes[:0] = bytes(old)
+            self.head += old
+        self.head -= padding
+        self.bytes[self.head : self.head + padding] = bytes(padding)
+
+    def place(self, fmt: str, value: int) -> None:
+        self.head -= struct.calcsize(fmt)
+        struct.pack_into("<" + fmt, self.bytes, self.head, value)
+
+    def prepend(self, fmt: str, value: int) -> None:
+        self.prep(struct.calcsize(fmt), 0)
+        self.place(fmt, value)
+
+    def prepend_offset(self, target: int) -> None:
+        """A uoffset pointing at ``target`` (an offset returned earlier)."""
+        self.prep(4, 0)
+        self.place("I", self.offset() - target + 4)
+
+    def string(self, text: str) -> int:
+        data = text.encode("utf-8")
+        self.prep(4, len(data) + 1)
+        self.place("B", 0)
+        self.head -= len(data)
+        self.bytes[self.head : self.head + len(data)] = data
+        self.place("I", len(data))
+        return self.offset()
+
+    def start_table(self, fields: int) -> None:
+        self.vtable = [0] * fields
+        self.object_end = self.offset()
+
+    def add_offset_field(self, slot: int, target: int) -> None:
+        self.prepend_offset(target)
+        self.vtable[slot] = self.offset()
+
+    def end_table(self) -> int:
+        """Write the object's vtable offset and its vtable, reusing an identical vtable."""
+        self.prepend("i", 0)
+        object_offset = self.offset()
+        fields = [object_offset - at if at else 0 for at in self.vtable]
+        while fields and fields[-1] == 0:
+            fields.pop()
+        object_size = object_offset - self.object_end
+        key = (*reversed(fields), object_size)
+        existing = self.vtables.get(key)
+        if existing is None:
+            for field in reversed(fields):
+                self.prepend("H", field)
+            self.prepend("H", object_size)
+            self.prepend("H", (len(fields) + 2) * 2)
+            struct.pack_into("<i", self.bytes, len(self.bytes) - object_offset, self.offset() - object_offset)
+            self.vtables[key] = self.offset()
+        else:
+            self.head = len(self.bytes) - object_offset
+            struct.pack_into("<i", self.bytes, self.head, existing - object_offset)
+        return object_offset
+
+    def offset_vector(self, targets: list[int]) -> int:
+        """A vector of uoffsets; the last target is prepended first."""
+        self.prep(4, 4 * len(targets))
+        for target in reversed(targets):
+            self.prepend_offset(target)
+        self.place("I", len(targets))
+        return self.offset()
+
+    def finish(self, root: int) -> bytes:
+        self.prep(self.minalign, 4)
+        self.prepend_offset(root)
+        return bytes(self.bytes[self.head :])
+
+
+def flatbuffers_table(values: Mapping[str, str]) -> bytes:
+    """A TrtTable of {key: value} strings, as onnxruntime builds it (keys sorted)."""
+    builder = _Builder()
+    entries = []
+    for key in sorted(values):
+        key_at, value_at = builder.string(key), builder.string(values[key])
+        builder.start_table(2)
+        builder.add_offset_field(0, key_at)
+        builder.add_offset_field(1, value_at)
+        entries.append(builder.end_table())
+    # onnxruntime prepends the entries in sorted order, so the vector holds them in reverse
+    vector = builder.offset_vector(entries[::-1])
+    builder.start_table(1)
+    builder.add_offset_field(0, vector)
+    return builder.finish(builder.end_table())
+
+
+def parse_flatbuffers_table(data: bytes) -> dict[str, str]:
+    """{key: value} of a TrtTable buffer."""
+
+    def u32(at):
+        return struct.unpack_from("<I", data, at)[0]
+
+    def field(table, slot):
+        vtable = table - struct.unpack_from("<i", data, table)[0]
+        entry = 4 + 2 * slot
+        if entry >= struct.unpack_from("<H", data, vtable)[0]:
+            return None
+        offset = struct.unpack_from("<H", data, vtable + entry)[0]
+        return table + offset if offset else None
+
+    def string(at):
+        start = at + u32(at)
+        return bytes(data[start + 4 : start + 4 + u32(start)]).decode("utf-8")
+
+    try:
+        root = u32(0)
+        vector_field = field(root, 0)
+        if vector_field is None:
+            return {}
+        vector = vector_field + u32(vector_field)
+        table = {}
+        for index in range(u32(vector)):
+            element = vector + 4 + 4 * index
+            entry = element + u32(element)
+            key_at, value_at = field(entry, 0), field(entry, 1)
+            if key_at is None:
+                raise ValueError("an entry has no key")
+            table[string(key_at)] = string(value_at) if value_at is not None else ""
+        return table
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise CalibrationError(f"not a calibration.flatbuffers (TrtTable) buffer: {exc}") from None
+
+
+# ----------------------------------------------------------------------------
+# calibration.cache and TensorRT's cache
+# ----------------------------------------------------------------------------
+
+
+def text_cache(values: Mapping[str, str]) -> str:
+    """'<key> <value>' lines, keys sorted."""
+    return "".join(f"{key} {values[key]}\n" for key in sorted(values))
+
+
+def parse_text_cache(text: str) -> dict[str, str]:
+    table = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, sep, value = line.rpartition(" ")
+        if not sep or not key:
+            raise CalibrationError(f"calibration.cache line {number} is not '<name> <value>': {line!r}")
+        table[key] = value
+    return table
+
+
+def _float32_bits(value: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+def tensorrt_cache(amaxes: Mapping[str, float], header: str = "TRT-8601-EntropyCalibration2") -> str:
+    """TensorRT's calibration cache: scale = float32(amax) / 127 in float32, as 8 hex digits."""
+    lines = [header]
+    for name, value in amaxes.items():
+        scale = np.float32(value) / np.float32(127)
+        lines.append(f"{name}: {_float32_bits(float(scale)):08x}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_tensorrt_cache(text: str) -> tuple[str, dict[str, np.float32]]:
+    """(header, {name: scale}); the range of a tensor is +-scale * 127."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("TRT-"):
+        raise CalibrationError("not a TensorRT calibration cache (the first line must be 'TRT-<version>-<calibrator>')")
+    scales = {}
+    for number, line in enumerate(lines[1:], 2):
+        name, sep, bits = line.rpartition(": ")
+        try:
+            scales[name] = np.frombuffer(struct.pack("<I", int(bits, 16)), dtype=np.float32)[0]
+        except (ValueError, struct.error):
+            raise CalibrationError(f"TensorRT cache line {number} is not '<name>: <hex float32>': {line!r}") from None
+        if not sep:
+            raise CalibrationError(f"TensorRT cache line {number} is not '<name>: <hex float32>': {line!r}")
+    return lines[0], scales
+
+
+# ----------------------------------------------------------------------------
+# files
+# ----------------------------------------------------------------------------
+
+
+def write_tables(
+    ranges: Mapping[str, TensorRange],
+    directory: str | os.PathLike,
+    formats=("json", "flatbuffers", "cache"),
+    *,
+    amax_rule: str = "onnxruntime",
+    tensorrt_header: str = "TRT-8601-EntropyCalibration2",
+) -> list[Path]:
+    """Write the tables named in ``formats`` (keys of :data:`FORMATS`) into ``directory``.
+
+    ``amax_rule`` chooses the value of the flatbuffers, cache and TensorRT
+    tables: "onnxruntime" (max(high, low), byte-identical to onnxruntime) or
+    "abs" (max(|low|, |high|), the symmetric range TensorRT applies).
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise CalibrationError(f"unknown table format(s) {unknown}; use {sorted(FORMATS)}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    values = {name: amax(name, r, amax_rule) for name, r in ranges.items()} if set(formats) - {"json"} else {}
+    texts = {name: str(value) for name, value in values.items()}
+    written = []
+    for fmt in formats:
+        path = directory / FORMATS[fmt]
+        if fmt == "json":
+            path.write_text(onnxruntime_json(ranges))
+        elif fmt == "flatbuffers":
+            path.write_bytes(flatbuffers_table(texts))
+        elif fmt == "cache":
+            path.write_text(text_cache(texts))
+        else:
+            path.write_text(tensorrt_cache(values, tensorrt_header))
+        written.append(path)
+    return written
+
+
+def read_table(path: str | os.PathLike) -> dict[str, TensorRange]:
+    """Ranges from any table file; the one-value tables give [-v, v] (TensorRT's reading)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CalibrationError(f"cannot read calibration table '{path}': {exc.strerror or exc}") from None
+    if path.suffix == ".json":
+        return parse_onnxruntime_json(data.decode("utf-8"))
+    if path.suffix == ".flatbuffers":
+        values = {name: float(value) for name, value in parse_flatbuffers_table(data).items()}
+    elif data.startswith(b"TRT-"):
+        _, scales = parse_tensorrt_cache(data.decode("utf-8"))
+        values = {name: float(scale * np.float32(127)) for name, scale in scales.items()}
+    else:
+        try:
+            values = {name: float(value) for name, value in parse_text_cache(data.decode("utf-8")).items()}
+        except ValueError as exc:
+            raise CalibrationError(f"'{path}' has a value that is not a number: {exc}") from None
+    return {name: TensorRange(low=np.float32(-v), high=np.float32(v)) for name, v in values.items()}

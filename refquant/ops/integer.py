@@ -1,0 +1,328 @@
+"""QLinearConv, ConvInteger, QLinearMatMul and MatMulInteger, every version.
+
+    acc           = sum_k (a[k] - a_zero_point) * (b[k] - b_zero_point)       exact, int64
+    MatMulInteger = ConvInteger = int32(acc)                                  (profile int32_overflow)
+    QLinearMatMul = QLinearConv = saturate(round_half_even(acc * (a_scale * b_scale / y_scale)) + y_zero_point)
+
+QLinearConv adds its int32 bias B to acc before requantizing. Products run
+through float BLAS only where arith.exact_matmul's bound proves them exact.
+spec/ops/integer.md states every choice these kernels make.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+from onnx import TensorProto as T
+
+from .. import arith
+from ..dtypes import qtype
+from ..errors import AccumulatorOverflowError, AccumulatorOverflowWarning, DTypeError, NonFiniteError, QuantParamError, ShapeError
+from ..node import Node
+from ..registry import register
+from ..window import channel_column, conv_bias, conv_columns, conv_output, conv_window, grouped_weights, pad
+from .common import dtype_name, require_dtype, require_input, types_at
+
+INT8_TYPES = (T.UINT8, T.INT8)
+FLOAT8_TYPES = (T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2FNUZ)
+#: QLinearMatMul's a, b and y, and its scales, by version
+QMATMUL_TYPES = {10: INT8_TYPES, 21: FLOAT8_TYPES}
+QMATMUL_SCALE_TYPES = {10: (T.FLOAT,), 21: (T.FLOAT16, T.BFLOAT16)}
+INT32 = qtype(T.INT32)
+
+
+# ----------------------------------------------------------------------------
+# Validation of quantization parameters
+# ----------------------------------------------------------------------------
+
+
+def _zero_point_of(zero_point: np.ndarray | None, tensor: np.ndarray, what: str) -> np.ndarray:
+    """The zero point, checked to share ``tensor``'s type; 0 when absent."""
+    if zero_point is None:
+        return np.zeros((), tensor.dtype)
+    if zero_point.dtype != tensor.dtype:
+        raise DTypeError(
+            f"{what}_zero_point has type {dtype_name(zero_point.dtype)}, "
+            f"it must match {what} ({dtype_name(tensor.dtype)})"
+        )
+    return zero_point
+
+
+def _same_shape(scale: np.ndarray, zero_point: np.ndarray, what: str) -> None:
+    if scale.shape != zero_point.shape and not (scale.size == 1 and zero_point.size == 1):
+        raise QuantParamError(
+            f"{what}_scale has shape {scale.shape} and {what}_zero_point {zero_point.shape}: they must match"
+        )
+
+
+def _scalar(param: np.ndarray, what: str) -> np.ndarray:
+    if param.size != 1:
+        raise QuantParamError(f"{what} must be a scalar (per tensor), got shape {param.shape}")
+    return param.reshape(())
+
+
+def _channel_param(param: np.ndarray, channels: int, rank: int, what: str) -> np.ndarray:
+    """Per tensor (one value) or per output channel (1-D of length M, as a channel_column of ``rank`` axes)."""
+    if param.size == 1:
+        return param.reshape(())
+    if param.shape != (channels,):
+        raise QuantParamError(
+            f"{what} has shape {param.shape}, expected a scalar or ({channels},): one value per output channel"
+        )
+    return channel_column(param, rank)
+
+
+def _matmul_param(param: np.ndarray, shape: tuple[int, ...], *, per_row: bool, what: str) -> np.ndarray:
+    """A matmul operand's scale or zero point, shaped to broadcast against the (..., M, N) product.
+
+    Per tensor: one value. Per row of a (``per_row``): M values, as 1-D [M] or
+    N-D [..., M, 1]. Per column of b: N values, as 1-D [N] or N-D [..., 1, N].
+    The reduced axis (K) must have size 1: the formula needs one scale per dot product.
+    """
+    if param.size == 1:
+        return param.reshape(())
+    kind, axis = ("row", -2) if per_row else ("column", -1)
+    if len(shape) < 2:
+        raise QuantParamError(f"{what} must be a scalar for a 1-D operand, got shape {param.shape}")
+    if param.ndim == 1:
+        if param.shape[0] != shape[axis]:
+            raise QuantParamError(f"{what} has {param.shape[0]} values, expected one per {kind} ({shape[axis]})")
+        return param.reshape(-1, 1) if per_row else param
+    reduced = -1 if per_row else -2
+    try:
+        fits = np.broadcast_shapes(param.shape, shape) == tuple(shape)
+    except ValueError:
+        fits = False
+    if param.ndim > len(shape) or param.shape[reduced] != 1 or not fits:
+        expected = "[..., M, 1]" if per_row else "[..., 1, N]"
+        raise QuantParamError(
+            f"{what} has shape {param.shape}; per-{kind} parameters of an operand of shape {tuple(shape)} "
+            f"have shape {expected}"
+        )
+    return param
+
+
+def _operand_params(scale, zero_point, shape, *, per_row: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """A matmul operand's (scale, zero_point): one shape, each a _matmul_param."""
+    _same_shape(scale, zero_point, what)
+    return (
+        _matmul_param(scale, shape, per_row=per_row, what=f"{what}_scale"),
+        _matmul_param(zero_point, shape, per_row=per_row, what=f"{what}_zero_point"),
+    )
+
+
+# ----------------------------------------------------------------------------
+# Exact accumulators
+# ----------------------------------------------------------------------------
+
+
+def _centered(q: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
+    """q - zero_point, exact: int16 for 8-bit integers (|q - zp| <= 255)."""
+    return q.astype(np.int16) - zero_point.astype(np.int16)
+
+
+def _granule(dtype: np.dtype) -> float:
+    """A power of two that divides every value of ``dtype`` and every difference of two: 1 for integers,
+    the smallest subnormal for float8."""
+    return 1.0 if dtype.kind in "iu" else float(ml_dtypes.finfo(dtype).smallest_subnormal)
+
+
+def _as_integers(q: np.ndarray, zero_point: np.ndarray, what: str) -> tuple[np.ndarray, float]:
+    """(n, g) with q - zero_point == n * g exactly: n int64, g a power of two."""
+    if q.dtype.kind in "iu":
+        return _centered(q, zero_point), 1.0
+    # exact: both are multiples of the granule, and |q - zp| < 2**34 granules fits float64's 53 bits
+    centered = q.astype(np.float64) - zero_point.astype(np.float64)
+    if not np.isfinite(centered).all():
+        raise NonFiniteError(f"{what} or {what}_zero_point holds NaN or infinity; the product would not be a number")
+    granule = _granule(q.dtype)
+    return (centered / granule).astype(np.int64), granule
+
+
+def _exact_integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b of int64 arrays, exact: int64 when |a @ b| provably < 2**63, else Python integers."""
+    k = a.shape[-1]
+    if k * int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0)) < 2**63:
+        return arith.exact_matmul(a, b)
+    return np.matmul(a.astype(object), b.astype(object))
+
+
+def _check_matmul_shapes(a: np.ndarray, b: np.ndarray) -> None:
+    """numpy.matmul's rules: a (..., M, K) or (K,), b (..., K, N) or (K,), batch dimensions broadcast."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul operands must have rank >= 1, got shapes {a.shape} and {b.shape}")
+    k_a, k_b = a.shape[-1], b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if k_a != k_b:
+        raise ShapeError(f"a has shape {a.shape} and b {b.shape}: inner dimensions {k_a} and {k_b} differ")
+    try:
+        np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    except ValueError:
+        raise ShapeError(f"batch dimensions of a {a.shape} and b {b.shape} do not broadcast") from None
+
+
+def _as_matrices(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """(a2, b2, squeeze): 1-D operands promoted as numpy.matmul does; squeeze undoes it on the product."""
+    squeeze = ()
+    if b.ndim == 1:
+        b, squeeze = b[:, None], (-1,)
+    if a.ndim == 1:
+        a, squeeze = a[None, :], (-2,) + squeeze
+    return a, b, squeeze
+
+
+def _squeeze(product: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return product.squeeze(axis=axes) if axes else product
+
+
+def _integer_conv(x, x_zero_point, w, w_zero_point, window, group) -> np.ndarray:
+    """(x - x_zp) convolved with (w - w_zp), exact int64 (N, M, *output); padding is x_zp, i.e. 0 once centered."""
+    w_zp = _channel_param(w_zero_point, w.shape[0], w.ndim - 1, "w_zero_point")  # (M, 1, 1, ...) against w
+    columns = conv_columns(pad(_centered(x, x_zero_point), window, 0), window, group)
+    return conv_output(arith.exact_matmul(grouped_weights(_centered(w, w_zp), group), columns), window)
+
+
+def _int32_output(node: Node, acc: np.ndarray) -> np.ndarray:
+    """int32(acc); where acc does not fit, the profile's int32_overflow rule, with a warning."""
+    outside = (acc < INT32.qmin) | (acc > INT32.qmax)
+    if not outside.any():
+        return acc.astype(np.int32)
+    rule = node.profile.int32_overflow
+    message = (
+        f"{int(outside.sum())} of {acc.size} outputs do not fit int32 "
+        f"(exact values span [{int(acc.min())}, {int(acc.max())}])"
+    )
+    if rule == "error":
+        raise AccumulatorOverflowError(message + " (profile option int32_overflow='error')")
+    node.warn(
+        message + f"; rule int32_overflow={rule!r}: "
+        + ("two's complement wrap" if rule == "wrap" else "clipped to [-2**31, 2**31 - 1]"),
+        AccumulatorOverflowWarning,
+    )
+    if rule == "wrap":
+        return arith.wrap_int32(acc)
+    return arith.saturate_int(acc, INT32)
+
+
+def _warn_if_beyond_int32(node: Node, acc: np.ndarray) -> None:
+    """QLinear accumulators stay exact; warn where an int32-accumulating backend would wrap."""
+    if acc.size and (acc.min() < INT32.qmin or acc.max() > INT32.qmax):
+        node.warn(
+            f"accumulator reaches [{int(acc.min())}, {int(acc.max())}], outside int32; refquant keeps it exact "
+            "(int64), a backend accumulating in int32 would wrap",
+            AccumulatorOverflowWarning,
+        )
+
+
+# ----------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------
+
+
+@register("MatMulInteger", since=(10,))
+def matmul_integer(node: Node, a, b, a_zero_point=None, b_zero_point=None):
+    """Y = (A - a_zero_point) @ (B - b_zero_point) as int32; a_zero_point per row, b_zero_point per column."""
+    require_dtype(a, INT8_TYPES, "A")
+    require_dtype(b, INT8_TYPES, "B")
+    a_zp = _matmul_param(_zero_point_of(a_zero_point, a, "a"), a.shape, per_row=True, what="a_zero_point")
+    b_zp = _matmul_param(_zero_point_of(b_zero_point, b, "b"), b.shape, per_row=False, what="b_zero_point")
+    _check_matmul_shapes(a, b)
+    a2, b2, squeeze = _as_matrices(a, b)
+    acc = arith.exact_matmul(_centered(a2, a_zp), _centered(b2, b_zp))
+    return (_int32_output(node, _squeeze(acc, squeeze)),)
+
+
+@register("QLinearMatMul", since=(10, 21))
+def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
+    """y = saturate(round_half_even(((a - a_zp) @ (b - b_zp)) * (a_scale * b_scale / y_scale)) + y_zp).
+
+    float8 operands (opset 21) are integers times a power of two, so the
+    same exact accumulator serves them.
+    """
+    v = node.version
+    for value, what in ((a_zero_point, "a_zero_point"), (b_zero_point, "b_zero_point"), (y_zero_point, "y_zero_point")):
+        require_input(value, what)
+    allowed, scale_types = types_at(QMATMUL_TYPES, v), types_at(QMATMUL_SCALE_TYPES, v)
+    for value, what in ((a, "a"), (b, "b"), (y_zero_point, "y_zero_point")):
+        require_dtype(value, allowed, what)
+    for value, what in ((a_scale, "a_scale"), (b_scale, "b_scale"), (y_scale, "y_scale")):
+        require_dtype(value, scale_types, what)
+        arith.check_scale(value, what)
+    if not a_scale.dtype == b_scale.dtype == y_scale.dtype:
+        raise DTypeError(
+            f"a_scale, b_scale and y_scale have types {dtype_name(a_scale.dtype)}, {dtype_name(b_scale.dtype)}, "
+            f"{dtype_name(y_scale.dtype)}: they must share one type"
+        )
+    a_zp, b_zp = _zero_point_of(a_zero_point, a, "a"), _zero_point_of(b_zero_point, b, "b")
+    a_scale, a_zp = _operand_params(a_scale, a_zp, a.shape, per_row=True, what="a")
+    b_scale, b_zp = _operand_params(b_scale, b_zp, b.shape, per_row=False, what="b")
+    _check_matmul_shapes(a, b)
+    a2, b2, squeeze = _as_matrices(a, b)
+    a_int, a_granule = _as_integers(a2, a_zp, "a")
+    b_int, b_granule = _as_integers(b2, b_zp, "b")
+    acc = _exact_integer_matmul(a_int, b_int)
+    if a_granule * b_granule == 1.0:
+        _warn_if_beyond_int32(node, acc)
+    else:  # float8: back to real units, exact while |acc| < 2**53
+        acc = acc.astype(np.float64) * (a_granule * b_granule)
+    y = arith.requantize(
+        acc,
+        a_scale,
+        b_scale,
+        _scalar(y_scale, "y_scale"),
+        _scalar(y_zero_point, "y_zero_point"),
+        qtype(y_zero_point.dtype),
+        precision=node.profile.requantize_precision,
+    )
+    return (_squeeze(y, squeeze),)
+
+
+@register("ConvInteger", since=(10,))
+def conv_integer(node: Node, x, w, x_zero_point=None, w_zero_point=None):
+    """y = conv(x - x_zero_point, w - w_zero_point) as int32; w_zero_point per tensor or per output channel."""
+    require_dtype(x, INT8_TYPES, "x")
+    require_dtype(w, INT8_TYPES, "w")
+    x_zp = _scalar(_zero_point_of(x_zero_point, x, "x"), "x_zero_point")
+    w_zp = _zero_point_of(w_zero_point, w, "w")
+    window, group = conv_window(node, x.shape, w.shape)
+    return (_int32_output(node, _integer_conv(x, x_zp, w, w_zp, window, group)),)
+
+
+@register("QLinearConv", since=(10,))
+def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None):
+    """y = saturate(round_half_even((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp).
+
+    w_scale and w_zero_point: per tensor or per output channel; B: int32, one per output channel.
+    """
+    for value, what in (
+        (x_zero_point, "x_zero_point"),
+        (w_zero_point, "w_zero_point"),
+        (y_zero_point, "y_zero_point"),
+    ):
+        require_input(value, what)
+    for value, what in ((x, "x"), (w, "w"), (y_zero_point, "y_zero_point")):
+        require_dtype(value, INT8_TYPES, what)
+    for value, what in ((x_scale, "x_scale"), (w_scale, "w_scale"), (y_scale, "y_scale")):
+        require_dtype(value, {T.FLOAT}, what)
+        arith.check_scale(value, what)
+    x_zp, w_zp = _zero_point_of(x_zero_point, x, "x"), _zero_point_of(w_zero_point, w, "w")
+    _same_shape(w_scale, w_zp, "w")
+    window, group = conv_window(node, x.shape, w.shape)
+    channels, rank = w.shape[0], len(window.kernel)
+    w_scale = _channel_param(w_scale, channels, rank, "w_scale")
+    if B is not None:
+        require_dtype(B, {T.INT32}, "B")
+        bias = conv_bias(B.astype(np.int64), channels, rank)
+    acc = _integer_conv(x, _scalar(x_zp, "x_zero_point"), w, w_zp, window, group)
+    if B is not None:
+        acc += bias
+    _warn_if_beyond_int32(node, acc)
+    y = arith.requantize(
+        acc,
+        _scalar(x_scale, "x_scale"),
+        w_scale,
+        _scalar(y_scale, "y_scale"),
+        _scalar(y_zero_point, "y_zero_point"),
+        qtype(y_zero_point.dtype),
+        precision=node.profile.requantize_precision,
+    )
+    return (y,)

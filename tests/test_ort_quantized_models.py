@@ -1,0 +1,135 @@
+"""Models quantized by onnxruntime.quantization run on refquant, checked against onnxruntime CPU.
+
+QOperator models use only quantization ops, MaxPool and Flatten: with the float32 requantization that
+onnxruntime's kernels use (profile option requantize_precision="float32") refquant must match
+bit for bit. QDQ models run float Conv/MatMul between DequantizeLinear and QuantizeLinear; float32
+accumulation order differs between engines, so their quantized outputs may differ by one step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+
+import refquant
+from refquant import cli
+
+ort = pytest.importorskip("onnxruntime")
+quantization = pytest.importorskip("onnxruntime.quantization")
+
+
+def float_cnn() -> onnx.ModelProto:
+    """Conv-Relu-MaxPool twice, Flatten, MatMul: quantizes to default-domain ops only
+    (a bias Add would become com.microsoft QLinearAdd in QOperator form)."""
+    rng = np.random.default_rng(5)
+    weights = {
+        "w1": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32),
+        "b1": rng.normal(0, 0.1, 8).astype(np.float32),
+        "w2": rng.normal(0, 0.2, (8, 8, 3, 3)).astype(np.float32),
+        "w3": rng.normal(0, 0.1, (8 * 4 * 4, 10)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("MaxPool", ["r2"], ["p2"], name="pool2", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p2"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "w3"], ["y"], name="fc"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "float_cnn",
+        [helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [1, 10])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+class Reader(quantization.CalibrationDataReader):
+    def __init__(self, batches):
+        self._batches = iter(batches)
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def _inputs(n, seed):
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(n)]
+
+
+@pytest.fixture(scope="module", params=["QOperator", "QDQ"])
+def quantized(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(request.param)
+    float_path, quant_path = directory / "float.onnx", directory / "quant.onnx"
+    onnx.save(float_cnn(), float_path)
+    quantization.quantize_static(
+        str(float_path),
+        str(quant_path),
+        Reader(_inputs(8, seed=1)),
+        quant_format=getattr(quantization.QuantFormat, request.param),
+        activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        per_channel=True,
+    )
+    return request.param, quant_path
+
+
+def _ort_run(path, feeds):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def test_quantized_model_uses_only_supported_ops(quantized):
+    _, path = quantized
+    supported = {(d, op) for d, op, _ in refquant.supported_ops()}
+    used = {(n.domain, n.op_type) for n in onnx.load(path).graph.node}
+    assert used <= supported, f"unsupported: {used - supported}"
+
+
+def _output_step(path) -> float:
+    """Scale of the DequantizeLinear that produces the graph output: one quantization step."""
+    model = onnx.load(path)
+    last = next(n for n in model.graph.node if model.graph.output[0].name in n.output)
+    assert last.op_type == "DequantizeLinear"
+    scale = next(t for t in model.graph.initializer if t.name == last.input[1])
+    return float(numpy_helper.to_array(scale))
+
+
+def test_quantized_model_matches_onnxruntime(quantized):
+    form, path = quantized
+    float32_requant = refquant.get_profile("spec").with_options(requantize_precision="float32")
+    spec = refquant.Session(path)
+    emulating = refquant.Session(path, profile=float32_requant)
+    step = _output_step(path)
+    for feeds in _inputs(4, seed=2):
+        (expected,) = _ort_run(path, feeds)
+        (got,) = emulating.run(None, feeds)
+        (got_spec,) = spec.run(None, feeds)
+        if form == "QOperator":
+            np.testing.assert_array_equal(got, expected)
+        for result in (got, got_spec):
+            assert np.abs(result.astype(np.float64) - expected).max() <= step * 1.0001
+
+
+def test_cli_runs_the_quantized_model(quantized, capsys):
+    _, path = quantized
+    assert cli.main(["run", str(path)]) == 0
+    assert "output y: float32 [1, 10]" in capsys.readouterr().out
+
+
+def test_bundled_example_matches_onnxruntime():
+    path = cli.EXAMPLES / "qcnn.onnx"
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)}
+    profile = refquant.get_profile("spec").with_options(requantize_precision="float32")
+    (got,) = refquant.Session(path, profile=profile).run(None, feeds)
+    np.testing.assert_array_equal(got, _ort_run(path, feeds)[0])

@@ -1,0 +1,143 @@
+"""Calibration tables: byte-identical to onnxruntime's write_calibration_table; TensorRT's cache."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import refquant
+from refquant.calibration import CalibrationError, TensorRange, read_table, write_tables
+from refquant.calibration.tables import (
+    flatbuffers_table,
+    parse_flatbuffers_table,
+    parse_tensorrt_cache,
+    tensorrt_cache,
+)
+
+ort_calibrate = pytest.importorskip("onnxruntime.quantization.calibrate")
+from onnxruntime.quantization.CalTableFlatBuffers import TrtTable  # noqa: E402
+from onnxruntime.quantization.quant_utils import write_calibration_table  # noqa: E402
+
+from backends.ort_runner import make_runner  # noqa: E402
+from tests.test_calibration import MODELS, Reader, make_batches, ort_ranges  # noqa: E402
+
+FILES = ("calibration.json", "calibration.flatbuffers", "calibration.cache")
+
+
+def assert_same_files(ort_dir, our_dir):
+    for name in FILES:
+        assert (our_dir / name).read_bytes() == (ort_dir / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("minmax", {}),
+        ("entropy", {"num_bins": 256}),
+        ("percentile", {}),
+        ("percentile", {"symmetric": False}),
+        ("distribution", {}),
+    ],
+)
+def test_tables_from_calibration_are_byte_identical(tmp_path, method, options):
+    path = tmp_path / "cnn.onnx"
+    path.write_bytes(MODELS["cnn"][0]().SerializeToString())
+    batches = make_batches(MODELS["cnn"][1], 3)
+    theirs = ort_ranges(path, batches, method, options, tmp_path)
+    ours = refquant.calibrate(path, Reader(batches), method, runner=make_runner(path), **options)
+    ort_dir, our_dir = tmp_path / "ort", tmp_path / "ours"
+    ort_dir.mkdir()
+    write_calibration_table(theirs, str(ort_dir))
+    # calibration.json lists tensors in the order of the ranges; onnxruntime's order comes from a set
+    write_tables({name: ours[name] for name in theirs.data}, our_dir)
+    assert_same_files(ort_dir, our_dir)
+
+
+names = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs", "Cc", "Zl", "Zp"]), min_size=1, max_size=12
+).filter(lambda s: s == s.strip())
+floats32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+
+
+@given(st.dictionaries(names, st.tuples(floats32, floats32), max_size=12))
+def test_minmax_tables_byte_identical(tmp_path_factory, entries):
+    ranges = {
+        name: TensorRange(low=np.array([lo], np.float32), high=np.array([hi], np.float32), method="minmax")
+        for name, (lo, hi) in entries.items()
+    }
+    data = {name: ort_calibrate.TensorData(lowest=r.low, highest=r.high) for name, r in ranges.items()}
+    ort_dir, our_dir = tmp_path_factory.mktemp("ort"), tmp_path_factory.mktemp("ours")
+    write_calibration_table(ort_calibrate.TensorsData(ort_calibrate.CalibrationMethod.MinMax, data), str(ort_dir))
+    write_tables(ranges, our_dir)
+    assert_same_files(ort_dir, our_dir)
+    # read back with onnxruntime's own flatbuffers reader, and with ours
+    buffer = (our_dir / "calibration.flatbuffers").read_bytes()
+    table = TrtTable.TrtTable.GetRootAsTrtTable(buffer, 0)
+    theirs = {table.Dict(i).Key().decode(): table.Dict(i).Value().decode() for i in range(table.DictLength())}
+    assert parse_flatbuffers_table(buffer) == theirs
+    for path in (our_dir / "calibration.flatbuffers", our_dir / "calibration.cache"):
+        back = read_table(path)
+        assert set(back) == set(ranges)
+        for name, (lo, hi) in entries.items():
+            value = max(np.float32(hi).item(), np.float32(lo).item())
+            assert back[name].high == np.float32(value) and back[name].low == np.float32(-value)
+    json_back = read_table(our_dir / "calibration.json")
+    assert {n: (r.low.tobytes(), r.high.tobytes()) for n, r in json_back.items()} == {
+        n: (r.low.tobytes(), r.high.tobytes()) for n, r in ranges.items()
+    }
+
+
+def test_amax_rule_abs_writes_the_symmetric_value(tmp_path):
+    """onnxruntime writes max(high, low) = 0.5 for [-3, 0.5]; TensorRT would then clip -3 to -0.5."""
+    ranges = {"t": TensorRange(low=np.array([-3.0], np.float32), high=np.array([0.5], np.float32))}
+    write_tables(ranges, tmp_path / "ort", ["cache"])
+    write_tables(ranges, tmp_path / "abs", ["cache", "flatbuffers"], amax_rule="abs")
+    assert (tmp_path / "ort" / "calibration.cache").read_text() == "t 0.5\n"
+    assert (tmp_path / "abs" / "calibration.cache").read_text() == "t 3.0\n"
+    assert parse_flatbuffers_table((tmp_path / "abs" / "calibration.flatbuffers").read_bytes()) == {"t": "3.0"}
+
+
+def test_tensorrt_cache_format():
+    """scale = float32(12.7) / 127 = 0x3dcccccd (0.1f); TensorRT's samples' 'data: 3c008912' reads back."""
+    text = tensorrt_cache({"input": 12.7, "conv out: 1": 1.0})
+    assert text == "TRT-8601-EntropyCalibration2\ninput: 3dcccccd\nconv out: 1: 3c010204\n"
+    header, scales = parse_tensorrt_cache(text)
+    assert header == "TRT-8601-EntropyCalibration2" and scales["conv out: 1"] == np.float32(1.0) / np.float32(127)
+    _, sample = parse_tensorrt_cache("TRT-7000-EntropyCalibration2\ndata: 3c008912\n")
+    assert sample["data"] == struct.unpack(">f", bytes.fromhex("3c008912"))[0]
+
+
+def test_tensorrt_cache_round_trip(tmp_path):
+    ranges = {
+        "a": TensorRange(low=np.float32(-2.5), high=np.float32(1.0)),
+        "b": TensorRange(low=np.float32(0), high=np.float32(6)),
+    }
+    write_tables(ranges, tmp_path, ["trt"], amax_rule="abs")
+    back = read_table(tmp_path / "calibration.trt.cache")
+    assert back["a"].high == np.float32(np.float32(2.5) / np.float32(127)) * np.float32(127)
+    assert back["b"].low == -back["b"].high
+
+
+def test_table_errors(tmp_path):
+    per_channel = {"w": TensorRange(low=np.zeros(3, np.float32), high=np.ones(3, np.float32))}
+    with pytest.raises(CalibrationError, match="per channel"):
+        write_tables(per_channel, tmp_path, ["cache"])
+    with pytest.raises(CalibrationError, match="unknown table format"):
+        write_tables({}, tmp_path, ["onnx"])
+    (tmp_path / "bad.flatbuffers").write_bytes(b"\x01\x02")
+    with pytest.raises(CalibrationError, match="TrtTable"):
+        read_table(tmp_path / "bad.flatbuffers")
+    with pytest.raises(CalibrationError, match="TRT-"):
+        parse_tensorrt_cache("data: 3c008912\n")
+    (tmp_path / "bad.cache").write_text("lonely\n")
+    with pytest.raises(CalibrationError, match="line 1"):
+        read_table(tmp_path / "bad.cache")
+
+
+def test_empty_table_matches_onnxruntime(tmp_path):
+    write_calibration_table(ort_calibrate.TensorsData(ort_calibrate.CalibrationMethod.MinMax, {}), str(tmp_path))
+    assert flatbuffers_table({}) == (tmp_path / "calibration.flatbuffers").read_bytes()
