@@ -232,6 +232,13 @@ def cmd_replay(args) -> int:
 # -- wiring -----------------------------------------------------------------------
 
 
+def _add_feed_options(parser: argparse.ArgumentParser) -> None:
+    """--input, --dim and --seed: what _feeds_for reads."""
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="feed an input")
+    parser.add_argument("--dim", action="append", default=[], metavar="NAME=N", help="size of a symbolic dimension")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refquant", description="Golden reference for ONNX linear quantization.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -239,9 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a model on the reference and summarize its outputs")
     run.add_argument("model", help=f"an .onnx file (bundled examples: {EXAMPLES})")
-    run.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="feed an input")
-    run.add_argument("--dim", action="append", default=[], metavar="NAME=N", help="size of a symbolic dimension")
-    run.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    _add_feed_options(run)
     run.add_argument("--save", metavar="DIR", help="save inputs and outputs as .npy files")
     run.add_argument("--profile", default="spec", help="arithmetic profile (default: spec)")
     run.set_defaults(func=cmd_run)
@@ -265,9 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="run a model on backends and classify every difference")
     compare.add_argument("model")
     compare.add_argument("--backends", help=backends_help)
-    compare.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="feed an input")
-    compare.add_argument("--dim", action="append", default=[], metavar="NAME=N", help="size of a symbolic dimension")
-    compare.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    _add_feed_options(compare)
     compare.add_argument("--all-tensors", action="store_true", help="compare every intermediate tensor too")
     compare.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
     compare.set_defaults(func=cmd_compare)
