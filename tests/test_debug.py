@@ -1,0 +1,91 @@
+"""refquant debug: weights and activations matched by name as onnxruntime's qdq_loss_debug does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from refquant import cli
+from refquant.debug import debug, sqnr, weight_errors
+
+from .test_ort_quantized_models import Reader, _inputs, float_cnn
+
+quantization = pytest.importorskip("onnxruntime.quantization")
+qdq_loss_debug = pytest.importorskip("onnxruntime.quantization.qdq_loss_debug")
+
+
+@pytest.fixture(scope="module", params=["QDQ", "QOperator"])
+def pair(request, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("debug" + request.param)
+    float_path, quant_path = directory / "float.onnx", directory / "quant.onnx"
+    onnx.save(float_cnn(), float_path)
+    quantization.quantize_static(
+        str(float_path), str(quant_path), Reader(_inputs(4, seed=1)),
+        quant_format=getattr(quantization.QuantFormat, request.param),
+        activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8, per_channel=True,
+    )
+    data = directory / "data"
+    data.mkdir()
+    for i, feeds in enumerate(_inputs(3, seed=9)):
+        np.savez(data / f"batch{i}.npz", **feeds)
+    return request.param, float_path, quant_path, data
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sqnr_equals_onnxruntime_formula(seed):
+    rng = np.random.default_rng(seed)
+    x = [rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float32)]
+    y = [a + rng.normal(0, 0.01, a.shape).astype(np.float32) for a in x]
+    assert sqnr(x, y) == qdq_loss_debug.compute_signal_to_quantization_noice_ratio(x, y)
+    assert sqnr(x[0], x[0]) == qdq_loss_debug.compute_signal_to_quantization_noice_ratio(x[0], x[0])
+
+
+def test_weight_errors_equal_onnxruntime_weight_matching(pair):
+    form, float_path, quant_path, _ = pair
+    ours = {e.name: e.sqnr for e in weight_errors(float_path, quant_path)}
+    assert ours, "no weight matched"
+    if form == "QDQ":  # onnxruntime's debugger reads QDQ models only
+        theirs = qdq_loss_debug.compute_weight_error(
+            qdq_loss_debug.create_weight_matching(str(float_path), str(quant_path))
+        )
+        assert ours.keys() == theirs.keys()
+        int32_biases = {t.name[: -len("_quantized")] for t in onnx.load(quant_path).graph.initializer
+                        if t.data_type == onnx.TensorProto.INT32}
+        for name in ours:
+            if name in int32_biases:
+                # onnxruntime keeps (b - zp) * scale in float64; DequantizeLinear's output, and refquant, is float32
+                assert ours[name] == pytest.approx(theirs[name], abs=1e-3)
+            else:
+                assert ours[name] == theirs[name]
+    assert all(value > 20 for value in ours.values())  # 8-bit weights keep > 20 dB
+
+
+def test_activation_errors_are_found_and_sorted_worst_first(pair):
+    form, float_path, quant_path, data = pair
+    batches = [dict(np.load(p)) for p in sorted(data.iterdir())]
+    errors = debug(float_path, quant_path, batches)
+    kinds = {e.kind for e in errors}
+    assert {"weight", "activation"} <= kinds
+    if form == "QDQ":
+        assert "qdq" in kinds
+    assert [e.sqnr for e in errors] == sorted(e.sqnr for e in errors)
+    for e in errors:
+        assert -1 <= e.cosine <= 1 + 1e-12 and e.max_abs_error >= 0
+
+
+def test_cli_debug_prints_the_table_and_json(pair, tmp_path, capsys):
+    _, float_path, quant_path, data = pair
+    assert cli.main(["debug", str(float_path), str(quant_path), "--data", str(data), "--json", str(tmp_path / "d.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["tensor", "kind", "SQNR", "dB", "max|err|", "cosine"]
+    rows = json.loads((tmp_path / "d.json").read_text())
+    assert rows and {"name", "kind", "sqnr", "max_abs_error", "cosine"} <= set(rows[0])
+
+
+def test_cli_debug_with_unrelated_models_is_a_clear_error(pair, tmp_path, capsys):
+    _, float_path, _, data = pair
+    assert cli.main(["debug", str(float_path), str(float_path), "--data", str(data)]) == 1
+    assert "no tensor of the quantized model matches" in capsys.readouterr().err
