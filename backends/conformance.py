@@ -43,6 +43,7 @@ __all__ = [
     "CheckRow",
     "fuzz",
     "save_reproducer",
+    "node_reproducer",
     "replay",
     "save_arrays",
     "load_arrays",
@@ -269,6 +270,32 @@ def check(
         progress(len(cases), len(cases), "done")
     order = {name: i for i, name in enumerate(backends)}
     return sorted(rows.values(), key=lambda r: (order[r.backend], r.op)), failures
+
+
+def node_reproducer(model, feeds: Mapping[str, np.ndarray], tensor: str) -> Case:
+    """The node that computes ``tensor``, alone in a model, fed with the reference's values of its inputs.
+
+    Initializers stay initializers; every other input becomes a graph input with the value the spec
+    reference computed for it (upstream of the first unexplained tensor, backend and reference agree).
+    """
+    from onnx import helper
+
+    model = load_model(model)
+    node = next((n for n in model.graph.node if tensor in n.output), None)
+    if node is None:
+        raise RefquantError(f"no node computes '{tensor}'")
+    values = refquant.Session(model).run_all(feeds)
+    constants = {t.name: t for t in model.graph.initializer}
+    inputs = [name for name in dict.fromkeys(node.input) if name and name not in constants]
+    graph = helper.make_graph(
+        [node],
+        f"{node.op_type}_{node.name or 'node'}",
+        [helper.make_tensor_value_info(n, refquant.dtypes.proto_of(values[n].dtype), values[n].shape) for n in inputs],
+        [helper.make_tensor_value_info(n, refquant.dtypes.proto_of(values[n].dtype), None) for n in node.output if n],
+        [constants[n] for n in dict.fromkeys(node.input) if n in constants],
+    )
+    single = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
+    return Case(f"{node.op_type}-{node.name or tensor}", node.op_type, single, {n: values[n] for n in inputs})
 
 
 # -- reproducers ------------------------------------------------------------------------------------

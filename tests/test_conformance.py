@@ -174,3 +174,21 @@ def test_pytest_plugin_fixture_and_assert_conforms(pytester):
     )
     result = pytester.runpytest("--quant-backends", "reference,onnx-reference", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_node_reproducer_isolates_the_first_unexplained_node(tmp_path, shifty, monkeypatch, capsys):
+    import onnx
+
+    model, feeds = two_node_model()
+    case = conformance.node_reproducer(model, feeds, "y")
+    assert [n.op_type for n in case.model.graph.node] == ["DequantizeLinear"]
+    assert list(case.feeds) == ["q"] and case.feeds["q"].dtype == np.uint8
+    (y,) = refquant.Session(case.model).run(None, case.feeds)
+    np.testing.assert_array_equal(y, refquant.Session(model).run(None, feeds)[0])
+    onnx.save(model, tmp_path / "m.onnx")
+    monkeypatch.setattr("backends.names", lambda: ["reference", "shifty"])
+    assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "shifty", "--all-tensors",
+                     "--save", str(tmp_path / "repro")]) == 1
+    saved = list((tmp_path / "repro").iterdir())
+    assert len(saved) == 1 and saved[0].name.startswith("quantizelinear-")
+    assert "saved the node computing q" in capsys.readouterr().out
