@@ -7,3 +7,7 @@ from . import elementwise  # noqa: F401
 from . import linalg  # noqa: F401
 from . import reduce  # noqa: F401
 from . import tensor  # noqa: F401
+from . import contrib_elementwise  # noqa: F401
+from . import contrib_pool  # noqa: F401
+from . import contrib_linear  # noqa: F401
+from . import contrib_quantize  # noqa: F401

@@ -1,0 +1,103 @@
+"""Shared by the com.microsoft quantized ops: per-tensor parameters and MLAS's float32 steps.
+
+    dequantize(q) = (q - zero_point) * scale
+    quantize(v)   = saturate(round_half_even(v / scale) + zero_point)
+
+The ``"mlas-float32"`` helpers replay onnxruntime's MLAS float32 arithmetic with
+numpy float32 operations (each one IEEE-rounded, as the hardware rounds); the
+final rounding to an integer and the saturation go through refquant.arith.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import TensorProto as T
+
+from .. import arith
+from ..dtypes import QType, qtype
+from ..errors import AttributeValueError
+from .common import require_dtype, require_input
+from .integer import _scalar, _zero_point_of
+
+__all__ = ["EIGHT_BIT", "QParams", "qparams", "flag", "mlas_pipeline", "fma_float32", "round_float32"]
+
+EIGHT_BIT = (T.UINT8, T.INT8)
+FLOAT32 = np.dtype(np.float32)
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Per-tensor quantization parameters: a float32 scale and a zero point (0-d arrays)."""
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+
+    @property
+    def qtype(self) -> QType:
+        return qtype(self.zero_point.dtype)
+
+    def dequantize(self, q: np.ndarray, dtype=np.float64) -> np.ndarray:
+        """(q - zero_point) * scale: exact in float64, one rounding in float32 (MLAS's dequantization)."""
+        return arith.dequantize(q, self.scale, self.zero_point, dtype)
+
+    def quantize(self, real: np.ndarray, precision=np.float64) -> np.ndarray:
+        """saturate(round_half_even(real / scale) + zero_point), the division in ``precision``."""
+        return arith.quantize(real, self.scale, self.zero_point, self.qtype, precision=precision)
+
+    def same_as(self, other: QParams) -> bool:
+        return bool(self.scale == other.scale and self.zero_point == other.zero_point)
+
+
+def qparams(scale, zero_point, like: np.ndarray, what: str, *, zero_point_required: bool = False) -> QParams:
+    """Validated per-tensor parameters of the tensor ``what`` whose values have ``like``'s type.
+
+    scale: one float32 value, finite and > 0; zero point: one value of ``like``'s type (0 when absent).
+    """
+    require_input(scale, f"{what}_scale")
+    if zero_point_required:
+        require_input(zero_point, f"{what}_zero_point")
+    require_dtype(scale, {T.FLOAT}, f"{what}_scale")
+    arith.check_scale(scale, f"{what}_scale")
+    zero_point = _zero_point_of(zero_point, like, what)
+    return QParams(_scalar(scale, f"{what}_scale"), _scalar(zero_point, f"{what}_zero_point"))
+
+
+def flag(node, name: str) -> bool:
+    """A 0/1 attribute (default 0) as a bool; AttributeValueError for anything else."""
+    value = node.attr(name, 0, int)
+    if value not in (0, 1):
+        raise AttributeValueError(f"{name} must be 0 or 1, got {value}")
+    return bool(value)
+
+
+def mlas_pipeline(node) -> bool:
+    """True when the profile replays onnxruntime's MLAS float32 kernels (qlinear_pipeline)."""
+    return node.profile.qlinear_pipeline == "mlas-float32"
+
+
+def fma_float32(x, y, z) -> np.ndarray:
+    """float32(x * y + z) rounded once, as a fused multiply-add instruction computes it.
+
+    For float32 x, y, z the product is exact in float64 (24 + 24 significant bits);
+    the sum is formed exactly as s + e (two-sum) and s rounded to odd when e != 0,
+    so narrowing to float32 rounds only once (Boldo & Melquiond, 2008).
+    """
+    x, y, z = np.broadcast_arrays(*(np.asarray(v, FLOAT32).astype(np.float64) for v in (x, y, z)))
+    product = x * y
+    total = np.asarray(product + z)
+    back = total - product
+    error = (product - (total - back)) + (z - back)
+    to_odd = (error != 0) & np.isfinite(total) & ((total.view(np.uint64) & 1) == 0)
+    total = np.where(to_odd, np.nextafter(total, np.copysign(np.inf, error)), total)
+    return arith.narrow(total, FLOAT32)
+
+
+_ONE = np.float32(1.0)
+
+
+def round_float32(values: np.ndarray, qt: QType, zero_point=None) -> np.ndarray:
+    """saturate(round_half_even(values) + zero_point) for float32 values (MLAS's final step);
+    without ``zero_point`` the values already include it."""
+    return arith.quantize(np.asarray(values, FLOAT32), _ONE, zero_point, qt, precision=FLOAT32)

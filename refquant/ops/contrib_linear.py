@@ -1,0 +1,216 @@
+"""com.microsoft QGemm, MatMulIntegerToFloat, DynamicQuantizeMatMul and QLinearConv (as onnxruntime defines them).
+
+    acc                  = sum_k (a[i, k] - a_zero_point) * (b[k, j] - b_zero_point)           exact, int64
+    QGemm                = quantize_y(alpha * a_scale * b_scale[j] * (acc + C))  or, without y_scale, that real as float32
+    MatMulIntegerToFloat = a_scale * b_scale[j] * acc + bias[j]                                 rounded once to float
+    DynamicQuantizeMatMul= MatMulIntegerToFloat(DynamicQuantizeLinear(A), B)
+    QLinearConv          = ai.onnx QLinearConv; channels_last=1 reads x and writes y as (N, D1, ..., C)
+
+Products go through arith.exact_matmul (exact by its bound). The requantization and
+the scaling to float follow the profile's requantize_precision: "float64" (spec) or
+onnxruntime's "float32" (spec/ops/contrib.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto as T
+
+from .. import arith
+from ..broadcast import check_unidirectional
+from ..dtypes import qtype
+from ..errors import DTypeError, QuantParamError, ShapeError
+from ..node import Node
+from ..registry import MS_DOMAIN, register
+from .common import dtype_name, require_dtype, require_input
+from .contrib_common import FLOAT32, flag
+from .integer import (
+    INT8_TYPES,
+    _as_matrices,
+    _centered,
+    _check_matmul_shapes,
+    _matmul_param,
+    _operand_params,
+    _scalar,
+    _squeeze,
+    _warn_if_beyond_int32,
+    _zero_point_of,
+    qlinear_conv,
+)
+from .quantize import dynamic_quantize_linear
+
+
+def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision: str) -> np.ndarray:
+    """acc * scales[0] * scales[1] * ... (+ bias), as ``out_dtype``.
+
+    "float64": scale product, times acc, plus bias, all in float64 (relative errors of 2^-53),
+    then one rounding to ``out_dtype``.
+    "float32" (onnxruntime's MLAS output processor): the scale product in float32 left to
+    right, float32(acc) times it in float32, then + bias in float32. "mixed": the scale
+    product in float32, the rest as "float64".
+    """
+    if precision == "float32":
+        multiplier = _product(scales, FLOAT32)
+        y = arith.dequantize(arith.narrow(acc, FLOAT32), multiplier, None, FLOAT32)
+        if bias is not None:
+            y = y + bias.astype(FLOAT32)
+        return arith.narrow(y, out_dtype)
+    multiplier = _product(scales, np.float64 if precision == "float64" else FLOAT32)
+    real = arith.dequantize(acc, multiplier, None, np.float64)
+    if bias is not None:
+        real = real + bias.astype(np.float64)
+    return arith.narrow(real, out_dtype)
+
+
+def _product(values: tuple, dtype) -> np.ndarray:
+    result = np.asarray(values[0], dtype)
+    for value in values[1:]:
+        result = result * np.asarray(value, dtype)
+    return result
+
+
+# ----------------------------------------------------------------------------
+# QGemm
+# ----------------------------------------------------------------------------
+
+
+def _gemm_operand(q, what: str, transposed: bool) -> np.ndarray:
+    require_input(q, what)
+    require_dtype(q, INT8_TYPES, what)
+    if q.ndim != 2:
+        raise ShapeError(f"{what} must be 2-D, got shape {q.shape}")
+    return q.T if transposed else q
+
+
+@register("QGemm", since=(1,), domain=MS_DOMAIN)
+def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, b_zero_point=None, c=None,
+          y_scale=None, y_zero_point=None):
+    """Y = alpha * a_scale * b_scale * ((A' - a_zp) @ (B' - b_zp) + C), A' = transA ? A^T : A (B' alike).
+
+    a_scale, a_zero_point: scalars; b_scale, b_zero_point: scalars or one per column (N).
+    C: int32, broadcasting to (M, N), in units of alpha * a_scale * b_scale. With y_scale and
+    y_zero_point, Y is quantized to y_zero_point's type; without them Y is float32.
+    """
+    a2 = _gemm_operand(a, "A", flag(node, "transA"))
+    b2 = _gemm_operand(b, "B", flag(node, "transB"))
+    alpha = node.attr("alpha", 1.0, float)
+    for value, what in ((a_scale, "a_scale"), (a_zero_point, "a_zero_point"), (b_scale, "b_scale"), (b_zero_point, "b_zero_point")):
+        require_input(value, what)
+    for value, what in ((a_scale, "a_scale"), (b_scale, "b_scale")):
+        require_dtype(value, {T.FLOAT}, what)
+        arith.check_scale(value, what)
+    if a2.shape[1] != b2.shape[0]:
+        raise ShapeError(f"A' has shape {a2.shape} and B' {b2.shape}: inner dimensions {a2.shape[1]} and {b2.shape[0]} differ")
+    a_zp = _scalar(_zero_point_of(a_zero_point, a, "a"), "a_zero_point")
+    if b_scale.ndim > 1 or b_zero_point.ndim > 1:
+        raise QuantParamError(f"b_scale and b_zero_point must be scalars or 1-D (one per column), got shapes {b_scale.shape}, {b_zero_point.shape}")
+    b_scale, b_zp = _operand_params(b_scale, _zero_point_of(b_zero_point, b, "b"), b2.shape, per_row=False, what="b")
+    acc = arith.exact_matmul(_centered(a2, a_zp), _centered(b2, b_zp))
+    if c is not None:
+        require_dtype(c, {T.INT32}, "C")
+        check_unidirectional(c.shape, acc.shape, "C")
+        acc = acc + c.astype(np.int64)
+    a_scale = np.float64(alpha) * _scalar(a_scale, "a_scale")  # exact: two float32 factors
+    precision = node.profile.requantize_precision
+    if (y_scale is None) != (y_zero_point is None):
+        raise QuantParamError("y_scale and y_zero_point come together: both for a quantized Y, neither for float Y")
+    if y_scale is None:
+        return (_scaled_to_float(acc, (a_scale, b_scale), None, FLOAT32, precision),)
+    require_dtype(y_scale, {T.FLOAT}, "y_scale")
+    require_dtype(y_zero_point, INT8_TYPES, "y_zero_point")
+    arith.check_scale(y_scale, "y_scale")
+    _warn_if_beyond_int32(node, acc)
+    y = arith.requantize(
+        acc, a_scale, b_scale, _scalar(y_scale, "y_scale"), _scalar(y_zero_point, "y_zero_point"),
+        qtype(y_zero_point.dtype), precision=precision,
+    )
+    return (y,)
+
+
+# ----------------------------------------------------------------------------
+# MatMulIntegerToFloat, DynamicQuantizeMatMul
+# ----------------------------------------------------------------------------
+
+
+def _matmul_params(scale, zero_point, q, *, per_row: bool, what: str):
+    """(scale, zero point), each broadcasting against the product: a scalar, per row of A
+    ([..., M, 1]) or per column of B (1-D [N] or [..., 1, N]); an absent zero point is 0."""
+    require_dtype(scale, {T.FLOAT, T.FLOAT16}, f"{what}_scale")
+    arith.check_scale(scale, f"{what}_scale")
+    if per_row and scale.ndim == 1 and scale.size > 1:
+        raise QuantParamError(
+            f"{what}_scale has shape {scale.shape}: a 1-D scale of A cannot be factored out of the dot products; "
+            "per-row scales have shape [..., M, 1]"
+        )
+    zero_point = _zero_point_of(zero_point, q, what)
+    return (
+        _matmul_param(scale, q.shape, per_row=per_row, what=f"{what}_scale"),
+        _matmul_param(zero_point, q.shape, per_row=per_row, what=f"{what}_zero_point"),
+    )
+
+
+def _integer_matmul_to_float(node: Node, a, a_scale, a_zp, b, b_scale, b_zp, bias, out_dtype) -> np.ndarray:
+    """a_scale * b_scale * ((a - a_zp) @ (b - b_zp)) + bias, numpy.matmul shapes, as ``out_dtype``."""
+    _check_matmul_shapes(a, b)
+    a2, b2, squeeze = _as_matrices(a, b)
+    acc = arith.exact_matmul(_centered(a2, a_zp), _centered(b2, b_zp))
+    if bias is not None:
+        require_dtype(bias, {T.FLOAT, T.FLOAT16}, "bias")
+        if bias.dtype != out_dtype:
+            raise DTypeError(f"bias has type {dtype_name(bias.dtype)}, it must match the scales ({dtype_name(out_dtype)})")
+        if bias.shape != (b2.shape[-1],):
+            raise ShapeError(f"bias has shape {bias.shape}, expected ({b2.shape[-1]},): one value per column of B")
+    y = _scaled_to_float(acc, (a_scale, b_scale), bias, out_dtype, node.profile.requantize_precision)
+    return _squeeze(y, squeeze)
+
+
+@register("MatMulIntegerToFloat", since=(1,), domain=MS_DOMAIN)
+def matmul_integer_to_float(node: Node, a, b=None, a_scale=None, b_scale=None, a_zero_point=None,
+                            b_zero_point=None, bias=None):
+    """Y = ((A - a_zero_point) @ (B - b_zero_point)) * a_scale * b_scale + bias, Y of the scales' type.
+
+    a parameters: scalars or per row ([..., M, 1]); b parameters: scalars or per column ([N] or [..., 1, N]).
+    """
+    for value, what in ((a, "A"), (b, "B"), (a_scale, "a_scale"), (b_scale, "b_scale")):
+        require_input(value, what)
+    require_dtype(a, INT8_TYPES, "A")
+    require_dtype(b, INT8_TYPES, "B")
+    if a_scale.dtype != b_scale.dtype:
+        raise DTypeError(f"a_scale has type {dtype_name(a_scale.dtype)} and b_scale {dtype_name(b_scale.dtype)}: they must match")
+    a_scale, a_zp = _matmul_params(a_scale, a_zero_point, a, per_row=True, what="a")
+    b_scale, b_zp = _matmul_params(b_scale, b_zero_point, b, per_row=False, what="b")
+    return (_integer_matmul_to_float(node, a, a_scale, a_zp, b, b_scale, b_zp, bias, a_scale.dtype),)
+
+
+@register("DynamicQuantizeMatMul", since=(1,), domain=MS_DOMAIN)
+def dynamic_quantize_matmul(node: Node, a, b=None, b_scale=None, b_zero_point=None, bias=None):
+    """Y = MatMulIntegerToFloat(A_q, B, a_scale, b_scale, a_zp, b_zero_point, bias) with
+    (A_q, a_scale, a_zp) = DynamicQuantizeLinear(A) (uint8; its profile options apply)."""
+    for value, what in ((b, "B"), (b_scale, "b_scale")):
+        require_input(value, what)
+    require_dtype(a, {T.FLOAT}, "A")
+    require_dtype(b, INT8_TYPES, "B")
+    require_dtype(b_scale, {T.FLOAT}, "b_scale")
+    a_q, a_scale, a_zp = dynamic_quantize_linear(node, a)
+    b_scale, b_zp = _matmul_params(b_scale, b_zero_point, b, per_row=False, what="b")
+    return (_integer_matmul_to_float(node, a_q, a_scale, a_zp, b, b_scale, b_zp, bias, FLOAT32),)
+
+
+# ----------------------------------------------------------------------------
+# QLinearConv (channels_last)
+# ----------------------------------------------------------------------------
+
+
+@register("QLinearConv", since=(1,), domain=MS_DOMAIN)
+def qlinear_conv_channels_last(node: Node, x, x_scale=None, x_zero_point=None, w=None, w_scale=None,
+                               w_zero_point=None, y_scale=None, y_zero_point=None, B=None):
+    """ai.onnx QLinearConv; with channels_last=1, x is (N, D1, ..., C) and y (N, D1, ..., M) (w stays (M, C/group, k...))."""
+    channels_last = flag(node, "channels_last")
+    for value, what in ((x, "x"), (x_scale, "x_scale"), (w, "w"), (w_scale, "w_scale"), (y_scale, "y_scale")):
+        require_input(value, what)
+    if channels_last:
+        if x.ndim < 3:
+            raise ShapeError(f"x must have shape (N, D1, ..., C) with channels_last=1, got {x.shape}")
+        x = np.moveaxis(x, -1, 1)
+    (y,) = qlinear_conv(node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B)
+    return (np.ascontiguousarray(np.moveaxis(y, 1, -1)) if channels_last else y,)

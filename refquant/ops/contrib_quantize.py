@@ -1,0 +1,69 @@
+"""com.microsoft QuantizeLinear and DequantizeLinear (onnxruntime's contrib definitions, 16- and 4-bit included).
+
+    QuantizeLinear:   y = saturate(round_half_even(x / y_scale) + y_zero_point)
+    DequantizeLinear: y = (x - x_zero_point) * x_scale
+
+As ai.onnx's versions (refquant.ops.quantize, same arithmetic and profile options), with
+this domain's types: x and y_scale float or float16 (one type), y of type int8, uint8,
+int16, uint16, int4 or uint4 (uint8 without a zero point). Without the ``axis``
+attribute the parameters are per tensor; with it, 1-D along that axis.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto as T
+
+from .. import arith
+from ..dtypes import qtype
+from ..errors import DTypeError, QuantParamError
+from ..node import Node
+from ..registry import MS_DOMAIN, register
+from .common import dtype_name, require_dtype, require_input
+from .quantize import _quant_params
+
+QUANTIZED = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)
+FLOATS = (T.FLOAT, T.FLOAT16)
+
+
+def _params(node: Node, x: np.ndarray, scale: np.ndarray, zero_point, what: str):
+    """(scale, zero point) broadcast against x: per tensor without ``axis``, per axis with it."""
+    if not node.has("axis") and np.size(scale) > 1:
+        raise QuantParamError(
+            f"{what}_scale has shape {np.shape(scale)}: without the 'axis' attribute the parameters are per tensor (one value)"
+        )
+    return _quant_params(node, x, scale, zero_point, axis_allowed=node.has("axis"))
+
+
+@register("QuantizeLinear", since=(1,), domain=MS_DOMAIN)
+def quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
+    """y = saturate(round_half_even(x / y_scale) + y_zero_point), the division in y_scale's type."""
+    require_input(y_scale, "y_scale")
+    require_dtype(x, FLOATS, "x")
+    if y_scale.dtype != x.dtype:
+        raise DTypeError(f"y_scale has type {dtype_name(y_scale.dtype)}, it must match x ({dtype_name(x.dtype)})")
+    if y_zero_point is not None:
+        require_dtype(y_zero_point, QUANTIZED, "y_zero_point")
+    out = qtype(y_zero_point.dtype if y_zero_point is not None else np.uint8)
+    scale, zero_point = _params(node, x, y_scale, y_zero_point, "y")
+    y = arith.quantize(
+        x, scale, zero_point, out, precision=y_scale.dtype, nan=node.profile.nan, overflow=node.profile.quantize_overflow
+    )
+    return (y,)
+
+
+@register("DequantizeLinear", since=(1,), domain=MS_DOMAIN)
+def dequantize_linear(node: Node, x, x_scale=None, x_zero_point=None):
+    """y = (x - x_zero_point) * x_scale, rounded once to x_scale's type (int32 x: no zero point but 0)."""
+    require_input(x_scale, "x_scale")
+    require_dtype(x, QUANTIZED + (T.INT32,), "x")
+    require_dtype(x_scale, FLOATS, "x_scale")
+    if x_zero_point is not None:
+        if x_zero_point.dtype != x.dtype:
+            raise DTypeError(
+                f"x_zero_point has type {dtype_name(x_zero_point.dtype)}, it must match x ({dtype_name(x.dtype)})"
+            )
+        if x.dtype == np.int32 and np.any(x_zero_point != 0):
+            raise QuantParamError("int32 input takes no zero point (or zero)")
+    scale, zero_point = _params(node, x, x_scale, x_zero_point, "x")
+    return (arith.dequantize(x, scale, zero_point, x_scale.dtype),)
