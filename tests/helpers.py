@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 
@@ -48,15 +49,19 @@ def to_array(value):
     return numpy_helper.to_array(value) if isinstance(value, TensorProto) else value
 
 
-def node_cases(pattern: str):
-    """ONNX backend node cases whose name matches ``pattern`` (generated in memory)."""
+@functools.lru_cache(maxsize=1)
+def _all_node_cases():
     from onnx.backend.test.case.node import collect_testcases
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cases = collect_testcases()
+        return tuple(collect_testcases())
+
+
+def node_cases(pattern: str):
+    """ONNX backend node cases whose name matches ``pattern`` (generated in memory once per run)."""
     regex = re.compile(pattern)
-    return [c for c in cases if regex.match(c.name)]
+    return [c for c in _all_node_cases() if regex.match(c.name)]
 
 
 def assert_bit_exact(got: np.ndarray, expected: np.ndarray, what: str = "output"):

@@ -30,7 +30,7 @@ from ..node import Node
 from ..registry import register
 from .common import dtype_name, require_dtype, types_at
 
-__all__ = ["FLOATS", "WIDE_INTS", "NARROW_INTS", "require_same_dtype", "is_integer"]
+__all__ = ["FLOATS", "WIDE_INTS", "NARROW_INTS", "require_types", "is_integer"]
 
 FLOATS = (T.FLOAT16, T.FLOAT, T.DOUBLE)
 WIDE_INTS = (T.INT32, T.INT64, T.UINT32, T.UINT64)
@@ -48,20 +48,19 @@ def is_integer(array: np.ndarray) -> bool:
     return array.dtype.kind in "iu"
 
 
-def require_same_dtype(named: Mapping[str, np.ndarray]) -> None:
-    """DTypeError unless every named input has the same element type (ONNX's single T)."""
-    dtypes = {array.dtype for array in named.values()}
-    if len(dtypes) > 1:
+def require_types(node: Node, table, named: Mapping[str, np.ndarray]) -> None:
+    """Each named input has a type ``table`` allows at this version, and all share it (ONNX's one T)."""
+    allowed = types_at(table, node.version)
+    for name, array in named.items():
+        require_dtype(array, allowed, name)
+    if len({array.dtype for array in named.values()}) > 1:
         listing = ", ".join(f"{name} is {dtype_name(array.dtype)}" for name, array in named.items())
         raise DTypeError(f"inputs must share one element type: {listing}")
 
 
 def _check_operands(node: Node, table, named: Mapping[str, np.ndarray]) -> None:
-    """Types allowed at this version, one common type, and multidirectional broadcasting."""
-    allowed = types_at(table, node.version)
-    for name, array in named.items():
-        require_dtype(array, allowed, name)
-    require_same_dtype(named)
+    """require_types, then multidirectional broadcasting."""
+    require_types(node, table, named)
     broadcast_shapes({name: array.shape for name, array in named.items()})
 
 

@@ -4,10 +4,12 @@
     Gemm:   Y = alpha * A' @ B' + beta * C   (A' = transpose(A) if transA, same for B;
                                               C broadcasts unidirectionally to (M, N))
 
-Floats: float32 and float64 go through BLAS in T, whose summation order is its
-own, so products agree with other backends within a few ulps, not bit for bit.
-float16 and bfloat16 accumulate in float32 (alpha, beta and C applied there too)
-and round once to T. Integers: the exact product, wrapped to T (two's complement).
+Floats: products and sums in float64 BLAS (alpha, beta and C applied there
+too), then one rounding to T (``arith.narrow``), as for Conv. Products of
+float32/float16/bfloat16 values are exact in float64, so the only error before
+the final rounding is float64 summation (relative ~K * 2**-53); results agree
+with backends that accumulate in T within T's rounding, not bit for bit.
+Integers: the exact product, wrapped to T (two's complement).
 
 spec/ops/float.md states every choice these kernels make.
 """
@@ -22,17 +24,13 @@ from ..broadcast import broadcast_shapes, check_unidirectional
 from ..errors import AttributeValueError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import require_dtype, require_input, types_at
-from .elementwise import FLOATS, WIDE_INTS, is_integer, require_same_dtype
+from .common import require_input
+from .elementwise import FLOATS, WIDE_INTS, is_integer, require_types
 
 #: element types by the version that added them (MatMul and Gemm alike)
 MATMUL_TYPES = {9: FLOATS + WIDE_INTS, 13: (T.BFLOAT16,)}
 
 _WRAP = 2**64
-
-
-def _max_magnitude(a: np.ndarray) -> int:
-    return max(abs(int(a.min(initial=0))), abs(int(a.max(initial=0))))
 
 
 def _integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -42,43 +40,28 @@ def _integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     2**63 arith.exact_matmul's int64 result is exact. Above, the products go
     through Python integers and are reduced mod 2**64 before the wrap to T.
     """
-    if a.shape[-1] * _max_magnitude(a) * _max_magnitude(b) < 2**63:
-        # int64 first: every value fits (|value| < 2**63), and |x| of a narrower
-        # type's minimum (np.abs(int32(-2**31))) would overflow
-        exact = arith.exact_matmul(a.astype(np.int64), b.astype(np.int64))
+    if a.shape[-1] * arith.max_abs(a) * arith.max_abs(b) < 2**63:
+        exact = arith.exact_matmul(a, b)
     else:
         exact = (np.matmul(a.astype(object), b.astype(object)) % _WRAP).astype(np.uint64)
     return exact.astype(a.dtype)
 
 
-def _float_compute_type(dtype: np.dtype) -> np.dtype:
-    """float32/float64 compute in T; float16/bfloat16 in float32, rounded once at the end."""
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+def _float64_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b of float operands (rank >= 2) in float64, not yet rounded to T."""
+    return np.matmul(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False))
 
 
 def _matrix_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b for operands of rank >= 2, in T's compute type (see _float_compute_type)."""
+    """a @ b in T (rank >= 2): exact then wrapped for integers, one rounding for floats."""
     if is_integer(a):
         return _integer_matmul(a, b)
-    compute = _float_compute_type(a.dtype)
-    return np.matmul(a.astype(compute, copy=False), b.astype(compute, copy=False))
-
-
-def _to_type(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round a float32/float64 result once into T (a no-op for T = the compute type)."""
-    return values if values.dtype == dtype else arith.narrow(values.astype(np.float64), dtype)
-
-
-def _check_inputs(node: Node, named: dict[str, np.ndarray]) -> None:
-    allowed = types_at(MATMUL_TYPES, node.version)
-    for name, array in named.items():
-        require_dtype(array, allowed, name)
-    require_same_dtype(named)
+    return arith.narrow(_float64_matmul(a, b), a.dtype)
 
 
 @register("MatMul", since=(9, 13))
 def matmul(node: Node, a, b):
-    _check_inputs(node, {"A": a, "B": b})
+    require_types(node, MATMUL_TYPES, {"A": a, "B": b})
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"A {a.shape} and B {b.shape} must have rank >= 1")
     # numpy.matmul: a 1-D A gains a leading 1, a 1-D B a trailing 1, removed afterwards.
@@ -87,7 +70,7 @@ def matmul(node: Node, a, b):
     if a2.shape[-1] != b2.shape[-2]:
         raise ShapeError(f"A {a.shape} and B {b.shape}: inner dimensions {a2.shape[-1]} and {b2.shape[-2]} differ")
     broadcast_shapes({"A's batch": a2.shape[:-2], "B's batch": b2.shape[:-2]})
-    y = _to_type(_matrix_product(a2, b2), a.dtype)
+    y = _matrix_product(a2, b2)
     if a.ndim == 1:
         y = y[..., 0, :]
     if b.ndim == 1:
@@ -114,20 +97,19 @@ def _integer_gemm(product: np.ndarray, c, alpha: float, beta: float) -> np.ndarr
 
 
 def _float_gemm(product: np.ndarray, c, alpha: float, beta: float, dtype: np.dtype) -> np.ndarray:
-    """alpha * product + beta * C, each operation rounded in the compute type, then once to T."""
-    compute = product.dtype
-    y = product if alpha == 1 else product * np.asarray(alpha, compute)
+    """alpha * product + beta * C in float64, then one rounding to T."""
+    y = product if alpha == 1 else product * alpha
     if c is not None:
-        c = c.astype(compute, copy=False)
-        y = y + (c if beta == 1 else c * np.asarray(beta, compute))
-    return _to_type(y, dtype)
+        c = c.astype(np.float64, copy=False)
+        y = y + (c if beta == 1 else c * beta)
+    return arith.narrow(y, dtype)
 
 
 @register("Gemm", since=(9, 11, 13))
 def gemm(node: Node, a, b, c=None):
     if node.version < 11:
         require_input(c, "C")
-    _check_inputs(node, {"A": a, "B": b} | ({} if c is None else {"C": c}))
+    require_types(node, MATMUL_TYPES, {"A": a, "B": b} | ({} if c is None else {"C": c}))
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"A {a.shape} and B {b.shape} must be matrices (rank 2)")
     if node.attr("transA", 0, int):
@@ -141,7 +123,6 @@ def gemm(node: Node, a, b, c=None):
         check_unidirectional(c.shape, (a.shape[0], b.shape[1]), "C")
         if beta == 0:
             c = None  # beta * C is not computed, so NaN or inf in C do not propagate
-    product = _matrix_product(a, b)
     if is_integer(a):
-        return (_integer_gemm(product, c, alpha, beta),)
-    return (_float_gemm(product, c, alpha, beta, a.dtype),)
+        return (_integer_gemm(_integer_matmul(a, b), c, alpha, beta),)
+    return (_float_gemm(_float64_matmul(a, b), c, alpha, beta, a.dtype),)

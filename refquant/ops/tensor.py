@@ -205,6 +205,7 @@ def cast(node: Node, x):
 # Identity, Constant
 # ----------------------------------------------------------------------------
 
+
 @register("Identity", since=(1, 13, 14, 16, 19, 21, 23, 24, 25))
 def identity(node: Node, x):
     require_dtype(x, types_at(TENSOR_TYPES, node.version), "input")
