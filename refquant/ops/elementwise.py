@@ -1,10 +1,15 @@
-"""Elementwise arithmetic: Add, Sub, Mul, Div, Relu, Clip, Round, Min, Max.
+"""Elementwise arithmetic, float functions and comparisons.
 
     Add, Sub, Mul, Div: C = A op B                (multidirectional broadcasting)
     Relu:               Y = max(X, 0)
     Clip:               Y = min(max, max(X, min))  (missing bounds: T's lowest / largest value)
     Round:              Y = round_half_even(X)
     Min, Max:           elementwise min / max of 1..N inputs (multidirectional broadcasting)
+    Sqrt, Exp, Erf, Tanh, Sigmoid = 1 / (1 + exp(-x)), LeakyRelu = x < 0 ? alpha x : x,
+    HardSigmoid = clip(alpha x + beta, 0, 1), HardSwish = x HardSigmoid(x; 1/6, 0.5),
+    Gelu, Pow:          evaluated in float64, rounded once to T
+    Where:              Y = condition ? X : Y     (three-way broadcasting)
+    Equal, Less, Greater, Not: boolean results
 
 Floats: each result is one IEEE operation in T. numpy computes float16 and
 bfloat16 in float32 and rounds back; float32 has >= 2p+2 bits for both, so
@@ -17,6 +22,7 @@ spec/ops/float.md states every choice these kernels make.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 
 import ml_dtypes
@@ -25,7 +31,7 @@ from onnx import TensorProto as T
 
 from .. import arith
 from ..broadcast import broadcast_shapes
-from ..errors import DTypeError, NonFiniteError, ShapeError
+from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
 from .common import dtype_name, require_dtype, types_at
@@ -156,3 +162,152 @@ def clip(node: Node, x, min_value=None, max_value=None):
     # (a tie keeps x's sign of zero), max everywhere when min > max (ONNX Clip-13),
     # NaN where x or a bound is NaN. bfloat16 is clipped in float32, exactly.
     return (np.asarray(np.clip(x, low, high)).astype(x.dtype, copy=False),)
+
+
+# ----------------------------------------------------------------------------
+# Float functions: Sqrt, Exp, Erf, Tanh, Sigmoid, LeakyRelu, HardSigmoid, HardSwish, Gelu, Pow
+#
+# Each is evaluated in float64 (double-precision libm: error < 1 ulp of float64)
+# and rounded once to T. For float32 that is the correctly rounded result except
+# when the exact value lies within ~2**-29 ulp of a float32 rounding boundary.
+# ----------------------------------------------------------------------------
+
+UNARY_FLOAT_TYPES = {6: FLOATS, 13: (T.BFLOAT16,)}
+ERF_TYPES = {9: FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+LEAKY_RELU_TYPES = {6: FLOATS, 16: (T.BFLOAT16,)}
+HARD_TYPES = {6: FLOATS, 22: (T.BFLOAT16,)}
+GELU_TYPES = {20: FLOATS + (T.BFLOAT16,)}
+POW_TYPES = {7: FLOATS, 12: (T.INT32, T.INT64), 13: (T.BFLOAT16,)}
+POW_EXPONENT_TYPES = {7: FLOATS, 12: WIDE_INTS + NARROW_INTS, 15: (T.BFLOAT16,)}
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def erf64(x: np.ndarray) -> np.ndarray:
+    """erf in float64 (C99 erf through math.erf: numpy has none)."""
+    return _erf(np.asarray(x, np.float64)).astype(np.float64)
+
+
+def sigmoid64(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) in float64, without overflow for large -x."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def _float_function(function: Callable[..., np.ndarray], table):
+    """Kernel Y = function(float64(X), node) rounded once to T."""
+
+    def kernel(node: Node, x):
+        if node.version < 13 and node.op_type == "Erf" and is_integer(x):
+            return (np.asarray(function(x.astype(np.float64), node)).astype(x.dtype),)  # C cast: truncates
+        require_dtype(x, types_at(table, node.version), "input")
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            y = function(x.astype(np.float64), node)
+        return (np.asarray(arith.narrow(y, x.dtype)),)
+
+    return kernel
+
+
+def _float_attribute(node: Node, name: str, default: float) -> float:
+    """A float attribute as the float32 value the model stores."""
+    return float(np.float32(node.attr(name, default, float)))
+
+
+def _hard_sigmoid64(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    return np.clip(alpha * x + beta, 0.0, 1.0)
+
+
+def _leaky_relu(x, node):
+    return np.where(x < 0, _float_attribute(node, "alpha", 0.01) * x, x)
+
+
+def _hard_sigmoid(x, node):
+    return _hard_sigmoid64(x, _float_attribute(node, "alpha", 0.2), _float_attribute(node, "beta", 0.5))
+
+
+def _hard_swish(x, node):
+    return x * _hard_sigmoid64(x, 1 / 6, 0.5)
+
+
+def _gelu(x, node):
+    """0.5 x (1 + erf(x / sqrt 2)), or with approximate="tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    approximate = node.attr("approximate", "none", str)
+    if approximate == "none":
+        return 0.5 * x * (1.0 + erf64(x / math.sqrt(2.0)))
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    raise AttributeValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+register("Sqrt", since=(6, 13))(_float_function(lambda x, node: np.sqrt(x), UNARY_FLOAT_TYPES))
+register("Exp", since=(6, 13))(_float_function(lambda x, node: np.exp(x), UNARY_FLOAT_TYPES))
+register("Erf", since=(9, 13))(_float_function(lambda x, node: erf64(x), ERF_TYPES))
+register("Tanh", since=(6, 13))(_float_function(lambda x, node: np.tanh(x), UNARY_FLOAT_TYPES))
+register("Sigmoid", since=(6, 13))(_float_function(lambda x, node: sigmoid64(x), UNARY_FLOAT_TYPES))
+register("LeakyRelu", since=(6, 16))(_float_function(_leaky_relu, LEAKY_RELU_TYPES))
+register("HardSigmoid", since=(6, 22))(_float_function(_hard_sigmoid, HARD_TYPES))
+register("HardSwish", since=(14, 22))(_float_function(_hard_swish, HARD_TYPES))
+register("Gelu", since=(20,))(_float_function(_gelu, GELU_TYPES))
+
+
+@register("Pow", since=(7, 12, 13, 15))
+def pow_(node: Node, x, y):
+    """Z = X ** Y. Float X: float64 pow rounded once to T. Integer X: the exact power, wrapped
+    (integer Y >= 0), or float64 pow truncated toward zero (float Y, as C's (T)pow(x, y))."""
+    require_dtype(x, types_at(POW_TYPES, node.version), "X")
+    require_dtype(y, types_at(POW_EXPONENT_TYPES, node.version), "Y")
+    if node.version < 12 and x.dtype != y.dtype:
+        raise DTypeError(f"X ({dtype_name(x.dtype)}) and Y ({dtype_name(y.dtype)}) must share one type before opset 12")
+    broadcast_shapes({"X": x.shape, "Y": y.shape})
+    if is_integer(x) and is_integer(y):
+        if np.any(y < 0):
+            raise NonFiniteError("integer X to a negative integer power is not an integer (undefined in ONNX)")
+        # Python integers: exact, then reduced mod 2**64 and wrapped to T
+        exact = np.power(x.astype(object), y.astype(object)) % _WRAP
+        return (np.asarray(exact.astype(np.uint64).astype(x.dtype)),)
+    with np.errstate(all="ignore"):
+        z = np.power(x.astype(np.float64), y.astype(np.float64))
+    if is_integer(x):
+        from .tensor import cast_array  # noqa: PLC0415  (tensor imports this module)
+
+        return (np.asarray(cast_array(z, x.dtype)),)
+    return (np.asarray(arith.narrow(z, x.dtype)),)
+
+
+_WRAP = 2**64
+
+# ----------------------------------------------------------------------------
+# Where, Equal, Less, Greater, Not
+# ----------------------------------------------------------------------------
+
+ANY_TYPES = (T.BOOL, T.STRING) + FLOATS + WIDE_INTS + NARROW_INTS
+WHERE_TYPES = {9: ANY_TYPES, 16: (T.BFLOAT16,)}
+EQUAL_TYPES = {7: (T.BOOL, T.INT32, T.INT64), 11: FLOATS + NARROW_INTS + (T.UINT32, T.UINT64), 13: (T.BFLOAT16,), 19: (T.STRING,)}
+ORDER_TYPES = {9: FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+
+
+@register("Where", since=(9, 16))
+def where(node: Node, condition, x, y):
+    require_dtype(condition, {T.BOOL}, "condition")
+    _check_operands(node, WHERE_TYPES, {"X": x, "Y": y})
+    broadcast_shapes({"condition": condition.shape, "X": x.shape, "Y": y.shape})
+    return (np.asarray(np.where(condition, x, y)),)
+
+
+def _comparison(op: Callable[[np.ndarray, np.ndarray], np.ndarray], table):
+    def kernel(node: Node, a, b):
+        _check_operands(node, table, {"A": a, "B": b})
+        return (np.asarray(op(a, b)),)
+
+    return kernel
+
+
+register("Equal", since=(7, 11, 13, 19))(_comparison(np.equal, EQUAL_TYPES))
+register("Less", since=(9, 13))(_comparison(np.less, ORDER_TYPES))
+register("Greater", since=(9, 13))(_comparison(np.greater, ORDER_TYPES))
+
+
+@register("Not", since=(1,))
+def not_(node: Node, x):
+    require_dtype(x, {T.BOOL}, "X")
+    return (np.logical_not(x),)

@@ -1,0 +1,194 @@
+"""Softmax, normalizations and average pools.
+
+    Softmax:            Y = exp(x - max) / sum exp(x - max)   over ``axis`` (before 13: the
+                        flattened axes axis..n-1)
+    LayerNormalization: Y = (X - mean) / sqrt(var + epsilon) * Scale + B over axes axis..n-1;
+                        optional Mean and InvStdDev = 1 / sqrt(var + epsilon)
+    BatchNormalization: Y = (X - mean[c]) / sqrt(var[c] + epsilon) * scale[c] + B[c]  (inference)
+    GlobalAveragePool:  Y[n, c] = mean of X[n, c, ...]
+    AveragePool:        Y[n, c, j] = sum of the window / its count (padding counted with
+                        count_include_pad, never the ceil_mode overhang)
+
+Each output is computed in float64 from the exact inputs and rounded once to
+its type; var is the population variance mean((X - mean)^2). Float64 sums of
+n terms err by at most ~n * 2**-53 relative, far below float32's 2**-24.
+spec/ops/nn.md states every choice these kernels make.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto as T
+
+from .. import arith
+from ..errors import AttributeValueError, DTypeError, ShapeError
+from ..node import Node
+from ..registry import register
+from ..window import pad, resolve_window, tap_coordinates, windows
+from .common import dtype_name, normalize_axis, require_dtype, types_at
+from .elementwise import FLOATS
+
+SOFTMAX_TYPES = {1: FLOATS, 13: (T.BFLOAT16,)}
+LAYER_NORM_TYPES = {17: FLOATS + (T.BFLOAT16,)}
+BATCH_NORM_TYPES = {9: FLOATS, 14: (T.BFLOAT16,)}
+POOL_TYPES = {1: FLOATS, 22: (T.BFLOAT16,)}
+
+
+def _epsilon(node: Node, default: float) -> float:
+    """The ``epsilon`` attribute: the float32 value stored in the model."""
+    return float(np.float32(node.attr("epsilon", default, float)))
+
+
+def _softmax_axes(node: Node, rank: int) -> tuple[int, ...]:
+    """Softmax-13: the one ``axis`` (default -1); before: axes ``axis``..n-1 (default 1), as one 2-D row."""
+    if node.version >= 13:
+        return (normalize_axis(node.attr("axis", -1, int), rank),)
+    axis = normalize_axis(node.attr("axis", 1, int), rank)
+    return tuple(range(axis, rank))
+
+
+def softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """exp(x - max) / sum exp(x - max) over ``axes``, in float64 (x - max is exact for float32 x whose exponents differ by < 29)."""
+    shifted = x - np.max(x, axis=axes, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axes, keepdims=True)
+
+
+@register("Softmax", since=(1, 11, 13))
+def softmax(node: Node, x):
+    require_dtype(x, types_at(SOFTMAX_TYPES, node.version), "input")
+    if x.ndim == 0:
+        raise ShapeError("input must have rank >= 1")
+    with np.errstate(invalid="ignore"):
+        y = softmax64(x.astype(np.float64), _softmax_axes(node, x.ndim))
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+def _same_type(value, x: np.ndarray, what: str) -> None:
+    if value is not None and value.dtype != x.dtype:
+        raise DTypeError(f"{what} has type {dtype_name(value.dtype)}, it must match X ({dtype_name(x.dtype)})")
+
+
+def _stash_dtype(node: Node, x: np.ndarray) -> np.dtype:
+    """Type of Mean and InvStdDev: float32 for stash_type 1 (the default), else X's type."""
+    stash = node.attr("stash_type", 1, int)
+    return np.dtype(np.float32) if stash == T.FLOAT else x.dtype
+
+
+@register("LayerNormalization", since=(17,))
+def layer_normalization(node: Node, x, scale, b=None):
+    require_dtype(x, types_at(LAYER_NORM_TYPES, node.version), "X")
+    _same_type(scale, x, "Scale")
+    _same_type(b, x, "B")
+    if x.ndim == 0:
+        raise ShapeError("X must have rank >= 1")
+    axis = normalize_axis(node.attr("axis", -1, int), x.ndim)
+    axes = tuple(range(axis, x.ndim))
+    for name, value in (("Scale", scale), ("B", b)):
+        if value is not None and np.broadcast_shapes(value.shape, x.shape[axis:]) != x.shape[axis:]:
+            raise ShapeError(f"{name} has shape {value.shape}, which does not broadcast to {x.shape[axis:]}")
+    x64 = x.astype(np.float64)
+    mean = np.mean(x64, axis=axes, keepdims=True)
+    inv_std = 1.0 / np.sqrt(np.mean((x64 - mean) ** 2, axis=axes, keepdims=True) + _epsilon(node, 1e-5))
+    y = (x64 - mean) * inv_std * scale.astype(np.float64)
+    if b is not None:
+        y = y + b.astype(np.float64)
+    stash = _stash_dtype(node, x)
+    return np.asarray(arith.narrow(y, x.dtype)), arith.narrow(mean, stash), arith.narrow(inv_std, stash)
+
+
+@register("BatchNormalization", since=(9, 14, 15))
+def batch_normalization(node: Node, x, scale, b, mean, var):
+    """Inference mode only (training_mode=1 updates running statistics: not supported)."""
+    require_dtype(x, types_at(BATCH_NORM_TYPES, node.version), "X")
+    if node.version >= 14 and node.attr("training_mode", 0, int):
+        raise AttributeValueError("training_mode=1 is not supported; refquant runs inference graphs")
+    if x.ndim < 2:
+        raise ShapeError(f"X must have shape (N, C, ...), got {x.shape}")
+    channels = x.shape[1]
+    named = {"scale": scale, "B": b, "input_mean": mean, "input_var": var}
+    for name, value in named.items():
+        if value.shape != (channels,):
+            raise ShapeError(f"{name} has shape {value.shape}, expected ({channels},)")
+        require_dtype(value, types_at(BATCH_NORM_TYPES, 14), name)
+    # one type for all (9), scale and B as X (14), or two pairs (15: T1, T2)
+    pairs = [("scale", "B", "input_mean", "input_var")] if node.version < 14 else [("scale", "B"), ("input_mean", "input_var")]
+    for pair in pairs:
+        if len({named[n].dtype for n in pair}) > 1:
+            raise DTypeError(f"{', '.join(pair)} must share one type")
+    if node.version < 15:
+        _same_type(scale, x, "scale")
+
+    def column(value):
+        return value.astype(np.float64).reshape((channels,) + (1,) * (x.ndim - 2))
+
+    inv_std = 1.0 / np.sqrt(column(var) + _epsilon(node, 1e-5))
+    y = (x.astype(np.float64) - column(mean)) * inv_std * column(scale) + column(b)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+def mlas_float32_mean(rows: np.ndarray) -> np.ndarray:
+    """Mean of each row of a float32 (..., n) array in MLAS's order (profile float_pipeline="mlas-float32").
+
+    Four float32 lane sums over elements 4i + j, the lanes added as (l0 + l2) + (l1 + l3),
+    the n mod 4 remaining elements added one by one, then one float32 division by n.
+    Measured against onnxruntime 1.32 GlobalAveragePool on x86-64 (tests/test_float_ops_more.py).
+    """
+    n = rows.shape[-1]
+    whole = n - n % 4
+    lanes = np.zeros(rows.shape[:-1] + (4,), np.float32)
+    for start in range(0, whole, 4):
+        lanes += rows[..., start : start + 4]
+    total = (lanes[..., 0] + lanes[..., 2]) + (lanes[..., 1] + lanes[..., 3])
+    for i in range(whole, n):
+        total += rows[..., i]
+    return total / np.float32(n)
+
+
+@register("GlobalAveragePool", since=(1, 22))
+def global_average_pool(node: Node, x):
+    require_dtype(x, types_at(POOL_TYPES, node.version), "X")
+    if x.ndim < 3:
+        raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
+    keep = x.shape[:2] + (1,) * (x.ndim - 2)
+    if x.dtype == np.float32 and node.profile.float_pipeline == "mlas-float32":
+        return (mlas_float32_mean(x.reshape(x.shape[:2] + (-1,))).reshape(keep),)
+    y = np.mean(x.astype(np.float64), axis=tuple(range(2, x.ndim)), keepdims=True)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+def _counts(node: Node, window, spatial: tuple[int, ...]) -> np.ndarray:
+    """Number of taps each output divides by: inside X, or inside X plus its declared pads."""
+    include_pad = bool(node.attr("count_include_pad", 0, int))
+    declared = node.attr_ints("pads", None) or [0] * (2 * len(spatial))
+    rank = len(spatial)
+    count = np.ones((), np.int64)
+    for axis, coords in enumerate(tap_coordinates(window)):
+        low, high = 0, spatial[axis]
+        if include_pad:
+            explicit = node.attr("auto_pad", "NOTSET", str) == "NOTSET"
+            low = -window.pads_begin[axis]
+            high += declared[rank + axis] if explicit else window.pads_end[axis]
+        per_output = ((coords >= low) & (coords < high)).sum(axis=1)
+        count = np.multiply.outer(count, per_output)
+    return count
+
+
+@register("AveragePool", since=(10, 11, 19, 22))
+def average_pool(node: Node, x):
+    require_dtype(x, types_at(POOL_TYPES, node.version), "X")
+    if x.ndim < 3:
+        raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
+    if node.version < 19 and node.has("dilations"):
+        raise AttributeValueError("dilations exist from AveragePool-19")
+    ceil_mode = node.attr("ceil_mode", 0, int)
+    if ceil_mode not in (0, 1):
+        raise AttributeValueError(f"ceil_mode must be 0 or 1, got {ceil_mode}")
+    spatial = x.shape[2:]
+    window = resolve_window(node, spatial, ceil_mode=bool(ceil_mode))
+    view = windows(pad(x.astype(np.float64), window, 0.0), window)
+    total = np.sum(view, axis=tuple(range(view.ndim - len(spatial), view.ndim)))
+    counts = _counts(node, window, spatial)
+    if np.any(counts == 0):
+        raise AttributeValueError("some output window covers padding only")
+    return (np.asarray(arith.narrow(total / counts, x.dtype)),)
