@@ -4,11 +4,80 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import ModelProto
+from onnx import ModelProto, TensorProto
 
-from .base import Availability, Backend, BackendError, Capabilities, UnsupportedOnBackend, node_outputs
+from .base import (
+    Availability,
+    Backend,
+    BackendError,
+    Capabilities,
+    Unsupported,
+    UnsupportedOnBackend,
+    input_type,
+    node_outputs,
+    tensor_infos,
+)
 
-__all__ = ["OnnxReference"]
+__all__ = ["OnnxReference", "UNSUPPORTED"]
+
+_FLOAT8 = {TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2, TensorProto.FLOAT8E5M2FNUZ}
+
+
+def _shape(node, infos, index: int) -> tuple | None:
+    info = infos.get(node.input[index]) if index < len(node.input) and node.input[index] else None
+    return info.shape if info is not None else None
+
+
+def _float8_operand(node, infos) -> bool:
+    """QLinearMatMul with a float8 a, b or y (inputs 0, 3, 7)."""
+    return any(input_type(node, infos, i) in _FLOAT8 for i in (0, 3, 7))
+
+
+def _per_channel_3d_w_scale(node, infos) -> bool:
+    """QLinearConv with three spatial axes (x of rank 5) and a w_scale of several values."""
+    x, w_scale = _shape(node, infos, 0), _shape(node, infos, 4)
+    return x is not None and w_scale is not None and len(x) == 5 and len(w_scale) == 1 and w_scale[0] != 1
+
+
+def _vector_w_zero_point_not_2d(node, infos) -> bool:
+    """ConvInteger with a 1-D w_zero_point and one or three spatial axes."""
+    x, w_zero_point = _shape(node, infos, 0), _shape(node, infos, 3)
+    return x is not None and w_zero_point is not None and len(w_zero_point) == 1 and len(x) != 4
+
+
+def _per_row_a_zero_point(node, infos) -> bool:
+    """MatMulInteger with an a_zero_point of several values."""
+    a_zero_point = _shape(node, infos, 2)
+    return a_zero_point is not None and any(d != 1 for d in a_zero_point)
+
+
+#: what onnx 1.23's evaluator does not implement (its op sources, onnx/reference/ops/; spec/backends.md)
+UNSUPPORTED = (
+    Unsupported(
+        "QLinearMatMul",
+        "float8 a, b or y: op_qlinear_matmul.py casts a and b to int32 and takes np.iinfo of the output type "
+        "(ValueError: Invalid integer data type; qlinearmatmul-seed0-5)",
+        _float8_operand,
+    ),
+    Unsupported(
+        "QLinearConv",
+        "per-channel w_scale with three spatial axes: op_qlinear_conv.py expands w_scale to (1, M, 1, 1), which "
+        "does not broadcast against a 5-D result (ValueError; qlinearconv-seed0-15)",
+        _per_channel_3d_w_scale,
+    ),
+    Unsupported(
+        "ConvInteger",
+        "1-D w_zero_point with one or three spatial axes: op_conv_integer.py expands it to (M, 1, 1, 1) "
+        "(ValueError: non-broadcastable output operand; convinteger-seed0-15)",
+        _vector_w_zero_point_not_2d,
+    ),
+    Unsupported(
+        "MatMulInteger",
+        "per-row a_zero_point: op_matmul_integer.py subtracts it along a's last axis, not its rows "
+        "(ValueError where the shapes clash, wrong values where they happen to broadcast; matmulinteger-seed0-6)",
+        _per_row_a_zero_point,
+    ),
+)
 
 
 class OnnxReference(Backend):
@@ -28,6 +97,7 @@ class OnnxReference(Backend):
         return Capabilities(
             ir_version=onnx.IR_VERSION,
             opset=onnx.defs.onnx_opset_version(),
+            unsupported=UNSUPPORTED,
             notes=(
                 "requantizes in float64 and accumulates in int32 without overflow checks",
                 "QuantizeLinear casts to int32 before clipping: |x / scale| >= 2**31 wraps",
@@ -37,6 +107,7 @@ class OnnxReference(Backend):
     def _prepare(self, model: ModelProto, intermediates: bool):
         from onnx.reference import ReferenceEvaluator
 
+        self.check_supported(model, tensor_infos(model))
         try:
             evaluator = ReferenceEvaluator(model)
         except NotImplementedError as exc:

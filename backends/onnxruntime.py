@@ -94,6 +94,24 @@ def _same_padding_with_dilation(node, infos) -> bool:
     )
 
 
+def _per_column_b_zero_point_with_batched_b(node, infos) -> bool:
+    """MatMulInteger: a 1-D b_zero_point of several values with b of a rank other than 2."""
+    b = infos.get(node.input[1]) if len(node.input) > 1 else None
+    zero_point = infos.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if b is None or zero_point is None or b.shape is None or zero_point.shape is None:
+        return False
+    return len(zero_point.shape) == 1 and zero_point.shape[0] != 1 and len(b.shape) != 2
+
+
+def _blocked_with_one_scale(node, infos) -> bool:
+    """QuantizeLinear/DequantizeLinear with block_size > 0 and a scale of one element (one block)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    scale = infos.get(node.input[1]) if len(node.input) > 1 else None
+    if not attrs.get("block_size") or scale is None or scale.shape is None:
+        return False
+    return all(d == 1 for d in scale.shape)
+
+
 def _float4(node, infos) -> bool:
     return TensorProto.FLOAT4E2M1 in (input_type(node, infos, 0), input_type(node, infos, 2), output_type(node, infos))
 
@@ -106,7 +124,22 @@ CPU_UNSUPPORTED = (
     Unsupported("QLinearMatMul", _QLINEAR_TYPES.format(x="a", w="b"), _qlinear_types_missing),
     Unsupported("ConvInteger", "per-channel w_zero_point is not supported (only per-tensor)", _more_than_one(3)),
     Unsupported("MatMulInteger", "per-row a_zero_point is not supported (only per-tensor)", _more_than_one(2)),
+    Unsupported(
+        "MatMulInteger",
+        "a 1-D per-column b_zero_point needs a 2-D b; with a batched or 1-D b the run fails "
+        "(FAIL: IsBQuantParamSupported ... B zero point is not valid; b_zero_point of b's rank, [..., 1, N], is accepted)",
+        _per_column_b_zero_point_with_batched_b,
+    ),
     Unsupported("QuantizeLinear", "no CPU kernel for float4e2m1 (NOT_IMPLEMENTED)", _float4),
+    *(
+        Unsupported(
+            op,
+            "block_size > 0 with a one-element scale (a single block) is taken for per-tensor quantization and "
+            "refused at run time (FAIL: block_size must be 0 for per-tensor quantization; quantizelinear-seed1-21)",
+            _blocked_with_one_scale,
+        )
+        for op in ("QuantizeLinear", "DequantizeLinear")
+    ),
     Unsupported("DequantizeLinear", "no CPU kernel for float4e2m1 (NOT_IMPLEMENTED)", _float4),
     *(Unsupported(op, _DILATED_SAME, _same_padding_with_dilation) for op in ("Conv", "ConvInteger", "QLinearConv")),
 )

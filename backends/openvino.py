@@ -18,6 +18,7 @@ from .base import (
     BackendError,
     BackendUnavailable,
     Capabilities,
+    Unsupported,
     UnsupportedOnBackend,
     import_optional,
     node_outputs,
@@ -34,6 +35,30 @@ _LOCATION = re.compile(r"^(?:Exception from |Check '.*' failed at )\S+:\d+:\n", 
 
 def _ov(backend: str):
     return import_optional("openvino", backend, INSTALL)
+
+
+def _omitted_before_given(node, infos) -> bool:
+    """An optional input left out ("") while a later one is given (MatMulInteger's a_zero_point before b_zero_point)."""
+    names = list(node.input)
+    return any(not name and any(names[i + 1 :]) for i, name in enumerate(names))
+
+
+_NULL_NODE = (
+    "an omitted optional input followed by a given one (x/a_zero_point \"\" before w/b_zero_point): the frontend's "
+    "NullNode for it fails to compile (\"CPU plug-in doesn't support NullNode operation with dynamic rank\"; "
+    "matmulinteger-seed0-7, convinteger-seed0-3)"
+)
+
+#: combinations OpenVINO 2026.4's CPU plugin fails on (spec/backends.md)
+UNSUPPORTED = tuple(Unsupported(op, _NULL_NODE, _omitted_before_given) for op in ("MatMulInteger", "ConvInteger"))
+
+#: error texts that are OpenVINO refusing the model (a known limit), not a failure
+_REFUSALS = (
+    "OpConversionFailure",  # the ONNX frontend has no translator for the op, or refuses the node
+    "Unsupported data type",  # element types it does not have (int2, float8 fnuz, ...)
+    "No suitable implementations",  # the CPU plugin has no kernel for the node's types/layout
+    "doesn't support non per-tensor quantization",  # a FakeQuantize per channel along an axis it does not take
+)
 
 
 class OpenVino(Backend):
@@ -77,18 +102,23 @@ class OpenVino(Backend):
         return Capabilities(
             ir_version=None,
             opset=None,
+            unsupported=UNSUPPORTED,
             notes=(
                 "loads any opset and runs the newest version of each op it knows",
-                "QuantizeLinear rounds after adding the zero point (round_half_even(x / scale + zp))",
-                "DequantizeLinear computes x * scale - zp * scale with one rounding, not (x - zp) * scale",
+                "QuantizeLinear is a float32 FakeQuantize: it rounds after adding the zero point "
+                "(refquant profile 'openvino', quantize_formula='fake-quantize')",
+                "DequantizeLinear computes x * scale - zp * scale with one rounding, not (x - zp) * scale "
+                "(dequantize_formula='distributed')",
+                "'No suitable implementations' (no CPU kernel for the node, e.g. QLinearConv int8 x with uint8 w, "
+                "a QDQ Conv with uint8 weights) is reported as unsupported",
             ),
         )
 
     def _error(self, exc: Exception, stage: str) -> BackendError:
         """A conversion failure (no translator for the op, or one that refuses the node) is a known limit."""
         message = _LOCATION.sub("", str(exc)).strip()
-        refused = ("OpConversionFailure", "Unsupported data type")  # documented limits, not failures
-        if any(text in message for text in refused) or type(exc).__name__ in ("OpConversionFailure", "NotImplementedFailure"):
+        refused = type(exc).__name__ in ("OpConversionFailure", "NotImplementedFailure")
+        if refused or any(text in message for text in _REFUSALS):
             return UnsupportedOnBackend(self.name, f"{stage}: {message}")
         return BackendError(self.name, f"{stage}: {message}")
 
@@ -102,8 +132,10 @@ class OpenVino(Backend):
             raise self._error(exc, "cannot load the model") from None
 
     def _prepare(self, model: ModelProto, intermediates: bool) -> tuple[Binding, object | None]:
+        infos = tensor_infos(model)
+        self.check_supported(model, infos)
         if intermediates:
-            model = expose(model, node_outputs(model), tensor_infos(model))
+            model = expose(model, node_outputs(model), infos)
         binding = Binding.of(model)
         return binding, None if binding.inline else self._compile(binding.model)
 

@@ -20,8 +20,17 @@ __all__ = [
     "saturate_int",
     "wrap_int32",
     "exact_matmul",
+    "exact_float_matmul",
+    "max_abs",
+    "quantize_fast",
+    "dequantize_fast",
+    "requantize_integer",
     "param_for",
     "check_scale",
+    "fma_float32",
+    "fake_quantize",
+    "dequantize_lowered",
+    "dynamic_quantize_reciprocal",
 ]
 
 
@@ -257,6 +266,163 @@ def dequantize(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.nd
     return narrow(product, out_dtype)
 
 
+# ----------------------------------------------------------------------------
+# Backend lowerings of Q/DQ, replayed step by step (profile options; spec/backends.md)
+# ----------------------------------------------------------------------------
+
+_F32 = np.float32
+
+
+def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(s, t) with s = fl(a + b) and s + t == a + b exactly (Knuth; finite inputs)."""
+    s = a + b
+    b_virtual = s - a
+    return s, (a - (s - b_virtual)) + (b - b_virtual)
+
+
+def fma_float32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """a * b + c for float32 a, b, c, rounded once to float32 (a fused multiply-add).
+
+    a * b is exact in float64 (24 + 24 bits); the sum is formed exactly as
+    s + t and rounded to odd, so narrowing to float32 rounds only once.
+    """
+    a, b, c = np.broadcast_arrays(*(np.asarray(v, _F32).astype(np.float64) for v in (a, b, c)))
+    s, t = _two_sum(a * b, c)
+    inexact = np.isfinite(s) & (t != 0)
+    if inexact.any():
+        s = s.copy()
+        s_in = s[inexact]
+        even = (s_in.view(np.uint64) & 1) == 0
+        s[inexact] = np.where(even, np.nextafter(s_in, np.where(t[inexact] > 0, np.inf, -np.inf)), s_in)
+    return s.astype(_F32)
+
+
+def _float8_via_float16(x: np.ndarray, scale: np.ndarray, zero_point, qt: QType) -> np.ndarray:
+    """OpenVINO's QuantizeLinear to float8: float32 x * fl(1 / scale), rounded to float16, then to ``qt``,
+    always saturating (``saturate=0`` is not honoured). With a scale of several values (per-axis, blocked)
+    a subnormal 1 / scale (scale > 2**126) counts as zero; NaN (0 * inf where 1 / scale overflows) gives -max."""
+    zp = 0.0 if zero_point is None else np.asarray(zero_point).astype(np.float64)
+    with np.errstate(all="ignore"):
+        reciprocal = _F32(1) / np.asarray(scale).astype(_F32)
+        reciprocal = _flush_subnormals(reciprocal) if reciprocal.ndim else reciprocal
+        half = (np.asarray(x).astype(_F32) * reciprocal).astype(np.float16).astype(np.float64)
+    values = np.clip(half + zp, qt.qmin, qt.qmax)
+    return narrow(np.where(np.isnan(values), qt.qmin, values), qt.dtype)
+
+
+def _truncate_and_wrap(x: np.ndarray, qt: QType) -> np.ndarray:
+    """x truncated toward zero and wrapped modulo 2**bits into ``qt`` (a bare float -> int16/uint16 Convert)."""
+    span = 2**qt.bits
+    whole = np.trunc(np.clip(np.nan_to_num(x.astype(np.float64)), -(2.0**62), 2.0**62)).astype(np.int64)
+    return ((whole - qt.qmin) % span + qt.qmin).astype(qt.dtype)
+
+
+def fake_quantize(x: np.ndarray, scale: np.ndarray, zero_point, qt: QType, *, nan: str = "error") -> np.ndarray:
+    """QuantizeLinear as OpenVINO lowers it: for integer types a FakeQuantize, every step in float32.
+
+        il = scale * (qmin - zp), ih = scale * (qmax - zp)     (the input range)
+        isc = (qmax - qmin) / (ih - il), ish = il * isc
+        q = qmin + round_half_even(clip(x, il, ih) * isc - ish)
+
+    The rounding comes after the zero point is added (round(x/scale + zp - qmin)),
+    and isc is a rounded reciprocal of the scale. int8 with the range aligned on
+    [-128, 127] (|il * isc + 128| and |ih * isc - 127| below 1e-4: zero point 0)
+    takes OpenVINO's shorter path q = round_half_even(clip(x, il, ih) * isc).
+    A 16-bit range equal to [qmin, qmax] (scale 1, zero point 0) makes OpenVINO drop
+    the FakeQuantize: its bare Convert truncates toward zero and wraps (uint16: -2.5 -> 65534).
+    Raises QuantParamError where the range or isc is not finite in float32
+    (OpenVINO's output there follows no formula: spec/backends.md).
+    Float types go through float16 (:func:`_float8_via_float16`).
+    """
+    if qt.is_float:
+        return _float8_via_float16(x, scale, zero_point, qt)
+    zp = np.asarray(0 if zero_point is None else zero_point).astype(_F32)
+    s = np.asarray(scale).astype(_F32)
+    with np.errstate(all="ignore"):
+        low, high = s * (_F32(qt.qmin) - zp), s * (_F32(qt.qmax) - zp)
+        isc = _F32(qt.qmax - qt.qmin) / (high - low)
+        ish = low * isc
+        if not (np.isfinite(low).all() and np.isfinite(high).all() and np.isfinite(isc).all()):
+            raise QuantParamError(
+                f"scale * (qmin - zero point), scale * (qmax - zero point) or its reciprocal range "
+                f"overflows float32 for {qt.name}: the fake-quantize lowering is not defined there"
+            )
+        if qt.bits == 16 and (low == qt.qmin).all() and (high == qt.qmax).all():
+            return _truncate_and_wrap(np.asarray(x).astype(_F32), qt)
+        clipped = np.minimum(np.maximum(np.asarray(x).astype(_F32), low), high)
+        aligned = qt.name == "int8" and bool(
+            (np.abs(low * isc + 128) < 1e-4).all() and (np.abs(high * isc - 127) < 1e-4).all()
+        )
+        shifted = np.rint(clipped * isc) if aligned else np.rint(clipped * isc - ish) + _F32(qt.qmin)
+    shifted = _apply_nan_policy(np.asarray(x, np.float64), shifted.astype(np.float64), zero_point, qt, nan)
+    return saturate_int(shifted, qt)
+
+
+def _flush_subnormals(y: np.ndarray) -> np.ndarray:
+    """y with every value below float32's smallest normal magnitude replaced by a zero of its sign."""
+    tiny = np.finfo(_F32).tiny
+    small = np.abs(y.astype(np.float64)) < tiny
+    return np.where(small, (y * 0).astype(y.dtype), y) if small.any() else y
+
+
+def _round_in(values: np.ndarray, dtype) -> np.ndarray:
+    """float32 ``values`` rounded to ``dtype`` (float32, float16 or bfloat16), back in float32."""
+    return np.asarray(values, _F32).astype(dtype).astype(_F32)
+
+
+def dequantize_lowered(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype, *, formula: str, subnormals: str):
+    """DequantizeLinear under the profile options ``dequantize_formula`` and ``dequantize_subnormals``.
+
+    ``formula="distributed"`` (8-, 16- and 32-bit integer q; OpenVINO): the zero
+    point is rounded to the scale's type, zs = zero_point * scale is rounded to
+    it too, and y = q * scale - zs is one float32 fused multiply-add, then
+    rounded to ``out_dtype``. Other q types keep the exact formula.
+    ``subnormals="flush"`` (OpenVINO's flush-to-zero paths): for 4-bit and float q,
+    results below float32's normal range become zero; for 8-, 16- and 32-bit
+    integers with a scale of several values (per-axis, blocked), subnormal
+    scale values count as zero. A per-tensor scale of wide integers is kept.
+    """
+    wide_integer = q.dtype.kind in "iu"
+    if subnormals == "flush" and wide_integer and np.ndim(scale) > 0:
+        scale = _flush_subnormals(np.asarray(scale))
+    if formula == "distributed" and wide_integer:
+        s = np.asarray(scale)
+        s32 = s.astype(_F32)
+        zp = np.asarray(0 if zero_point is None else zero_point).astype(np.float64)
+        zp_rounded = narrow(zp, s.dtype).astype(_F32)
+        with np.errstate(all="ignore"):
+            zs = _round_in(zp_rounded * s32, s.dtype)
+            y = fma_float32(q.astype(_F32), s32, -zs).astype(out_dtype)
+    else:
+        y = dequantize(q, scale, zero_point, out_dtype)
+    if subnormals == "flush" and not wide_integer:
+        y = _flush_subnormals(y)
+    return y
+
+
+def dynamic_quantize_reciprocal(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DynamicQuantizeLinear (uint8) with each division a product by a float32 reciprocal (OpenVINO).
+
+        span = max(x, 0) - min(x, 0),  scale = span * fl(1/255)
+        zp = clip(round_half_even(-min(x, 0) * fl(1/scale)), 0, 255)
+        y = clip(round_half_even((x * 255) * fl(1/span)) + zp, 0, 255)
+
+    every step rounded to float32. An all-zero x gives span 0, scale 0 and
+    0 * inf = NaN, which converts to 0: y = 0, zp = 0, scale = 0.
+    """
+    x = np.asarray(x, _F32)
+    x_max = np.maximum(_F32(0), x.max(initial=_F32(0)))
+    x_min = np.minimum(_F32(0), x.min(initial=_F32(0)))
+    with np.errstate(all="ignore"):
+        span = _F32(x_max - x_min)
+        scale = _F32(span * (_F32(1) / _F32(255)))
+        zero_point = np.rint((_F32(0) - x_min) * (_F32(1) / scale))
+        zero_point = _F32(0) if np.isnan(zero_point) else np.clip(zero_point, 0, 255)
+        y = np.rint((x * _F32(255)) * (_F32(1) / span)) + zero_point
+    y = np.where(np.isnan(y), 0, np.clip(y, 0, 255))
+    return y.astype(np.uint8), np.asarray(scale, _F32), np.asarray(zero_point).astype(np.uint8)
+
+
 #: requantization precision -> (type of the multiplier, type of the product); None: the scales' own type
 _REQUANTIZE_TYPES = {"float64": (np.float64, np.float64), "float32": (np.float32, np.float32), "mixed": (None, np.float64)}
 
@@ -287,30 +453,161 @@ def requantize(
 
 
 # ----------------------------------------------------------------------------
+# The same values in fewer passes: float32 and in-place forms of the above
+# ----------------------------------------------------------------------------
+
+
+def _float32_friendly(qt: QType) -> bool:
+    """numpy's 8- and 16-bit integer types: qmin, qmax, zero points and their sums are exact in float32."""
+    return not qt.is_float and qt.dtype.kind in "iu" and qt.dtype.itemsize <= 2
+
+
+def _clip_round(values: np.ndarray, zero_point, qt: QType) -> np.ndarray:
+    """clip(rint(values) + zp, qmin, qmax) as ``qt`` (8- or 16-bit), in place in ``values``' float type.
+
+    rint is exact. Where the exact sum rint(v) + zp lies in [qmin, qmax], both terms
+    are at most 2**17 in magnitude and the float sum is exact; elsewhere the float
+    sum may round, but rounding is monotone and qmin - 1, qmax + 1 are floats, so
+    it stays outside and saturates to the same end. ``values`` (no NaN) is overwritten.
+    """
+    np.rint(values, out=values)
+    if zero_point is not None:
+        values += np.asarray(zero_point).astype(values.dtype)
+    np.clip(values, qt.qmin, qt.qmax, out=values)
+    return values.astype(qt.dtype)
+
+
+def quantize_fast(
+    x: np.ndarray,
+    scale: np.ndarray,
+    zero_point,
+    qt: QType,
+    *,
+    precision,
+    saturate: bool = True,
+    nan: str = "error",
+    overflow: str = "saturate",
+) -> np.ndarray:
+    """quantize(), in float32 throughout where that gives the same values; quantize() elsewhere.
+
+    Applies to float32 x divided in float32 into an 8- or 16-bit integer type
+    under overflow "saturate": the quotient is the same float32 division, and
+    :func:`_clip_round` is exact in float32. A NaN quotient goes to quantize()
+    for the profile's NaN rule.
+    """
+    if x.dtype == np.float32 and np.dtype(precision) == np.float32 and overflow == "saturate" and _float32_friendly(qt):
+        quotient = np.asarray(np.divide(x, np.asarray(scale).astype(np.float32)))  # 0-d stays an array
+        if not np.isnan(quotient.min(initial=0)):
+            return _clip_round(quotient, zero_point, qt)
+    return quantize(x, scale, zero_point, qt, precision=precision, saturate=saturate, nan=nan, overflow=overflow)
+
+
+def dequantize_fast(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
+    """dequantize(), in float32 where that gives the same values; dequantize() elsewhere.
+
+    Applies to 8- and 16-bit integer q with float32 scale and output: q - zp is
+    exact in float32 (|q - zp| < 2**17), and one float32 multiplication rounds
+    the exact product once, as narrow() of the exact float64 product does.
+    """
+    scale = np.asarray(scale)
+    if q.dtype.kind in "iu" and q.dtype.itemsize <= 2 and scale.dtype == np.float32 and np.dtype(out_dtype) == np.float32:
+        y = q.astype(np.float32) if zero_point is None else np.asarray(np.subtract(q, zero_point, dtype=np.float32))
+        y *= scale
+        return y
+    return dequantize(q, scale, zero_point, out_dtype)
+
+
+def requantize_integer(
+    acc: np.ndarray,
+    a_scale: np.ndarray,
+    b_scale: np.ndarray,
+    y_scale: np.ndarray,
+    y_zero_point,
+    qt: QType,
+    *,
+    precision: str,
+    bias: np.ndarray | None = None,
+) -> np.ndarray:
+    """requantize(acc + bias, ...) in fewer passes, for an 8- or 16-bit integer ``qt``.
+
+    ``acc`` holds integers (in an integer or float type), ``bias`` too; their
+    sum is formed in float64 (exact below 2**53). The product is the same as
+    requantize()'s, in place, and :func:`_clip_round` does the rest. Other
+    types, or a multiplier that overflowed, go to requantize().
+    """
+    multiplier_type, product_type = _REQUANTIZE_TYPES[precision]
+    multiplier = (
+        np.asarray(a_scale, multiplier_type) * np.asarray(b_scale, multiplier_type) / np.asarray(y_scale, multiplier_type)
+    ).astype(product_type)
+    real = acc.astype(product_type if bias is None else np.float64)  # a copy: the steps below run in place
+    if bias is not None:
+        real += bias
+        real = real.astype(product_type, copy=False)
+    if not _float32_friendly(qt) or not np.isfinite(multiplier).all():
+        return requantize(real, a_scale, b_scale, y_scale, y_zero_point, qt, precision=precision)
+    real *= multiplier
+    return _clip_round(real, y_zero_point, qt)
+
+
+# ----------------------------------------------------------------------------
 # Exact integer products through float BLAS
 # ----------------------------------------------------------------------------
 
-#: (dtype, limit): integers of magnitude < limit are exact in dtype, and so is
-#: every partial sum of a dot product whose terms' magnitudes add up below it.
-_EXACT_FLOATS = ((np.float32, 2**24), (np.float64, 2**53))
+def max_abs(a: np.ndarray) -> int:
+    """max |a| as a Python int (0 when empty); no np.abs, which overflows at int8's -128."""
+    return max(int(a.max(initial=0)), -int(a.min(initial=0)))
 
 
-def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+#: float32 K-chunks shorter than this make BLAS slower than one float64 product
+_MIN_FLOAT32_CHUNK = 128
+
+
+def exact_float_matmul(a: np.ndarray, b: np.ndarray, *, term: int, bound: int) -> np.ndarray:
+    """``a @ b`` of integer-valued arrays, as float32 or float64 holding the exact integers.
+
+    The caller vouches that |a[..., i, k] * b[..., k, j]| <= ``term`` and that
+    sum_k |a[..., i, k] * b[..., k, j]| <= ``bound`` < 2**53 for every output.
+    Every partial sum BLAS forms, in whatever order, adds terms of one dot
+    product, so its magnitude is at most ``bound``, and at most c * term over a
+    K-chunk of length c:
+
+    - bound < 2**24: one float32 product;
+    - else K in equal chunks of at most (2**24 - 1) // term, one float32 product
+      each, added in float64 (partial totals <= bound < 2**53), when the chunks
+      are long enough to keep BLAS fast;
+    - else one float64 product.
+    """
+    if bound < 2**24:
+        return np.matmul(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
+    k, longest = a.shape[-1], (2**24 - 1) // term
+    if longest < _MIN_FLOAT32_CHUNK:
+        return np.matmul(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False))
+    a32, b32 = a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
+    step = -(-k // -(-k // longest))  # ceil(k / number of chunks)
+    total = np.matmul(a32[..., :step], b32[..., :step, :]).astype(np.float64)
+    for start in range(step, k, step):
+        total += np.matmul(a32[..., start : start + step], b32[..., start : start + step, :])
+    return total
+
+
+def exact_matmul(a: np.ndarray, b: np.ndarray, *, bound: int | None = None) -> np.ndarray:
     """``a @ b`` for integer arrays (numpy matmul broadcasting), exact, as int64.
 
     Bound: every partial sum of a length-K dot product satisfies
-    |s| <= K * max|a| * max|b|. When that is < 2**24 the float32 product is
-    exact, when < 2**53 the float64 one is; otherwise K is cut into chunks
-    that meet the float64 bound and the chunk results are added in int64.
+    |s| <= sum_k |a[k] * b[k]| <= K * max|a| * max|b|; ``bound`` is a tighter
+    bound of that sum the caller knows (e.g. max|a| times the largest column
+    sum of |b|). Below 2**53, :func:`exact_float_matmul` computes it; otherwise
+    K is cut into chunks that meet the float64 bound and the chunk results are
+    added in int64.
     """
     k = a.shape[-1]
-    term = int(np.abs(a).max(initial=0)) * int(np.abs(b).max(initial=0))
+    term = max_abs(a) * max_abs(b)
     if term == 0 or k == 0:
         shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
         return np.zeros(shape, np.int64)
-    for dtype, limit in _EXACT_FLOATS:
-        if k * term < limit:
-            return np.matmul(a.astype(dtype), b.astype(dtype)).astype(np.int64)
+    bound = k * term if bound is None else min(bound, k * term)
+    if bound < 2**53:
+        return exact_float_matmul(a, b, term=term, bound=bound).astype(np.int64)
     chunk = (2**53 - 1) // term
     if chunk == 0:  # a single product is not exact in float64: Python integers
         return np.matmul(a.astype(object), b.astype(object)).astype(np.int64)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from .errors import RefquantError
 from .profiles import SPEC, Profile
@@ -52,23 +52,32 @@ class Divergence:
     ops: tuple[str, ...]
     options: Mapping[str, object]
     evidence: str
-    #: defects only: attribute conditions a node must meet, {attribute: [allowed values]};
-    #: the key "dilated" (true) asks for some dilation > 1
+    #: defects only: conditions a node must meet, all of them (spec/backends.md lists the vocabulary):
+    #: {attribute: [allowed values]}; "dilated" (true) asks for some dilation > 1; the tensor
+    #: conditions (TENSOR_CONDITIONS) map an input or output index ("0", "1", ...) to what it must satisfy
     when: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def is_defect(self) -> bool:
         return not self.options
 
-    def applies_to(self, backend: str, nodes: Iterable) -> bool:
-        """True if ``backend`` matches a pattern and some node is one of the ops (meeting ``when``)."""
+    def applies_to(self, backend: str, nodes: Iterable, values: Mapping[str, np.ndarray] | None = None) -> bool:
+        """True if ``backend`` matches a pattern and some node is one of the ops (meeting ``when``).
+
+        ``values`` (tensor name -> array: initializers, feeds, computed tensors) decides the tensor
+        conditions; a tensor it lacks meets none.
+        """
         if not any(fnmatch.fnmatchcase(backend, pattern) for pattern in self.backends):
             return False
-        return any((not self.ops or node.op_type in self.ops) and self._meets(node) for node in nodes)
+        return any((not self.ops or node.op_type in self.ops) and self._meets(node, values or {}) for node in nodes)
 
-    def _meets(self, node) -> bool:
+    def _meets(self, node, values: Mapping[str, np.ndarray]) -> bool:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         for key, allowed in self.when.items():
+            if key in TENSOR_CONDITIONS:
+                if not all(_tensor_meets(node, values, key, int(index), want) for index, want in allowed.items()):
+                    return False
+                continue
             if key == "dilated":
                 if bool(allowed) != any(d > 1 for d in attrs.get("dilations", [])):
                     return False
@@ -81,6 +90,29 @@ class Divergence:
 
     def profile(self, base: Profile = SPEC) -> Profile:
         return base.with_options(name=f"{base.name}+{self.name}", **self.options)
+
+
+def _outside(array: np.ndarray, bounds) -> bool:
+    values = array.astype(np.float64)
+    return bool(((values < bounds[0]) | (values > bounds[1])).any())
+
+
+#: condition -> (the node's inputs or outputs, test of one tensor against the condition's value)
+TENSOR_CONDITIONS = {
+    "input_rank": ("input", lambda array, ranks: array.ndim in ranks),  # its rank is one of these
+    "input_type": ("input", lambda array, names: array.dtype.name in names),  # its element type is one of these
+    "input_min_size": ("input", lambda array, size: array.size >= size),  # it holds at least this many elements
+    "input_outside": ("input", _outside),  # some element lies outside [low, high]
+    "input_equals": ("input", lambda array, wanted: bool(np.isin(array.astype(np.float64), wanted).any())),
+    "output_type": ("output", lambda array, names: array.dtype.name in names),
+}
+
+
+def _tensor_meets(node, values: Mapping[str, np.ndarray], condition: str, index: int, want) -> bool:
+    side, test = TENSOR_CONDITIONS[condition]
+    names = node.input if side == "input" else node.output
+    array = values.get(names[index]) if index < len(names) and names[index] else None
+    return array is not None and test(np.asarray(array), want)
 
 
 def load_divergences(path: str | Path | None = None) -> list[Divergence]:
@@ -107,6 +139,12 @@ def load_divergences(path: str | Path | None = None) -> list[Divergence]:
             when=dict(entry.get("when", {})),
         )
         divergence.profile()  # unknown option names or values fail here, with the option named
+        for key, value in divergence.when.items():
+            if key in TENSOR_CONDITIONS and not (isinstance(value, dict) and all(i.isdigit() for i in value)):
+                raise RefquantError(
+                    f"{path}: divergence '{divergence.name}': {key} must map tensor indices "
+                    f"(\"0\", \"1\", ...) to values"
+                )
         divergences.append(divergence)
     names = [d.name for d in divergences]
     if len(set(names)) != len(names):
@@ -184,8 +222,11 @@ def classify(
         except RefquantError as exc:
             reference, reference_error = {}, str(exc)
     nodes = list(session.model.graph.node)
+    known = {tensor.name: numpy_helper.to_array(tensor) for tensor in session.model.graph.initializer}
+    known.update(feeds)
+    known.update(reference)
     candidates = [d for d in (divergences if divergences is not None else load_divergences())
-                  if d.applies_to(backend, nodes)]
+                  if d.applies_to(backend, nodes, known)]
     defect = next((d for d in candidates if d.is_defect), None)
     candidates = [d for d in candidates if not d.is_defect]
     emulated: dict[str, Mapping[str, np.ndarray] | None] = {}
@@ -214,7 +255,7 @@ def classify(
                     report.explained[defect.name] = int(got.size)
                 reports.append(report)
                 continue
-            differ = ~_same(got, want)
+            differ = np.asarray(~_same(got, want))  # an array, not a numpy scalar, for a 0-d tensor
         labels = np.full(want.shape, "", dtype=object)
         report.exact = int(want.size - differ.sum())
         for divergence in candidates:
@@ -244,7 +285,8 @@ def _note_worst(report: OutputReport, got: np.ndarray, want: np.ndarray, labels:
     changed = labels != ""
     if not changed.any() or report.reference_error:
         return
-    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, ranked below as the worst difference
+        diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
     diff = np.where(np.isnan(diff), np.inf, diff)  # NaN against a number is the worst kind of difference
     diff = np.where(changed, diff, -1.0)
     report.max_abs_diff = float(diff.max())

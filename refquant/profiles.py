@@ -13,7 +13,7 @@ from typing import Literal
 
 from .errors import RefquantError
 
-__all__ = ["Profile", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "PROFILES", "get_profile"]
+__all__ = ["Profile", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "OPENVINO", "PROFILES", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Profile:
         QLinearMatMul: ``"float64"`` (multiplier and product in float64),
         ``"float32"`` (``float32(acc) * float32(multiplier)``, onnxruntime CPU) or
         ``"mixed"`` (multiplier in the scales' own type, product in float64: onnx.reference).
+        Also com.microsoft QGemm/QLinearConv, and the float outputs of QGemm,
+        MatMulIntegerToFloat and DynamicQuantizeMatMul (spec/ops/contrib.md).
     quantize_overflow:
         QuantizeLinear to an integer type when ``round(x / scale)`` leaves the
         int32 range (|x/scale| >= 2**31, +-inf): ``"saturate"`` to qmin/qmax, or
@@ -51,6 +53,34 @@ class Profile:
         exactly, computes the function in float64 and quantizes once; ``"mlas-float32"``
         replays onnxruntime's MLAS kernels step by step in float32 (fused multiply-adds,
         lookup tables, MLAS's rational logistic; spec/ops/contrib.md lists each op's steps).
+    quantize_formula:
+        QuantizeLinear to an integer type: ``"exact"`` (one division, rounded half to
+        even, then the zero point) or ``"fake-quantize"``: OpenVINO's FakeQuantize in
+        float32, ``qmin + round(clip(x, il, ih) * isc - il * isc)`` with
+        ``il, ih = scale * (qmin - zp), scale * (qmax - zp)`` and ``isc = (qmax - qmin) / (ih - il)``:
+        it rounds after adding the zero point and multiplies by a rounded reciprocal
+        (:func:`refquant.arith.fake_quantize`). Float types stay exact.
+    dequantize_formula:
+        DequantizeLinear of 8-, 16- and 32-bit integers: ``"exact"`` ((x - zp) * scale,
+        rounded once) or ``"distributed"``: ``x * scale - zp * scale`` with ``zp * scale``
+        rounded to the scale's type and one float32 fused multiply-add (OpenVINO).
+    dequantize_subnormals:
+        DequantizeLinear of 4-bit integers and float8/float4: ``"keep"`` subnormal
+        results, or ``"flush"`` those below float32's normal range to zero (OpenVINO).
+    quantize_division:
+        The type of QuantizeLinear's division ``x / scale`` when the ONNX rule names
+        float16 or bfloat16: ``"scale-type"`` (that type, the spec) or ``"float32"``
+        (both widened to float32 and divided there: onnxruntime CPU).
+    dynamic_quantize_formula:
+        DynamicQuantizeLinear: ``"exact"`` (the ONNX function) or ``"reciprocal"``:
+        every division is a product by a float32 reciprocal, y is computed from
+        ``x * 255 / span`` rather than from the scale, and an all-zero input gives
+        scale 0 (OpenVINO; :func:`refquant.arith.dynamic_quantize_reciprocal`).
+    float_pipeline:
+        Float GlobalAveragePool: ``"exact"`` (float64 mean, rounded once) or
+        ``"mlas-float32"``: onnxruntime's MLAS order in float32: four lane sums over
+        the elements in steps of four, lanes added as (l0 + l2) + (l1 + l3), the
+        remaining elements added one by one, then divided by the count (spec/profiles.md).
     """
 
     name: str = "custom"
@@ -60,6 +90,12 @@ class Profile:
     int32_overflow: Literal["wrap", "saturate", "error"] = "wrap"
     dynamic_zero_range_scale: float = 1.0
     qlinear_pipeline: Literal["exact", "mlas-float32"] = "exact"
+    quantize_formula: Literal["exact", "fake-quantize"] = "exact"
+    dequantize_formula: Literal["exact", "distributed"] = "exact"
+    dequantize_subnormals: Literal["keep", "flush"] = "keep"
+    dynamic_quantize_formula: Literal["exact", "reciprocal"] = "exact"
+    quantize_division: Literal["scale-type", "float32"] = "scale-type"
+    float_pipeline: Literal["exact", "mlas-float32"] = "exact"
 
     def __post_init__(self):
         allowed = {
@@ -68,6 +104,12 @@ class Profile:
             "nan": ("error", "qmin", "zero_point"),
             "int32_overflow": ("wrap", "saturate", "error"),
             "qlinear_pipeline": ("exact", "mlas-float32"),
+            "quantize_formula": ("exact", "fake-quantize"),
+            "dequantize_formula": ("exact", "distributed"),
+            "dequantize_subnormals": ("keep", "flush"),
+            "dynamic_quantize_formula": ("exact", "reciprocal"),
+            "quantize_division": ("scale-type", "float32"),
+            "float_pipeline": ("exact", "mlas-float32"),
         }
         for key, values in allowed.items():
             if getattr(self, key) not in values:
@@ -89,7 +131,14 @@ class Profile:
 SPEC = Profile(name="spec")
 
 #: onnxruntime CPU kernels (spec/profiles.md gives the evidence for each option)
-ONNXRUNTIME = Profile(name="onnxruntime", requantize_precision="float32", nan="qmin", qlinear_pipeline="mlas-float32")
+ONNXRUNTIME = Profile(
+    name="onnxruntime",
+    requantize_precision="float32",
+    nan="qmin",
+    qlinear_pipeline="mlas-float32",
+    float_pipeline="mlas-float32",
+    quantize_division="float32",
+)
 
 #: onnx.reference.ReferenceEvaluator (onnx 1.23)
 ONNX_REFERENCE = Profile(
@@ -100,7 +149,17 @@ ONNX_REFERENCE = Profile(
     dynamic_zero_range_scale=float(1 / 255),
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (SPEC, ONNXRUNTIME, ONNX_REFERENCE)}
+#: OpenVINO's CPU plugin (2026.4) reading the ONNX model (spec/backends.md gives the evidence)
+OPENVINO = Profile(
+    name="openvino",
+    quantize_formula="fake-quantize",
+    dequantize_formula="distributed",
+    dequantize_subnormals="flush",
+    dynamic_quantize_formula="reciprocal",
+    nan="qmin",
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (SPEC, ONNXRUNTIME, ONNX_REFERENCE, OPENVINO)}
 
 
 def get_profile(profile: str | Profile) -> Profile:

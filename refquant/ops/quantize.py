@@ -53,13 +53,19 @@ def _quant_params(node: Node, x, scale, zero_point, axis_allowed: bool):
     return scale, zero_point
 
 
-def _division_precision(node: Node, x: np.ndarray, scale: np.ndarray) -> np.dtype:
+def _division_precision(node: Node, x: np.ndarray, scale: np.ndarray, *, widen: bool = False) -> np.dtype:
     """The type the division x / scale is computed in.
 
     ONNX: the scale's type, or the ``precision`` attribute (opset >= 23).
     Where that type is not a real float (an int32 or float8e8m0 scale), x's
-    float type is used, or float64 for int32 x.
+    float type is used, or float64 for int32 x. ``widen`` (profile option
+    quantize_division="float32") divides float16/bfloat16 in float32.
     """
+    precision = _named_division_precision(node, x, scale)
+    return np.dtype(np.float32) if widen and precision.itemsize == 2 else precision
+
+
+def _named_division_precision(node: Node, x: np.ndarray, scale: np.ndarray) -> np.dtype:
     if node.version >= 23 and node.attr("precision", 0, int):
         precision = node.attr("precision", 0, int)
         if precision not in FLOAT_TYPES:
@@ -90,12 +96,15 @@ def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
     if output_type not in types_at(QUANTIZED_TYPES, v):
         raise AttributeValueError(f"output_dtype {output_type} is not a quantized type at opset {v}")
     scale, zero_point = _quant_params(node, x, y_scale, y_zero_point, axis_allowed=v >= 13)
-    y = arith.quantize(
+    qt = qtype(output_type)
+    if node.profile.quantize_formula == "fake-quantize":
+        return (arith.fake_quantize(x, scale, zero_point, qt, nan=node.profile.nan),)
+    y = arith.quantize_fast(
         x,
         scale,
         zero_point,
-        qtype(output_type),
-        precision=_division_precision(node, x, y_scale),
+        qt,
+        precision=_division_precision(node, x, y_scale, widen=node.profile.quantize_division == "float32"),
         saturate=bool(node.attr("saturate", 1, int)) if v >= 19 else True,
         nan=node.profile.nan,
         overflow=node.profile.quantize_overflow,
@@ -125,7 +134,10 @@ def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
     else:
         out_dtype = x_scale.dtype
     scale, zero_point = _quant_params(node, x, x_scale, x_zero_point, axis_allowed=v >= 13)
-    return (arith.dequantize(x, scale, zero_point, out_dtype),)
+    formula, subnormals = node.profile.dequantize_formula, node.profile.dequantize_subnormals
+    if formula == "exact" and subnormals == "keep":
+        return (arith.dequantize_fast(x, scale, zero_point, out_dtype),)
+    return (arith.dequantize_lowered(x, scale, zero_point, out_dtype, formula=formula, subnormals=subnormals),)
 
 
 @register("DynamicQuantizeLinear", since=(11,))
@@ -137,6 +149,8 @@ def dynamic_quantize_linear(node: Node, x):
     has_nan = np.isnan(x).any()
     if has_nan and node.profile.nan == "error":
         raise NonFiniteError("x contains NaN (profile option nan='error')")
+    if node.profile.dynamic_quantize_formula == "reciprocal":
+        return arith.dynamic_quantize_reciprocal(x)
     find_max, find_min = (np.nanmax, np.nanmin) if has_nan else (np.max, np.min)
     x_max = np.float32(max(0.0, find_max(x, initial=0.0)))
     x_min = np.float32(min(0.0, find_min(x, initial=0.0)))
@@ -146,5 +160,5 @@ def dynamic_quantize_linear(node: Node, x):
         scale = (x_max - x_min) / np.float32(u8.qmax - u8.qmin)
     initial_zero_point = np.float32(u8.qmin) - x_min / scale
     zero_point = arith.saturate_int(np.rint(np.clip(initial_zero_point, u8.qmin, u8.qmax)), u8)
-    y = arith.quantize(x, np.asarray(scale), zero_point, u8, precision=np.float32, nan=node.profile.nan)
+    y = arith.quantize_fast(x, np.asarray(scale), zero_point, u8, precision=np.float32, nan=node.profile.nan)
     return y, np.asarray(scale, np.float32), np.asarray(zero_point)

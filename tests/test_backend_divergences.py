@@ -1,0 +1,609 @@
+"""Backend divergences (spec/backends.md): each OpenVINO profile option reproduces a hand-derived value and
+the backend's own, each defect and unsupported rule recognises its case, and each rejects a near miss."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given
+from onnx import TensorProto as T
+from onnx import helper, numpy_helper
+
+import backends
+import refquant
+from backends.base import BackendError, UnsupportedOnBackend, tensor_infos
+from refquant import arith
+from refquant import strategies as rqs
+from refquant.divergence import Divergence, classify, load_divergences
+from refquant.dtypes import qtype
+from refquant.errors import QuantParamError, RefquantError
+from refquant.profiles import OPENVINO, PROFILES, Profile
+
+from .helpers import assert_bit_exact, single_node_model
+
+U8, S8 = T.UINT8, T.INT8
+
+
+@pytest.fixture(scope="module")
+def openvino():
+    pytest.importorskip("openvino")
+    return backends.get("openvino")
+
+
+def _quantize(x, scale, zero_point=None, *, attrs=None, out=None):
+    """QuantizeLinear-21 with x fed and the parameters as initializers."""
+    init = {"s": np.asarray(scale)}
+    if zero_point is not None:
+        init["z"] = np.asarray(zero_point)
+    out = out or (helper.np_dtype_to_tensor_dtype(init["z"].dtype) if zero_point is not None else U8)
+    inputs = {"x": np.asarray(x), **init}
+    return single_node_model("QuantizeLinear", inputs, {"y": out}, opset=21, attrs=attrs, initializers=init)
+
+
+def _dequantize(x, scale, zero_point=None):
+    init = {"s": np.asarray(scale)}
+    if zero_point is not None:
+        init["z"] = np.asarray(zero_point)
+    out = helper.np_dtype_to_tensor_dtype(init["s"].dtype)
+    return single_node_model("DequantizeLinear", {"x": np.asarray(x), **init}, {"y": out}, opset=21, initializers=init)
+
+
+def _dynamic(x):
+    outputs = {"y": U8, "y_scale": T.FLOAT, "y_zero_point": U8}
+    return single_node_model("DynamicQuantizeLinear", {"x": np.asarray(x)}, outputs, opset=11)
+
+
+def _run(model, x, profile="spec"):
+    return refquant.Session(model, profile=profile).run(None, {"x": x})
+
+
+def _classify(model, feeds, backend, outputs):
+    return {report.name: report for report in classify(model, feeds, backend, outputs)}
+
+
+# -- profile options ------------------------------------------------------------------------------------------------
+
+
+def test_new_options_are_validated_and_the_openvino_profile_is_registered():
+    assert PROFILES["openvino"] is OPENVINO
+    for option, bad in [
+        ("quantize_formula", "round-after"),
+        ("dequantize_formula", "fma"),
+        ("dequantize_subnormals", "ftz"),
+        ("dynamic_quantize_formula", "reciprocals"),
+    ]:
+        with pytest.raises(RefquantError, match=option):
+            Profile(**{option: bad})
+
+
+def test_fake_quantize_rounds_after_the_zero_point():
+    # il = 0.5 * (0 - 3) = -1.5, ih = 0.5 * 252 = 126, isc = 255 / 127.5 = 2, ish = il * isc = -3:
+    # 2.25 -> round(4.5 + 3) = 8 and 2.75 -> round(5.5 + 3) = 8; the spec rounds first: 4 + 3 = 7, 6 + 3 = 9
+    x = np.array([2.25, 2.75, -1.0], np.float32)
+    model = _quantize(x, np.float32(0.5), np.uint8(3))
+    assert _run(model, x)[0].tolist() == [7, 9, 1]
+    assert _run(model, x, "openvino")[0].tolist() == [8, 8, 1]
+
+
+def test_fake_quantize_takes_the_short_path_for_int8_with_zero_point_zero():
+    # scale 1: isc = 1, ish = -128. x = 0.50000006: the general path rounds 128.50000006 to 128.5 in float32
+    # (ulp 2**-16), which ties to 128 -> 0; OpenVINO's aligned int8 path rounds x * isc itself -> 1
+    x = np.array([np.nextafter(np.float32(0.5), np.float32(1))], np.float32)
+    assert _run(_quantize(x, np.float32(1), np.int8(0)), x, "openvino")[0].tolist() == [1]
+    # zero point 1 is not aligned: 0.50000006 + 129 rounds to 129.5 -> 130, minus 128 -> 2 (= spec 0.5.. -> 1, + 1)
+    assert _run(_quantize(x, np.float32(1), np.int8(1)), x, "openvino")[0].tolist() == [2]
+
+
+def test_fake_quantize_refuses_a_range_that_overflows_float32():
+    with pytest.raises(QuantParamError, match="overflows float32"):
+        arith.fake_quantize(np.zeros(2, np.float32), np.float32(3e38), np.int8(0), qtype(S8))
+    with pytest.raises(QuantParamError, match="overflows float32"):
+        arith.fake_quantize(np.zeros(2, np.float32), np.float32(1e-39), np.int8(0), qtype(S8))
+
+
+def test_fake_quantize_explains_openvino_and_rejects_a_near_miss(openvino):
+    # test_quantizelinear_uint16: 3 / 2 + 32767 = 32768.5 -> 32768 after the zero point, 32769 in the spec
+    x = np.array([0, 3, -3, 2.9, 101], np.float32)
+    model = _quantize(x, np.float32(2), np.uint16(32767))
+    got = openvino.run(model, {"x": x})["y"]
+    assert got.tolist() == [32767, 32768, 32766, 32768, 32818]
+    assert_bit_exact(got, _run(model, x, "openvino")[0])
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.explained == {"openvino-fake-quantize": 3} and report.unexplained == 0  # 3, -3 and 101 are ties
+    near = got.copy()
+    near[3] += 1  # 2.9 / 2 = 1.45 is no tie: nothing explains a step there
+    assert _classify(model, {"x": x}, "openvino", {"y": near})["y"].unexplained == 1
+
+
+@pytest.mark.parametrize(
+    "zero_point, axis",
+    [(np.uint8(7), None), (np.int8(-3), None), (np.int8(0), None), (np.uint16(40000), None), (np.int16(-5), None),
+     (ml_dtypes.int4(2), None), (ml_dtypes.uint4(9), None), (np.array([0, 5, -128], np.int8), 1)],
+)
+def test_fake_quantize_reproduces_openvino_on_ties(openvino, zero_point, axis):
+    """Values on, just off and between x / scale + zp ties, for every integer type OpenVINO quantizes to."""
+    rng = np.random.default_rng(7)
+    scale = np.float32(rng.uniform(0.003, 3)) if axis is None else rng.uniform(0.003, 3, 3).astype(np.float32)
+    k = rng.integers(-70, 70, (4, 3, 50))
+    along = scale if axis is None else scale.reshape(1, 3, 1)
+    x = (k * 0.5 * along).astype(np.float32)
+    x[..., ::3] = np.nextafter(x[..., ::3], np.float32(np.inf))
+    model = _quantize(x, scale, zero_point, attrs=None if axis is None else {"axis": axis})
+    assert_bit_exact(openvino.run(model, {"x": x})["y"], _run(model, x, "openvino")[0])
+
+
+def test_openvino_maps_nan_to_qmin(openvino):
+    x = np.array([np.nan, 1.0], np.float32)
+    model = _quantize(x, np.float32(0.5), np.int8(3))
+    assert openvino.run(model, {"x": x})["y"].tolist() == [-128, 5]
+    assert _run(model, x, "openvino")[0].tolist() == [-128, 5]
+
+
+def test_fake_quantize_float8_goes_through_float16(openvino):
+    # x = 1.0001 * 2**-10 (scale 1): float16 rounds it to 2**-10 exactly, half the smallest float8e4m3fn
+    # subnormal, a tie that goes to 0; rounded once (the spec) it lies above the tie -> 2**-9.
+    # saturate=0 is not honoured: 1e6 saturates to 448 where the spec gives NaN
+    x = np.array([2.0**-10 * 1.0001, 1e6], np.float32)
+    model = _quantize(x, np.float32(1), ml_dtypes.float8_e4m3fn(0), attrs={"saturate": 0})
+    spec = _run(model, x)[0].astype(np.float64)
+    assert spec[0] == 2.0**-9 and np.isnan(spec[1])
+    lowered = _run(model, x, "openvino")[0]
+    assert lowered.astype(np.float64).tolist() == [0.0, 448.0]
+    assert_bit_exact(openvino.run(model, {"x": x})["y"], lowered)
+
+
+def test_fake_quantize_16bit_identity_range_truncates_and_wraps(openvino):
+    # scale 1, zero point 0: il = qmin, ih = qmax, OpenVINO drops the FakeQuantize and its bare Convert
+    # truncates (5.5 -> 5, spec 6) and wraps (-2.5 -> -2 -> 65534, spec 0)
+    x = np.array([5.5, -2.5, 70000.0], np.float32)
+    model = _quantize(x, np.float32(1), np.uint16(0))
+    assert _run(model, x)[0].tolist() == [6, 0, 65535]
+    lowered = _run(model, x, "openvino")[0]
+    assert lowered.tolist() == [5, 65534, 70000 - 65536]
+    assert_bit_exact(openvino.run(model, {"x": x})["y"], lowered)
+    with_zero_point = _quantize(x, np.float32(1), np.uint16(1))  # not the identity range: rounds and saturates
+    assert _run(with_zero_point, x, "openvino")[0].tolist() == [6, 0, 65535]
+
+
+def test_quantize_division_in_float32_explains_onnxruntime():
+    ort_cpu = backends.get("ort-cpu")
+    # 1901 / 56.75 = 33.4978 in float32 -> 33; float16(33.4978) = 33.5 -> 34 (the spec divides in float16)
+    x = np.array([1901, 1900], np.float16)
+    model = _quantize(x, np.float16(56.75), np.uint16(0))
+    assert _run(model, x)[0].tolist() == [34, 33]
+    assert _run(model, x, "onnxruntime")[0].tolist() == [33, 33]
+    got = ort_cpu.run(model, {"x": x})["y"]
+    assert got.tolist() == [33, 33]
+    assert _classify(model, {"x": x}, "ort-cpu", {"y": got})["y"].explained == {"float16-quantize-in-float32": 1}
+    assert _classify(model, {"x": x}, "ort-cpu", {"y": np.uint16([34, 32])})["y"].unexplained == 1
+
+
+def test_distributed_dequantize_golden_and_openvino(openvino):
+    # zs = float32(7 * 0.1f) = 0.699999988079071; x = 7: 7 * 0.1f - zs = 0.700000010430812 - 0.699999988079071
+    # = 3 * 2**-27 exactly (one fused multiply-add); the spec gives (7 - 7) * 0.1f = 0
+    x = np.array([0, 7, 200], np.uint8)
+    model = _dequantize(x, np.float32(0.1), np.uint8(7))
+    assert _run(model, x)[0][1] == 0
+    lowered = _run(model, x, "openvino")[0]
+    assert lowered[1] == np.float32(3 * 2.0**-27)
+    got = openvino.run(model, {"x": x})["y"]
+    assert_bit_exact(got, lowered)
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.explained == {"openvino-distributed-dequantize": 1} and report.unexplained == 0
+    near = got.copy()
+    near[1] = np.nextafter(near[1], np.float32(1))
+    assert _classify(model, {"x": x}, "openvino", {"y": near})["y"].unexplained == 1
+
+
+def test_distributed_dequantize_rounds_the_zero_point_to_float16_first(openvino):
+    # float16 scale s = 0.0111541748046875: zp -18934 becomes -18928 in float16, zs = f16(-18928 * s) = -211.125,
+    # and x = -18934 gives f16(-18934 * s + 211.125), where the spec gives (x - zp) * s = 0
+    x = np.array([-18934, -32768, 0], np.int16)
+    scale = np.float16(0.0111541748046875)
+    zs = np.float16(float(Fraction(-18928) * Fraction(float(scale))))
+    assert float(zs) == -211.125
+    expected = [np.float16(float(Fraction(int(v)) * Fraction(float(scale)) - Fraction(float(zs)))) for v in x]
+    model = _dequantize(x, scale, np.int16(-18934))
+    lowered = _run(model, x, "openvino")[0]
+    assert lowered.tolist() == [float(v) for v in expected] and lowered[0] != 0
+    assert_bit_exact(openvino.run(model, {"x": x})["y"], lowered)
+
+
+def test_flushed_subnormals_golden_and_openvino(openvino):
+    # 1 * 1e-40 and 8 * 1e-40 lie below float32's smallest normal (1.18e-38): OpenVINO's 4-bit and float8
+    # path flushes them to 0; 8-bit integers keep them
+    scale = np.float32(1e-40)
+    x4 = np.array([1, 8], ml_dtypes.uint4)
+    model = _dequantize(x4, scale)
+    assert _run(model, x4)[0].tolist() == [float(scale), 8 * float(scale)]  # subnormal multiples of 2**-149: exact
+    assert _run(model, x4, "openvino")[0].tolist() == [0.0, 0.0]
+    got = openvino.run(model, {"x": x4})["y"]
+    assert got.tolist() == [0.0, 0.0]
+    report = _classify(model, {"x": x4}, "openvino", {"y": got})["y"]
+    assert report.explained == {"openvino-flush-dequantize-subnormals": 2}
+    assert _classify(model, {"x": x4}, "openvino", {"y": np.float32([0, 1e-41])})["y"].unexplained == 1
+    x8 = np.array([1, 8], np.uint8)
+    wide = _dequantize(x8, scale)
+    assert_bit_exact(_run(wide, x8, "openvino")[0], _run(wide, x8)[0])
+    assert_bit_exact(openvino.run(wide, {"x": x8})["y"], _run(wide, x8)[0])
+
+
+def test_per_axis_dequantize_flushes_subnormal_scales(openvino):
+    # a per-axis scale of 8-bit x: 7 * 1e-40 would be 7e-40; OpenVINO counts the subnormal scale as 0,
+    # which a per-tensor scale it does not
+    x = np.array([[7, 2], [3, 4]], np.uint8)
+    model = single_node_model("DequantizeLinear", {"x": x, "s": np.float32([1e-40, 1.0])}, {"y": T.FLOAT}, opset=21,
+                              attrs={"axis": 1}, initializers={"s": np.float32([1e-40, 1.0])})
+    assert _run(model, x)[0][0, 0] != 0
+    lowered = _run(model, x, "openvino")[0]
+    assert lowered.tolist() == [[0.0, 2.0], [0.0, 4.0]]
+    assert_bit_exact(openvino.run(model, {"x": x})["y"], lowered)
+
+
+def test_reciprocal_dynamic_quantize_golden_and_openvino(openvino):
+    # test_dynamicquantizelinear: span 5, scale = 5 * f32(1/255), zp = round(3 * f32(1/scale)) = 153;
+    # x = -2.5: round(f32(-637.5 * f32(1/5))) = round(-127.5) = -128 -> 25, where the spec's -2.5 / scale =
+    # -127.4999... -> -127 -> 26
+    x = np.array([0, 2, -3, -2.5, 1.34, 0.5], np.float32)
+    model = _dynamic(x)
+    assert _run(model, x)[0][3] == 26
+    y, scale, zero_point = _run(model, x, "openvino")
+    assert y[3] == 25 and zero_point == 153 and scale == np.float32(np.float32(5) * (np.float32(1) / np.float32(255)))
+    got = dict(zip(["y", "y_scale", "y_zero_point"], openvino.run(model, {"x": x}).values()))
+    assert_bit_exact(got["y"], y)
+    reports = _classify(model, {"x": x}, "openvino", got)
+    assert reports["y"].explained == {"openvino-reciprocal-dynamic-quantize": 1}
+    near = dict(got, y=got["y"] + np.uint8(1))
+    assert _classify(model, {"x": x}, "openvino", near)["y"].unexplained == 5
+
+
+def test_reciprocal_dynamic_quantize_gives_scale_zero_for_zeros(openvino):
+    x = np.zeros(3, np.float32)
+    model = _dynamic(x)
+    assert [v.tolist() for v in _run(model, x)] == [[0, 0, 0], 1.0, 0]
+    assert [v.tolist() for v in _run(model, x, "openvino")] == [[0, 0, 0], 0.0, 0]
+    got = dict(zip(["y", "y_scale", "y_zero_point"], openvino.run(model, {"x": x}).values()))
+    assert got["y_scale"] == 0
+    report = _classify(model, {"x": x}, "openvino", got)["y_scale"]
+    assert report.explained == {"openvino-reciprocal-dynamic-quantize": 1}
+
+
+# -- defects ---------------------------------------------------------------------------------------------------------
+
+
+def _matmul_integer(a_shape, b_shape):
+    inputs = {"a": (U8, list(a_shape)), "b": (U8, list(b_shape))}
+    return single_node_model("MatMulInteger", inputs, {"y": T.INT32}, opset=13)
+
+
+def test_matmul_integer_1d_shape_is_recognised_and_a_2d_a_is_not(openvino):
+    feeds = {"a": np.full(2, 3, np.uint8), "b": np.ones((2, 6), np.uint8)}
+    model = _matmul_integer((2,), (2, 6))
+    got = openvino.run(model, feeds)["y"]
+    assert got.shape == (1, 6) and (got == 6).all()
+    assert _classify(model, feeds, "openvino", {"y": got})["y"].explained == {"openvino-matmulinteger-1d-shape": 6}
+    feeds2 = {"a": np.full((1, 2), 3, np.uint8), "b": feeds["b"]}
+    wrong = np.full((1, 1, 6), 6, np.int32)  # an extra axis on a 2-D a: not this defect
+    assert _classify(_matmul_integer((1, 2), (2, 6)), feeds2, "openvino", {"y": wrong})["y"].status == "unexplained"
+
+
+def _qdq_matmul(x_shape):
+    """x_q -> DequantizeLinear -> MatMul with per-column weights -> QuantizeLinear (distinct column scales:
+    equal ones are folded to one per-tensor scale, and the shape comes out right)."""
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x_q", "s", "z"], ["x"]),
+        helper.make_node("DequantizeLinear", ["w_q", "ws", "wz"], ["w"], axis=1),
+        helper.make_node("MatMul", ["x", "w"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "s", "z"], ["y"]),
+    ]
+    init = [numpy_helper.from_array(np.float32(0.5), "s"), numpy_helper.from_array(np.int8(0), "z"),
+            numpy_helper.from_array(np.ones((4, 6), np.int8), "w_q"),
+            numpy_helper.from_array(np.arange(1, 7, dtype=np.float32) / 4, "ws"),
+            numpy_helper.from_array(np.zeros(6, np.int8), "wz")]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x_q", S8, list(x_shape))],
+                              [helper.make_tensor_value_info("y", S8, None)], init)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+
+def test_qdq_matmul_1d_shape_is_recognised_and_a_2d_x_is_not(openvino):
+    feeds = {"x_q": np.arange(4, dtype=np.int8)}
+    model = _qdq_matmul((4,))
+    got = openvino.run(model, feeds)["y"]
+    assert got.shape == (1, 6)
+    assert _classify(model, feeds, "openvino", {"y": got})["y"].explained == {"openvino-qdq-matmul-1d-shape": 6}
+    feeds2 = {"x_q": np.arange(4, dtype=np.int8).reshape(1, 4)}
+    assert _classify(_qdq_matmul((1, 4)), feeds2, "openvino", {"y": got.reshape(1, 1, 6)})["y"].status == "unexplained"
+
+
+@pytest.mark.parametrize(
+    "zero_point, scale, name",
+    [(np.int8(0), 3e38, "openvino-fake-quantize-overflow-8bit"),
+     (np.uint8(0), 1e-39, "openvino-fake-quantize-overflow-8bit"),
+     (np.int16(0), 3e38, "openvino-fake-quantize-overflow-16bit"),
+     (ml_dtypes.int4(0), 3e38, "openvino-fake-quantize-overflow-4bit")],
+)
+def test_fake_quantize_overflow_is_recognised(openvino, zero_point, scale, name):
+    x = np.array([-3e38, -1, 0, 1, 3e38], np.float32)
+    model = _quantize(x, np.float32(scale), zero_point)
+    got = openvino.run(model, {"x": x})["y"]
+    assert len(set(got.tolist())) == 1  # one constant: the converted NaN of 0 * inf or inf - inf
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.unexplained == 0 and set(report.explained) == {name}
+
+
+def test_fake_quantize_overflow_bounds_depend_on_the_type():
+    # 1e34 overflows scale * 65535 but not scale * 255: a wrong int8 value there stays unexplained
+    x = np.array([1e35, 0], np.float32)
+    model = _quantize(x, np.float32(1e34), np.int8(0))
+    assert _run(model, x, "openvino")[0].tolist() == [10, 0]
+    assert _classify(model, {"x": x}, "openvino", {"y": np.int8([-128, -128])})["y"].unexplained == 2
+
+
+def test_float16_max_scale_is_recognised_and_its_neighbour_is_not(openvino):
+    x = np.array(-1, np.float16)  # a 0-d tensor (quantizelinear-seed0-9)
+    model = _quantize(x, np.float16(65504), np.int8(0))
+    got = openvino.run(model, {"x": x})["y"]
+    assert got.tolist() == -128 and _run(model, x)[0].tolist() == 0
+    assert _classify(model, {"x": x}, "openvino", {"y": got})["y"].explained == {"openvino-float16-max-scale": 1}
+    neighbour = _quantize(x, np.float16(65472), np.int8(0))
+    assert openvino.run(neighbour, {"x": x})["y"].tolist() == 0
+    assert _classify(neighbour, {"x": x}, "openvino", {"y": got})["y"].unexplained == 1
+
+
+def test_bfloat16_dequantize_is_recognised_and_float32_scales_are_not(openvino):
+    # zp * scale = 175 * 0.0152587890625 = 2.6702880859375 is used as 2.65625 (toward zero; nearest: 2.671875)
+    x = np.array([0, 255], np.uint8)
+    model = _dequantize(x, ml_dtypes.bfloat16(0.0152587890625), np.uint8(175))
+    got = openvino.run(model, {"x": x})["y"]
+    assert got[0] == ml_dtypes.bfloat16(-2.65625)
+    for profile in ("spec", "openvino"):
+        assert _run(model, x, profile)[0][0] == ml_dtypes.bfloat16(-2.671875)
+    assert set(_classify(model, {"x": x}, "openvino", {"y": got})["y"].explained) == {"openvino-bfloat16-dequantize"}
+    f32 = _dequantize(x, np.float32(0.0152587890625), np.uint8(175))
+    assert _classify(f32, {"x": x}, "openvino", {"y": got.astype(np.float32)})["y"].unexplained == 2
+
+
+def test_bfloat16_float8_quantize_is_recognised_and_float32_is_not(openvino):
+    # -0.00567626953125 / 4 = -0.00142 lies above half the smallest float8e4m3fn subnormal (2**-10): every
+    # rounding gives -2**-9; OpenVINO's bfloat16 route gives 0 (and -0.0039 for 2 * 2**-9, x = -0.9609375 / 300)
+    x = np.array([-0.00567626953125, 1.0], ml_dtypes.bfloat16)
+    model = _quantize(x, ml_dtypes.bfloat16(4), ml_dtypes.float8_e4m3fn(0))
+    got = openvino.run(model, {"x": x})["y"]
+    assert got.astype(np.float64).tolist() == [0.0, 0.25]
+    for profile in ("spec", "openvino"):
+        assert _run(model, x, profile)[0].astype(np.float64).tolist() == [-2.0**-9, 0.25]
+    assert _classify(model, {"x": x}, "openvino", {"y": got})["y"].explained == {"openvino-bfloat16-float8-quantize": 1}
+    x32 = x.astype(np.float32)
+    model32 = _quantize(x32, np.float32(4), ml_dtypes.float8_e4m3fn(0))
+    assert_bit_exact(openvino.run(model32, {"x": x32})["y"], _run(model32, x32, "openvino")[0])
+    assert _classify(model32, {"x": x32}, "openvino", {"y": got})["y"].unexplained == 1
+
+
+def test_qlinearconv_per_channel_axis_is_recognised_and_per_tensor_is_not(openvino):
+    # group 2, w [2, 2, 3, 1]: w.shape[1] equals the 2 channels, so OpenVINO's axis-1 dequantization converts
+    rng = np.random.default_rng(0)
+    init = {"xs": np.float32(1024), "xz": np.uint8(175), "w": rng.integers(0, 256, (2, 2, 3, 1)).astype(np.uint8),
+            "ws": np.float32([667.1668, 1024.0]), "wz": np.uint8([175, 175]), "ys": np.float32(6.442451e9),
+            "yz": np.int8(-34)}
+    model = single_node_model("QLinearConv", {"x": (U8, [1, 4, 6, 1]), **init}, {"y": S8}, opset=13,
+                              attrs={"group": 2, "kernel_shape": [3, 1]}, initializers=init)
+    x = rng.integers(0, 256, (1, 4, 6, 1)).astype(np.uint8)
+    got = openvino.run(model, {"x": x})["y"]
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.unexplained == 0 and set(report.explained) == {"openvino-qlinearconv-per-channel-axis"}
+    per_tensor = single_node_model("QLinearConv", {"x": (U8, [1, 4, 6, 1]), **init, "ws": np.float32(1024)}, {"y": S8},
+                                   opset=13, attrs={"group": 2, "kernel_shape": [3, 1]},
+                                   initializers=dict(init, ws=np.float32(1024), wz=np.uint8(175)))
+    assert _classify(per_tensor, {"x": x}, "openvino", {"y": got})["y"].unexplained > 0
+
+
+def _max_pool(length, **attrs):
+    return single_node_model("MaxPool", {"x": (T.FLOAT, [1, 1, length])}, {"y": T.FLOAT}, opset=22, attrs=attrs)
+
+
+def test_maxpool_ceil_mode_window_is_recognised_and_floor_mode_is_not(openvino):
+    x = np.arange(6, dtype=np.float32).reshape(1, 1, 6)
+    model = _max_pool(6, kernel_shape=[2], strides=[3], pads=[0, 1], ceil_mode=1)
+    got = openvino.run(model, {"x": x})["y"]
+    assert got.shape == (1, 1, 3) and _run(model, x)[0].shape == (1, 1, 2)
+    assert _classify(model, {"x": x}, "openvino", {"y": got})["y"].explained == {
+        "openvino-maxpool-ceil-mode-padding-window": 3
+    }
+    floor = _max_pool(6, kernel_shape=[2], strides=[3], pads=[0, 1])
+    assert _classify(floor, {"x": x}, "openvino", {"y": got})["y"].status == "unexplained"
+
+
+def _qlinear_conv_per_channel(x_shape, kernel):
+    channels = x_shape[1]
+    init = {
+        "xs": np.float32(0.5), "xz": np.uint8(0), "w": np.ones((channels, 1, *kernel), np.uint8),
+        "ws": np.full(channels, 0.25, np.float32), "wz": np.zeros(channels, np.uint8),
+        "ys": np.float32(1), "yz": np.uint8(0),
+    }
+    inputs = {"x": (U8, list(x_shape)), **init}
+    attrs = {"group": channels, "kernel_shape": list(kernel)}
+    return single_node_model("QLinearConv", inputs, {"y": U8}, opset=13, attrs=attrs, initializers=init)
+
+
+def test_onnx_reference_1d_per_channel_qlinearconv_shape_is_recognised_and_2d_is_not():
+    onnx_reference = backends.get("onnx-reference")
+    x = np.full((1, 3, 4), 8, np.uint8)
+    model = _qlinear_conv_per_channel(x.shape, [1])
+    got = onnx_reference.run(model, {"x": x})["y"]
+    assert got.shape == (1, 3, 3, 4) and _run(model, x)[0].shape == (1, 3, 4)
+    report = _classify(model, {"x": x}, "onnx-reference", {"y": got})["y"]
+    assert report.explained == {"onnx-reference-qlinearconv-1d-per-channel-shape": got.size}
+    x2 = x.reshape(1, 3, 4, 1)
+    model2 = _qlinear_conv_per_channel(x2.shape, [1, 1])
+    assert_bit_exact(onnx_reference.run(model2, {"x": x2})["y"], _run(model2, x2)[0])
+    assert _classify(model2, {"x": x2}, "onnx-reference", {"y": got})["y"].status == "unexplained"
+
+
+# -- the condition vocabulary of defects -----------------------------------------------------------------------------
+
+
+_NODE = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"])
+_VALUES = {"x": np.zeros(3, np.float16), "s": np.float16([1.0, 65504.0, 2.0]), "z": np.zeros(3, np.int8),
+           "y": np.zeros(3, np.int8)}
+
+
+@pytest.mark.parametrize(
+    "when, meets",
+    [
+        ({"input_rank": {"0": [1]}}, True), ({"input_rank": {"0": [2, 3]}}, False),
+        ({"input_type": {"1": ["float16"]}}, True), ({"input_type": {"1": ["bfloat16"]}}, False),
+        ({"input_min_size": {"1": 3}}, True), ({"input_min_size": {"1": 4}}, False),
+        ({"input_outside": {"1": [0.5, 1000]}}, True), ({"input_outside": {"1": [1, 65504]}}, False),
+        ({"input_equals": {"1": [65504.0]}}, True), ({"input_equals": {"1": [65472.0]}}, False),
+        ({"output_type": {"0": ["int8"]}}, True), ({"output_type": {"0": ["uint8"]}}, False),
+        ({"input_rank": {"3": [1]}}, False),  # no such input
+        ({"input_type": {"1": ["float16"]}, "input_equals": {"1": [3.0]}}, False),  # all conditions must hold
+    ],
+)
+def test_tensor_conditions(when, meets):
+    divergence = Divergence("d", "s", ("openvino",), ("QuantizeLinear",), {}, "e", when)
+    assert divergence.applies_to("openvino", [_NODE], _VALUES) is meets
+    assert not divergence.applies_to("openvino", [_NODE], {})  # unknown tensors meet no tensor condition
+
+
+def test_tensor_conditions_must_name_indices(tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text('[[divergence]]\nname="d"\nsummary="s"\nbackends=["b"]\nevidence="e"\nwhen={ input_rank = [1] }\n')
+    with pytest.raises(RefquantError, match="input_rank must map tensor indices"):
+        load_divergences(path)
+
+
+# -- unsupported rules -----------------------------------------------------------------------------------------------
+
+
+def _refused(backend, model) -> str | None:
+    try:
+        backend.check_supported(model, tensor_infos(model))
+    except UnsupportedOnBackend as exc:
+        return exc.message
+    return None
+
+
+def _matmul_integer_with_zero_points(a_shape, b_shape, a_zp=None, b_zp=None):
+    """MatMulInteger with the given zero points as initializers ("" for an omitted a_zero_point)."""
+    init = {name: np.asarray(v, np.uint8) for name, v in (("a_zp", a_zp), ("b_zp", b_zp)) if v is not None}
+    inputs = {"a": (U8, list(a_shape)), "b": (U8, list(b_shape))}
+    if a_zp is not None or b_zp is not None:
+        inputs["a_zp" if a_zp is not None else ""] = init.get("a_zp")
+    if b_zp is not None:
+        inputs["b_zp"] = init["b_zp"]
+    return single_node_model("MatMulInteger", inputs, {"y": T.INT32}, opset=13, initializers=init)
+
+
+def test_openvino_refuses_an_omitted_input_before_a_given_one():
+    openvino_adapter = backends.get("openvino")
+    model = _matmul_integer_with_zero_points((2, 3), (3, 2), b_zp=3)
+    assert list(model.graph.node[0].input) == ["a", "b", "", "b_zp"]
+    assert "NullNode" in _refused(openvino_adapter, model)
+    assert _refused(openvino_adapter, _matmul_integer_with_zero_points((2, 3), (3, 2), a_zp=1, b_zp=3)) is None
+
+
+def test_openvino_refuses_the_omitted_input_for_real(openvino):
+    model = _matmul_integer_with_zero_points((2, 3), (3, 2), b_zp=3)
+    feeds = {"a": np.full((2, 3), 2, np.uint8), "b": np.ones((3, 2), np.uint8)}
+    with pytest.raises(UnsupportedOnBackend, match="NullNode"):
+        openvino.run(model, feeds)
+    model = _matmul_integer_with_zero_points((2, 3), (3, 2), a_zp=1, b_zp=3)
+    assert openvino.run(model, feeds)["y"].tolist() == [[-6, -6], [-6, -6]]
+
+
+def test_openvino_no_suitable_implementation_is_unsupported(openvino):
+    # qlinearconv-seed0-1: int8 x, uint8 w, kernel 1
+    init = {"xs": np.float32(1), "xz": np.int8(-128), "w": np.zeros((1, 1, 1), np.uint8), "ws": np.float32(1),
+            "wz": np.uint8(0), "ys": np.float32(1), "yz": np.uint8(0)}
+    model = single_node_model("QLinearConv", {"x": (S8, [1, 1, 1]), **init}, {"y": U8}, opset=13,
+                              attrs={"kernel_shape": [1]}, initializers=init)
+    with pytest.raises(UnsupportedOnBackend, match="No suitable implementations"):
+        openvino.run(model, {"x": np.zeros((1, 1, 1), np.int8)})
+    other = openvino._error(RuntimeError("Exception from src/x.cpp:1:\nout of memory"), "run failed")
+    assert type(other) is BackendError and other.message == "run failed: out of memory"
+
+
+def test_openvino_per_channel_fake_quantize_refusal_is_unsupported(openvino):
+    x = np.ones((4, 4, 2), ml_dtypes.bfloat16)
+    scale = np.array([3.38953e38, 7.01168e37], ml_dtypes.bfloat16)
+    model = _quantize(x, scale, np.uint16([65535, 0]), attrs={"axis": 2})
+    with pytest.raises(UnsupportedOnBackend, match="doesn't support non per-tensor quantization"):
+        openvino.run(model, {"x": x})
+
+
+def test_onnx_reference_rules_recognise_their_case_and_not_a_neighbour():
+    onnx_reference = backends.get("onnx-reference")
+    per_row = _matmul_integer_with_zero_points((3, 3), (3, 2), a_zp=[1, 2, 3])
+    per_tensor = _matmul_integer_with_zero_points((3, 3), (3, 2), a_zp=[1])
+    assert "per-row a_zero_point" in _refused(onnx_reference, per_row)
+    assert _refused(onnx_reference, per_tensor) is None
+    conv3d = _qlinear_conv_per_channel((1, 2, 3, 3, 3), [1, 1, 1])
+    conv2d = _qlinear_conv_per_channel((1, 2, 3, 3), [1, 1])
+    assert "three spatial axes" in _refused(onnx_reference, conv3d)
+    assert _refused(onnx_reference, conv2d) is None
+
+
+def test_onnx_reference_fails_where_the_rules_say():
+    """Bypassing the rules: onnx.reference crashes, or silently subtracts a per-row zero point per column."""
+    from onnx.reference import ReferenceEvaluator
+
+    a = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8)
+    b = np.ones((3, 2), np.uint8)
+    model = _matmul_integer_with_zero_points((3, 3), (3, 2), a_zp=[1, 2, 3])
+    got = ReferenceEvaluator(model).run(None, {"a": a, "b": b})[0]
+    assert got[:, 0].tolist() == [0, 9, 18]  # row sums of a - [1, 2, 3] (per column)
+    assert refquant.Session(model).run(None, {"a": a, "b": b})[0][:, 0].tolist() == [3, 9, 15]  # per row
+    x = np.ones((1, 2, 3, 3, 3), np.uint8)
+    with pytest.raises(ValueError):
+        ReferenceEvaluator(_qlinear_conv_per_channel(x.shape, [1, 1, 1])).run(None, {"x": x})
+
+
+def test_onnxruntime_rules_recognise_their_case_and_not_a_neighbour():
+    ort = pytest.importorskip("onnxruntime")
+    ort_cpu = backends.get("ort-cpu")
+    batched = _matmul_integer_with_zero_points((2, 3), (1, 3, 2), b_zp=[1, 2])
+    flat = _matmul_integer_with_zero_points((2, 3), (3, 2), b_zp=[1, 2])
+    assert "per-column b_zero_point needs a 2-D b" in _refused(ort_cpu, batched)
+    assert _refused(ort_cpu, flat) is None
+    session = ort.InferenceSession(batched.SerializeToString(), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="B zero point is not valid"):
+        session.run(None, {"a": np.ones((2, 3), np.uint8), "b": np.ones((1, 3, 2), np.uint8)})
+    one_block = _quantize(np.ones(1, np.float32), np.float32([2]), np.int8([0]), attrs={"axis": -1, "block_size": 1})
+    blocks = {"axis": -1, "block_size": 1}
+    two_blocks = _quantize(np.ones(2, np.float32), np.float32([2, 2]), np.int8([0, 0]), attrs=blocks)
+    assert "one-element scale" in _refused(ort_cpu, one_block)
+    assert _refused(ort_cpu, two_blocks) is None
+    session = ort.InferenceSession(one_block.SerializeToString(), providers=["CPUExecutionProvider"])
+    with pytest.raises(Exception, match="block_size must be 0"):
+        session.run(None, {"x": np.ones(1, np.float32)})
+
+
+# -- the whole profile on drawn models -------------------------------------------------------------------------------
+
+
+def _assert_explained(backend, case):
+    try:
+        outputs = backend.run(case.model, case.feeds)
+    except UnsupportedOnBackend:
+        return
+    for report in classify(case.model, case.feeds, backend.name, outputs):
+        assert report.status != "unexplained", report.to_dict()
+
+
+@given(rqs.quantize_linear_models())
+def test_every_openvino_quantize_difference_is_explained(openvino, case):
+    _assert_explained(openvino, case)
+
+
+@given(rqs.dequantize_linear_models())
+def test_every_openvino_dequantize_difference_is_explained(openvino, case):
+    _assert_explained(openvino, case)
+
+
+@given(rqs.dynamic_quantize_linear_models())
+def test_every_openvino_dynamic_quantize_difference_is_explained(openvino, case):
+    _assert_explained(openvino, case)
