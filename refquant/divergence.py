@@ -20,14 +20,14 @@ from __future__ import annotations
 import fnmatch
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 from onnx import helper, numpy_helper
 
 from .errors import RefquantError
-from .profiles import SPEC, Profile
+from .profiles import SPEC, Profile, get_profile
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -115,6 +115,21 @@ def _tensor_meets(node, values: Mapping[str, np.ndarray], condition: str, index:
     return array is not None and test(np.asarray(array), want)
 
 
+def _profile_options(name: str | None, path: Path) -> dict:
+    """The options by which the named profile departs from the spec profile ({} when no profile is named)."""
+    if name is None:
+        return {}
+    try:
+        profile = get_profile(name)
+    except RefquantError:
+        raise RefquantError(f"{path}: unknown profile {name!r}") from None
+    return {
+        f.name: getattr(profile, f.name)
+        for f in fields(profile)
+        if f.name != "name" and getattr(profile, f.name) != getattr(SPEC, f.name)
+    }
+
+
 def load_divergences(path: str | Path | None = None) -> list[Divergence]:
     """Parse the divergences file (default: the one shipped with refquant, spec/divergences.toml)."""
     path = Path(path or DIVERGENCES_FILE)
@@ -125,16 +140,16 @@ def load_divergences(path: str | Path | None = None) -> list[Divergence]:
     divergences = []
     for index, entry in enumerate(entries):
         missing = {"name", "summary", "backends", "evidence"} - set(entry)
-        if missing or not ("options" in entry) ^ ("when" in entry):
+        if missing or sum(key in entry for key in ("options", "profile", "when")) != 1:
             raise RefquantError(
-                f"{path}: divergence #{index + 1} lacks {sorted(missing) or 'exactly one of options / when'}"
+                f"{path}: divergence #{index + 1} lacks {sorted(missing) or 'exactly one of options / profile / when'}"
             )
         divergence = Divergence(
             name=entry["name"],
             summary=entry["summary"],
             backends=tuple(entry["backends"]),
             ops=tuple(entry.get("ops", ())),
-            options=dict(entry.get("options", {})),
+            options=dict(entry["options"]) if "options" in entry else _profile_options(entry.get("profile"), path),
             evidence=entry["evidence"],
             when=dict(entry.get("when", {})),
         )

@@ -140,3 +140,13 @@ def test_defect_rule_recognises_its_node_and_rejects_near_misses():
     undilated, feeds = _maxpool_model([1, 1])
     (report,) = classify(undilated, feeds, "ort-cpu", {"y": wrong_shape})
     assert report.status == "unexplained"
+
+
+def test_a_divergence_may_name_a_whole_profile(tmp_path):
+    (combined,) = [d for d in load_divergences() if d.name == "onnxruntime-arithmetic"]
+    assert combined.options["requantize_precision"] == "float32" and "name" not in combined.options
+    assert combined.profile().requantize_precision == "float32"
+    path = tmp_path / "d.toml"
+    path.write_text('[[divergence]]\nname="a"\nsummary="s"\nbackends=["b"]\nevidence="e"\nprofile="nonesuch"\n')
+    with pytest.raises(RefquantError, match="unknown profile 'nonesuch'"):
+        load_divergences(path)

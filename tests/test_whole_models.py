@@ -22,6 +22,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 import refquant
+from refquant.divergence import classify
 
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
@@ -160,7 +161,9 @@ def _ort_run(path, feeds):
 
 
 def _assert_bit_identical(path, feeds_list):
+    """profile "onnxruntime": bit-identical to ort-cpu; profile "spec": every difference classified explained."""
     session = refquant.Session(str(path), profile="onnxruntime")
+    model = onnx.load(path)
     for feeds in feeds_list:
         (want,) = _ort_run(path, feeds)
         (got,) = session.run(None, feeds)
@@ -170,6 +173,8 @@ def _assert_bit_identical(path, feeds_list):
             f"{int(differ.sum())} of {differ.size} outputs differ; largest |diff| "
             f"{float(np.abs(got.astype(np.float64) - want).max())}"
         )
+        (report,) = classify(model, feeds, "ort-cpu", {model.graph.output[0].name: want})
+        assert report.status in ("exact", "explained") and report.unexplained == 0
 
 
 def _param(variant, marks_from):
