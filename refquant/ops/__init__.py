@@ -9,6 +9,7 @@ from . import reduce  # noqa: F401
 from . import tensor  # noqa: F401
 from . import shape  # noqa: F401
 from . import normalization  # noqa: F401
+from . import resize  # noqa: F401
 from . import contrib_elementwise  # noqa: F401
 from . import contrib_pool  # noqa: F401
 from . import contrib_linear  # noqa: F401

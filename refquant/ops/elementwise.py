@@ -35,6 +35,7 @@ from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
 from .common import dtype_name, require_dtype, types_at
+from .conversion import cast_array
 
 __all__ = ["FLOATS", "WIDE_INTS", "NARROW_INTS", "require_types", "is_integer"]
 
@@ -268,8 +269,6 @@ def pow_(node: Node, x, y):
     with np.errstate(all="ignore"):
         z = np.power(x.astype(np.float64), y.astype(np.float64))
     if is_integer(x):
-        from .tensor import cast_array  # noqa: PLC0415  (tensor imports this module)
-
         return (np.asarray(cast_array(z, x.dtype)),)
     return (np.asarray(arith.narrow(z, x.dtype)),)
 

@@ -1,7 +1,10 @@
-"""Float Conv and MaxPool (1-D, 2-D, 3-D, ...), every registered version.
+"""Float Conv, ConvTranspose, MaxPool and GlobalMaxPool (1-D, 2-D, 3-D, ...), every registered version.
 
-    Conv:    Y[n, m, j] = B[m] + sum_{c, t} W[m, c, t] * Xpad[n, g(m) * C/group + c, j * s + t * d]
-    MaxPool: Y[n, c, j] = max_{t, j*s + t*d not in the padding} X[n, c, j*s + t*d - pad_begin]
+    Conv:          Y[n, m, j] = B[m] + sum_{c, t} W[m, c, t] * Xpad[n, g(m) * C/group + c, j * s + t * d]
+    ConvTranspose: Y[n, m, o] = B[m] + sum_{c, i, t: i * s + t * d = o + pad_begin} X[n, c, i] * W[c, m', t]
+                   (c in m's group, m' = m mod M/group)
+    MaxPool:       Y[n, c, j] = max_{t, j*s + t*d not in the padding} X[n, c, j*s + t*d - pad_begin]
+    GlobalMaxPool: Y[n, c] = max of X[n, c, ...]
 
 Geometry (pads, auto_pad, strides, dilations, ceil_mode) lives in refquant.window;
 spec/ops/nn.md states every choice these kernels make.
@@ -9,6 +12,7 @@ spec/ops/nn.md states every choice these kernels make.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import prod
 
 import numpy as np
@@ -19,7 +23,10 @@ from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..node import Node
 from ..registry import register
 from ..window import (
+    AUTO_PADS,
     Window,
+    _kernel,
+    _per_axis,
     conv_bias,
     conv_columns,
     conv_output,
@@ -34,6 +41,7 @@ from .common import dtype_name, require_dtype, types_at
 
 CONV_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 22: (T.BFLOAT16,)}
 MAXPOOL_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 12: (T.INT8, T.UINT8), 22: (T.BFLOAT16,)}
+GLOBAL_MAXPOOL_TYPES = CONV_TYPES
 
 
 def _same_type(value: np.ndarray | None, x: np.ndarray, what: str) -> None:
@@ -140,3 +148,136 @@ def max_pool(node: Node, x):
     if not wants_indices:
         return (y,)
     return y, _argmax_indices(view, y, inside, taps, x.shape, column_major=bool(storage_order))
+
+
+@register("GlobalMaxPool", since=(1, 22))
+def global_max_pool(node: Node, x):
+    """Maximum over the spatial axes, kept as size 1 (exact; NaN propagates)."""
+    require_dtype(x, types_at(GLOBAL_MAXPOOL_TYPES, node.version), "X")
+    if x.ndim < 3:
+        raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
+    if 0 in x.shape[2:]:
+        raise ShapeError(f"X has shape {x.shape}: an empty spatial axis has no maximum")
+    y = np.max(x.astype(np.float64), axis=tuple(range(2, x.ndim)), keepdims=True)  # exact both ways
+    return (y.astype(x.dtype),)
+
+
+# ----------------------------------------------------------------------------
+# ConvTranspose
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransposedWindow:
+    """ConvTranspose geometry per spatial axis: the full scatter length s * (D - 1) + e, the
+    position of output 0 in it (pad_begin, may be negative), and the output length."""
+
+    kernel: tuple[int, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    full: tuple[int, ...]
+    begin: tuple[int, ...]
+    output: tuple[int, ...]
+
+
+def _split_padding(total: int, auto_pad: str) -> int:
+    """pad_begin of a total padding: total // 2 for SAME_UPPER, total - total // 2 otherwise (the ONNX text).
+
+    A negative total (output_shape beyond the full result) begins at 0: the extra outputs go at the end.
+    """
+    if total < 0:
+        return 0
+    return total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+
+
+def transposed_window(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> tuple[TransposedWindow, int]:
+    """(geometry, group) of a ConvTranspose of x (N, C, D...) by w (C, M/group, k...), validated.
+
+    full = s * (D - 1) + (k - 1) * d + 1; the output is full + output_padding - pad_begin - pad_end,
+    with pads from ``pads`` (NOTSET), none (VALID), or split from total = full + output_padding - out
+    where out is ``output_shape`` or, under SAME_*, D * s.
+    """
+    if len(x_shape) < 3:
+        raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {len(x_shape)} {tuple(x_shape)}")
+    if len(w_shape) != len(x_shape):
+        raise ShapeError(f"W has rank {len(w_shape)} {tuple(w_shape)}, X has rank {len(x_shape)}: they must match")
+    group = node.attr("group", 1, int)
+    if group < 1 or x_shape[1] % group:
+        raise AttributeValueError(f"group {group} must be >= 1 and divide the input channels ({x_shape[1]})")
+    if w_shape[0] != x_shape[1]:
+        raise ShapeError(f"W has {w_shape[0]} input channels (its first axis), X has {x_shape[1]}")
+    rank, spatial = len(x_shape) - 2, tuple(x_shape[2:])
+    kernel = _kernel(node, rank, tuple(w_shape[2:]))
+    strides = _per_axis(node, "strides", rank, 1, 1)
+    dilations = _per_axis(node, "dilations", rank, 1, 1)
+    extra = _per_axis(node, "output_padding", rank, 0, 0)
+    if any(p >= max(s, d) for p, s, d in zip(extra, strides, dilations)):
+        raise AttributeValueError(f"output_padding {list(extra)} must be less than the stride or the dilation of each axis")
+    auto_pad = node.attr("auto_pad", "NOTSET", str)
+    if auto_pad not in AUTO_PADS:
+        raise AttributeValueError(f"auto_pad must be one of {', '.join(AUTO_PADS)}, got {auto_pad!r}")
+    pads = node.attr_ints("pads", None) or [0] * (2 * rank)
+    if len(pads) != 2 * rank or min(pads) < 0:
+        raise AttributeValueError(f"pads {pads} must be {2 * rank} values >= 0 (begin and end per spatial axis)")
+    if auto_pad != "NOTSET" and any(pads):
+        raise AttributeValueError(f"pads {pads} cannot be used with auto_pad {auto_pad}")
+    full = tuple(s * (size - 1) + (k - 1) * d + 1 for s, size, k, d in zip(strides, spatial, kernel, dilations))
+    requested = node.attr_ints("output_shape", None)
+    if requested is not None and len(requested) != rank:
+        raise AttributeValueError(f"output_shape has {len(requested)} values, expected {rank} (the spatial axes only)")
+    if requested is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        requested = [size * s for size, s in zip(spatial, strides)]
+    if requested is not None:
+        begin = [_split_padding(f + p - out, auto_pad) for f, p, out in zip(full, extra, requested)]
+        output = list(requested)
+    elif auto_pad == "VALID":
+        begin, output = [0] * rank, [f + p for f, p in zip(full, extra)]
+    else:
+        begin = list(pads[:rank])
+        output = [f + p - b - e for f, p, b, e in zip(full, extra, pads[:rank], pads[rank:])]
+    if min(output) < 1:
+        raise ShapeError(f"the output would have spatial shape {output}: every length must be >= 1")
+    return TransposedWindow(kernel, strides, dilations, full, tuple(begin), tuple(output)), group
+
+
+def _scatter_taps(columns: np.ndarray, window: TransposedWindow) -> np.ndarray:
+    """col2im: (N, M, prod(kernel), *D) products -> (N, M, *full), tap t of input i added at i * s + t * d."""
+    full = np.zeros(columns.shape[:2] + window.full, columns.dtype)
+    spatial = columns.shape[3:]
+    for j, tap in enumerate(np.ndindex(*window.kernel)):
+        positions = tuple(
+            slice(t * d, t * d + (size - 1) * s + 1, s) for t, d, size, s in zip(tap, window.dilations, spatial, window.strides)
+        )
+        full[(Ellipsis, *positions)] += columns[:, :, j]
+    return full
+
+
+def _crop(full: np.ndarray, window: TransposedWindow) -> np.ndarray:
+    """Output o of each axis is full[o + begin]; outputs outside the full result are 0."""
+    y = np.zeros(full.shape[:2] + window.output, full.dtype)
+    source, target = [], []
+    for f, b, out in zip(window.full, window.begin, window.output):
+        low, high = max(0, -b), min(out, f - b)
+        target.append(slice(low, max(low, high)))
+        source.append(slice(low + b, max(low, high) + b))
+    y[(Ellipsis, *target)] = full[(Ellipsis, *source)]
+    return y
+
+
+@register("ConvTranspose", since=(1, 11, 22))
+def conv_transpose(node: Node, x, w, b=None):
+    """Products W^T X per group in float64 (exact for float32 and narrower), scattered, summed in float64,
+    the bias added, then one rounding to X's type."""
+    require_dtype(x, types_at(CONV_TYPES, node.version), "X")
+    _same_type(w, x, "W")
+    _same_type(b, x, "B")
+    window, group = transposed_window(node, x.shape, w.shape)
+    n, channels = x.shape[:2]
+    out_channels, taps = w.shape[1] * group, prod(window.kernel)
+    weights = w.astype(np.float64).reshape(group, channels // group, -1).transpose(0, 2, 1)  # (g, M/g * K, C/g)
+    inputs = x.astype(np.float64).reshape(n, group, channels // group, -1)  # (N, g, C/g, prod(D))
+    columns = np.matmul(weights, inputs).reshape(n, out_channels, taps, *x.shape[2:])
+    y = _crop(_scatter_taps(columns, window), window)
+    if b is not None:
+        y += conv_bias(b.astype(np.float64), out_channels, len(window.kernel))
+    return (arith.narrow(y, x.dtype),)

@@ -1,10 +1,13 @@
-"""Softmax, normalizations and average pools.
+"""Softmax, LogSoftmax, normalizations and average pools.
 
     Softmax:            Y = exp(x - max) / sum exp(x - max)   over ``axis`` (before 13: the
                         flattened axes axis..n-1)
+    LogSoftmax:         Y = (x - max) - log(sum exp(x - max)) over the same axes
     LayerNormalization: Y = (X - mean) / sqrt(var + epsilon) * Scale + B over axes axis..n-1;
                         optional Mean and InvStdDev = 1 / sqrt(var + epsilon)
     BatchNormalization: Y = (X - mean[c]) / sqrt(var[c] + epsilon) * scale[c] + B[c]  (inference)
+    InstanceNormalization: Y = (X - mean) / sqrt(var + epsilon) * scale[c] + B[c], mean and var
+                        over the spatial axes of each (n, c)
     GlobalAveragePool:  Y[n, c] = mean of X[n, c, ...]
     AveragePool:        Y[n, c, j] = sum of the window / its count (padding counted with
                         count_include_pad, never the ceil_mode overhang)
@@ -32,6 +35,7 @@ SOFTMAX_TYPES = {1: FLOATS, 13: (T.BFLOAT16,)}
 LAYER_NORM_TYPES = {17: FLOATS + (T.BFLOAT16,)}
 BATCH_NORM_TYPES = {9: FLOATS, 14: (T.BFLOAT16,)}
 POOL_TYPES = {1: FLOATS, 22: (T.BFLOAT16,)}
+INSTANCE_NORM_TYPES = {6: FLOATS, 22: (T.BFLOAT16,)}
 
 
 def _epsilon(node: Node, default: float) -> float:
@@ -54,14 +58,26 @@ def softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return e / np.sum(e, axis=axes, keepdims=True)
 
 
-@register("Softmax", since=(1, 11, 13))
-def softmax(node: Node, x):
-    require_dtype(x, types_at(SOFTMAX_TYPES, node.version), "input")
-    if x.ndim == 0:
-        raise ShapeError("input must have rank >= 1")
-    with np.errstate(invalid="ignore"):
-        y = softmax64(x.astype(np.float64), _softmax_axes(node, x.ndim))
-    return (np.asarray(arith.narrow(y, x.dtype)),)
+def log_softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """(x - max) - log(sum exp(x - max)) over ``axes``, in float64."""
+    shifted = x - np.max(x, axis=axes, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axes, keepdims=True))
+
+
+def _softmax_family(function):
+    def kernel(node: Node, x):
+        require_dtype(x, types_at(SOFTMAX_TYPES, node.version), "input")
+        if x.ndim == 0:
+            raise ShapeError("input must have rank >= 1")
+        with np.errstate(invalid="ignore"):
+            y = function(x.astype(np.float64), _softmax_axes(node, x.ndim))
+        return (np.asarray(arith.narrow(y, x.dtype)),)
+
+    return kernel
+
+
+register("Softmax", since=(1, 11, 13))(_softmax_family(softmax64))
+register("LogSoftmax", since=(1, 11, 13))(_softmax_family(log_softmax64))
 
 
 def _same_type(value, x: np.ndarray, what: str) -> None:
@@ -124,6 +140,30 @@ def batch_normalization(node: Node, x, scale, b, mean, var):
 
     inv_std = 1.0 / np.sqrt(column(var) + _epsilon(node, 1e-5))
     y = (x.astype(np.float64) - column(mean)) * inv_std * column(scale) + column(b)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+@register("InstanceNormalization", since=(6, 22))
+def instance_normalization(node: Node, x, scale, b):
+    """Per (n, c): Y = (X - mean) / sqrt(var + epsilon) * scale[c] + B[c] over the spatial axes."""
+    require_dtype(x, types_at(INSTANCE_NORM_TYPES, node.version), "input")
+    _same_type(scale, x, "scale")
+    _same_type(b, x, "B")
+    if x.ndim < 3:
+        raise ShapeError(f"input must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
+    channels = x.shape[1]
+    for name, value in (("scale", scale), ("B", b)):
+        if value.shape != (channels,):
+            raise ShapeError(f"{name} has shape {value.shape}, expected ({channels},)")
+    spatial = tuple(range(2, x.ndim))
+    x64 = x.astype(np.float64)
+    mean = np.mean(x64, axis=spatial, keepdims=True)
+    inv_std = 1.0 / np.sqrt(np.mean((x64 - mean) ** 2, axis=spatial, keepdims=True) + _epsilon(node, 1e-5))
+
+    def column(value):
+        return value.astype(np.float64).reshape((channels,) + (1,) * len(spatial))
+
+    y = (x64 - mean) * inv_std * column(scale) + column(b)
     return (np.asarray(arith.narrow(y, x.dtype)),)
 
 

@@ -1,9 +1,12 @@
-"""ReduceMin, ReduceMax, ReduceSum and ReduceMean, every version.
+"""Reductions and scans along axes: ReduceMin, ReduceMax, ReduceSum, ReduceMean, ArgMax, TopK, CumSum.
 
     ReduceMin:  Y = min of data over ``axes``   (empty set: +inf, or T's largest value)
     ReduceMax:  Y = max of data over ``axes``   (empty set: -inf, or T's lowest value)
     ReduceSum:  Y = sum of data over ``axes``   (empty set: 0)
     ReduceMean: Y = ReduceSum / count           (empty set: NaN for floats)
+    ArgMax:     Y = index of the first (or last) maximum along ``axis``
+    TopK:       Values, Indices = the K largest (smallest) elements along ``axis``, lower index first on ties
+    CumSum:     y = prefix sums along ``axis`` (exclusive, reverse)
 
 Min and max are exact: the result is one of the inputs. NaN propagates.
 Float sums and means are computed in float64 (exact products are not involved;
@@ -27,7 +30,7 @@ from ..errors import AttributeValueError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
 from .common import normalize_axis, require_dtype, types_at
-from .elementwise import FLOATS, WIDE_INTS
+from .elementwise import FLOATS, NARROW_INTS, WIDE_INTS
 
 VERSIONS = (1, 11, 12, 13, 18, 20)
 
@@ -144,3 +147,125 @@ def _integer_mean(node: Node, data: np.ndarray, axes) -> tuple[np.ndarray]:
     total = np.sum(data.astype(object), axis=reduced, keepdims=bool(node.attr("keepdims", 1, int)))
     mean = np.vectorize(lambda t: abs(t) // count * (1 if t >= 0 else -1), otypes=[object])(total)
     return (np.asarray(mean.astype(data.dtype)),)
+
+
+# ----------------------------------------------------------------------------
+# ArgMax, TopK, CumSum
+#
+# Order: floats compare as IEEE values (-0.0 == +0.0), widened exactly to float64
+# first (ml_dtypes' bfloat16 sorts NaN wrongly); NaN counts as larger than
+# every number, numpy's sort order.
+# ----------------------------------------------------------------------------
+
+NUMERIC = FLOATS + WIDE_INTS + NARROW_INTS
+ARGMAX_TYPES = {1: NUMERIC, 13: (T.BFLOAT16,)}
+TOPK_TYPES = {10: FLOATS, 11: WIDE_INTS + NARROW_INTS, 24: (T.BFLOAT16,)}
+CUMSUM_TYPES = {11: (T.FLOAT, T.DOUBLE, T.INT32, T.INT64, T.UINT32, T.UINT64), 14: (T.FLOAT16, T.BFLOAT16)}
+
+
+def _order_keys(x: np.ndarray) -> np.ndarray:
+    """Values that numpy orders as ONNX orders x: integers as they are, floats widened to float64."""
+    return x if x.dtype.kind in "iu" else x.astype(np.float64)
+
+
+def _axis_attribute(node: Node, rank: int, default: int, negative_since: int) -> int:
+    axis = node.attr("axis", default, int)
+    if node.version < negative_since and axis < 0:
+        raise AttributeValueError(f"axis {axis}: negative axes are allowed from opset {negative_since}")
+    return normalize_axis(axis, rank)
+
+
+@register("ArgMax", since=(1, 11, 12, 13))
+def arg_max(node: Node, data):
+    """Index of the first maximum along ``axis`` (the last with select_last_index, 12+); NaN is a maximum."""
+    require_dtype(data, types_at(ARGMAX_TYPES, node.version), "data")
+    if data.ndim == 0:
+        raise ShapeError("data must have rank >= 1")
+    axis = _axis_attribute(node, data.ndim, 0, negative_since=11)
+    if data.shape[axis] == 0:
+        raise ShapeError(f"axis {axis} of shape {data.shape} is empty: it has no maximum")
+    last = node.version >= 12 and bool(node.attr("select_last_index", 0, int))
+    keys = _order_keys(data)
+    if last:
+        index = data.shape[axis] - 1 - np.argmax(np.flip(keys, axis), axis=axis)
+    else:
+        index = np.argmax(keys, axis=axis)
+    if node.attr("keepdims", 1, int):
+        index = np.expand_dims(index, axis)
+    return (np.asarray(index, dtype=np.int64),)
+
+
+def _k_of(k_input: np.ndarray, length: int) -> int:
+    require_dtype(k_input, {T.INT64}, "K")
+    if k_input.size != 1:
+        raise ShapeError(f"K must hold one value, got shape {k_input.shape}")
+    k = int(k_input.reshape(()))
+    if not 0 <= k <= length:
+        raise ShapeError(f"K = {k} must lie in [0, {length}], the length of the axis")
+    return k
+
+
+def _descending_stable(keys: np.ndarray, axis: int) -> np.ndarray:
+    """Indices sorting ``keys`` in descending order along ``axis``, equal keys by ascending index.
+
+    A stable ascending sort of the reversed axis, reversed back: equal keys come out in
+    ascending order of their original index.
+    """
+    n = keys.shape[axis]
+    order = np.argsort(np.flip(keys, axis), axis=axis, kind="stable")
+    return n - 1 - np.flip(order, axis)
+
+
+@register("TopK", since=(10, 11, 24))
+def top_k(node: Node, x, k_input):
+    """The K largest (or, with largest=0 from 11, smallest) elements along ``axis``, and their indices.
+
+    Equal values: the lower index first (the spec's tie rule). Always sorted, also for sorted=0
+    (whose order ONNX leaves undefined).
+    """
+    require_dtype(x, types_at(TOPK_TYPES, node.version), "X")
+    if x.ndim == 0:
+        raise ShapeError("X must have rank >= 1")
+    axis = normalize_axis(node.attr("axis", -1, int), x.ndim)
+    k = _k_of(k_input, x.shape[axis])
+    largest = node.version < 11 or bool(node.attr("largest", 1, int))
+    keys = _order_keys(x)
+    order = _descending_stable(keys, axis) if largest else np.argsort(keys, axis=axis, kind="stable")
+    indices = np.take(order, np.arange(k), axis=axis)
+    return np.take_along_axis(x, indices, axis=axis), indices.astype(np.int64)
+
+
+def _scalar_axis(axis_input: np.ndarray, rank: int) -> int:
+    require_dtype(axis_input, {T.INT32, T.INT64}, "axis")
+    if axis_input.size != 1 or axis_input.ndim > 1:
+        raise ShapeError(f"axis must be a scalar (0-D tensor), got shape {axis_input.shape}")
+    return normalize_axis(int(axis_input.reshape(())), rank)
+
+
+@register("CumSum", since=(11, 14))
+def cum_sum(node: Node, x, axis_input):
+    """y[j] = sum of x[i] for i <= j (i < j with exclusive; i >= j, i > j with reverse) along ``axis``.
+
+    Floats: float64 prefix sums (error <= (n - 1) * 2**-53 * sum|x| each), each rounded once to T.
+    Integers: wrap (two's complement).
+    """
+    require_dtype(x, types_at(CUMSUM_TYPES, node.version), "x")
+    if x.ndim == 0:
+        raise ShapeError("x must have rank >= 1")
+    axis = _scalar_axis(axis_input, x.ndim)
+    exclusive = bool(node.attr("exclusive", 0, int))
+    reverse = bool(node.attr("reverse", 0, int))
+    wide = x if x.dtype.kind in "iu" else x.astype(np.float64)
+    if reverse:
+        wide = np.flip(wide, axis)
+    sums = np.cumsum(wide, axis=axis, dtype=wide.dtype)  # integers: wraps in T
+    if exclusive:  # shift by one along the axis, 0 first
+        along = np.moveaxis(sums, axis, 0)
+        shifted = np.zeros_like(along)
+        shifted[1:] = along[:-1]
+        sums = np.moveaxis(shifted, 0, axis)
+    if reverse:
+        sums = np.flip(sums, axis)
+    if x.dtype.kind in "iu":
+        return (np.ascontiguousarray(sums),)
+    return (np.asarray(arith.narrow(np.ascontiguousarray(sums), x.dtype)),)

@@ -1,4 +1,5 @@
-"""Data movement: Transpose, Concat, Split, Slice, Squeeze, Unsqueeze, Gather, Shape, Expand, ConstantOfShape, Pad.
+"""Data movement: Transpose, Concat, Split, Slice, Squeeze, Unsqueeze, Gather, GatherElements, Shape, Expand,
+ConstantOfShape, Pad.
 
     Transpose:       Y = X with axes permuted by ``perm`` (default: reversed)
     Concat:          Y = inputs joined along ``axis``
@@ -7,6 +8,7 @@
     Squeeze:         Y = X without the listed size-1 axes (default: all size-1 axes)
     Unsqueeze:       Y = X with size-1 axes inserted at ``axes`` (positions in the output)
     Gather:          Y = take(data, indices, axis)  (negative indices count from the end)
+    GatherElements:  Y[i] = data[i with i[axis] replaced by indices[i]]  (Y has indices' shape)
     Shape:           Y = int64 shape of X[start:end]
     Expand:          Y = X broadcast with ``shape`` (multidirectional broadcasting)
     ConstantOfShape: Y = ``value`` (default float32 0) repeated to ``shape``
@@ -174,15 +176,34 @@ def unsqueeze(node: Node, data, axes_input=None):
     return (np.expand_dims(data, tuple(axes)),)
 
 
+def _checked_indices(indices: np.ndarray, size: int, what: str) -> np.ndarray:
+    """int64 ``indices`` in [0, size): negative values count from the end; others raise ShapeError."""
+    require_dtype(indices, INDEX_TYPES, "indices")
+    if np.any((indices < -size) | (indices >= size)):
+        raise ShapeError(f"indices must lie in [{-size}, {size - 1}] ({what})")
+    return indices.astype(np.int64) % max(size, 1)
+
+
 @register("Gather", since=(1, 11, 13))
 def gather(node: Node, data, indices):
     require_dtype(data, types_at(MOVE_TYPES, node.version), "data")
-    require_dtype(indices, INDEX_TYPES, "indices")
     axis = normalize_axis(node.attr("axis", 0, int), data.ndim)
-    size = data.shape[axis]
-    if np.any((indices < -size) | (indices >= size)):
-        raise ShapeError(f"indices must lie in [{-size}, {size - 1}] (axis {axis} of shape {data.shape})")
-    return (np.take(data, indices.astype(np.int64) % max(size, 1), axis=axis),)
+    positions = _checked_indices(indices, data.shape[axis], f"axis {axis} of shape {data.shape}")
+    return (np.take(data, positions, axis=axis),)
+
+
+@register("GatherElements", since=(11, 13))
+def gather_elements(node: Node, data, indices):
+    """Each indices axis other than ``axis`` may be shorter than data's, never longer."""
+    require_dtype(data, types_at(MOVE_TYPES, node.version), "data")
+    if data.ndim == 0 or indices.ndim != data.ndim:
+        raise ShapeError(f"data {data.shape} and indices {indices.shape} must have one rank >= 1")
+    axis = normalize_axis(node.attr("axis", 0, int), data.ndim)
+    if any(i > d for a, (i, d) in enumerate(zip(indices.shape, data.shape)) if a != axis):
+        raise ShapeError(f"indices {indices.shape} exceeds data {data.shape} on an axis other than {axis}")
+    positions = _checked_indices(indices, data.shape[axis], f"axis {axis} of shape {data.shape}")
+    window = tuple(slice(0, n) if a != axis else slice(None) for a, n in enumerate(indices.shape))
+    return (np.take_along_axis(data[window], positions, axis=axis),)
 
 
 @register("Shape", since=(1, 13, 15, 19, 21, 23, 24, 25))

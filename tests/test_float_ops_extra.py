@@ -1,0 +1,606 @@
+"""ConvTranspose, Resize, ArgMax, TopK, CumSum, GatherElements, InstanceNormalization, LogSoftmax,
+GlobalMaxPool, Range (spec/ops/nn.md, spec/ops/float.md).
+
+Expected values: the since_versions of the ONNX schemas; the ONNX backend node cases (bit for bit
+where the op moves, selects or compares values, within the case's tolerance for float math);
+onnx.reference.ReferenceEvaluator on hypothesis-drawn inputs (bit for bit for exactly defined ops,
+within a bound stated at each test for float math); direct float64 / Fraction definitions written
+here (ConvTranspose's scatter loop, CumSum's float64 prefix sums, Range's exact values); hand-derived
+values for the choices the spec pages state.
+"""
+
+from __future__ import annotations
+
+import itertools
+from fractions import Fraction
+
+import ml_dtypes
+import numpy as np
+import onnx
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import refquant
+from refquant.errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
+
+from .helpers import node_cases, to_array
+from .test_float_ops import assert_same_bits, run_reference, run_refquant
+
+OPS = (
+    "ConvTranspose Resize ArgMax TopK CumSum GatherElements InstanceNormalization LogSoftmax GlobalMaxPool Range"
+).split()
+#: ops whose outputs are input elements, indices or exact integers: node cases bit for bit
+SELECTING_OPS = {"ArgMax", "TopK", "GatherElements", "GlobalMaxPool"}
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_versions_are_the_schema_versions_from_opset_10(op):
+    versions = [v for domain, name, v in refquant.supported_ops() if name == op and domain == ""]
+    history = sorted({s.since_version for s in onnx.defs.get_all_schemas_with_history() if s.name == op and s.domain == ""})
+    in_effect_at_10 = max([v for v in history if v <= 10], default=history[0])
+    assert versions == [v for v in history if v >= in_effect_at_10]
+
+
+# ----------------------------------------------------------------------------
+# ONNX backend node cases
+# ----------------------------------------------------------------------------
+
+UNSUPPORTED = {
+    **{name: "mode='cubic' is not supported" for name in (
+        "test_resize_upsample_scales_cubic", "test_resize_upsample_scales_cubic_align_corners",
+        "test_resize_downsample_scales_cubic", "test_resize_downsample_scales_cubic_align_corners",
+        "test_resize_upsample_sizes_cubic", "test_resize_downsample_sizes_cubic",
+        "test_resize_upsample_scales_cubic_A_n0p5_exclude_outside",
+        "test_resize_downsample_scales_cubic_A_n0p5_exclude_outside", "test_resize_upsample_scales_cubic_asymmetric",
+        "test_resize_downsample_scales_cubic_antialias", "test_resize_downsample_sizes_cubic_antialias",
+    )},
+    **{name: "coordinate_transformation_mode='tf_crop_and_resize' is not supported" for name in (
+        "test_resize_tf_crop_and_resize", "test_resize_tf_crop_and_resize_extrapolation_value",
+        "test_resize_tf_crop_and_resize_axes_2_3", "test_resize_tf_crop_and_resize_axes_3_2",
+    )},
+    "test_resize_downsample_scales_linear_antialias": "antialias=1 is not supported",
+    "test_resize_downsample_sizes_linear_antialias": "antialias=1 is not supported",
+}  # fmt: skip
+#: align_corners with a fractional scale * D: the case divides by scale * D - 1, the ONNX text by
+#: (the output length) - 1 (spec/ops/nn.md, Resize); checked against the text in
+#: test_align_corners_divides_by_the_output_length_less_one
+CONTRADICTS_THE_TEXT = {"test_resize_downsample_scales_linear_align_corners"}
+
+CASES = [
+    c
+    for c in node_cases(r"^test_")
+    if len(c.model.graph.node) == 1 and c.model.graph.node[0].op_type in OPS and c.model.opset_import[0].version >= 10
+]
+
+
+def test_the_node_case_list_is_current():
+    assert len(CASES) == 100  # onnx 1.23.2: Resize 39, ArgMax 16, ConvTranspose 11, CumSum 9, ...
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_onnx_node_case(case):
+    if case.name in UNSUPPORTED:
+        with pytest.raises(AttributeValueError, match="not supported"):
+            refquant.Session(case.model).run(None, _feeds(case, case.data_sets[0][0]))
+        return
+    if case.name in CONTRADICTS_THE_TEXT:
+        pytest.skip("the expected value contradicts the ONNX text; see test_align_corners_divides_by_...")
+    session = refquant.Session(case.model)
+    op = case.model.graph.node[0].op_type
+    for inputs, expected in case.data_sets:
+        for got, want in zip(session.run(None, _feeds(case, inputs)), expected, strict=True):
+            want = np.asarray(to_array(want))
+            if op in SELECTING_OPS or got.dtype.kind != "f":
+                assert_same_bits(got, want)
+            else:
+                assert got.dtype == want.dtype and got.shape == want.shape
+                np.testing.assert_allclose(got, want, rtol=max(case.rtol, 1e-6), atol=case.atol)
+
+
+def _feeds(case, inputs):
+    return {spec.name: np.asarray(to_array(v)) for spec, v in zip(case.model.graph.input, inputs)}
+
+
+def _ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in float32 units in the last place (ordered integer representations)."""
+    ia, ib = (np.asarray(v, np.float32).view(np.int32).astype(np.int64) for v in (a, b))
+    ia = np.where(ia < 0, -(ia & 0x7FFFFFFF), ia)
+    ib = np.where(ib < 0, -(ib & 0x7FFFFFFF), ib)
+    return np.abs(ia - ib)
+
+
+# few distinct values, so that ties are common
+TIED = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
+                  elements=st.sampled_from([-2.0, -0.0, 0.0, 1.0, 1.5, 3.0, np.nan, np.inf]))  # fmt: skip
+FLOATS = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
+                    elements=st.floats(-20, 20, width=32))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------
+# ArgMax, TopK, GatherElements, GlobalMaxPool: exact
+# ----------------------------------------------------------------------------
+
+
+@given(x=TIED, data=st.data())
+def test_argmax_matches_onnx_reference(x, data):
+    opset = data.draw(st.sampled_from([11, 12, 13]))
+    attrs = {"axis": data.draw(st.integers(-x.ndim, x.ndim - 1)), "keepdims": data.draw(st.sampled_from([0, 1]))}
+    if opset >= 12:
+        attrs["select_last_index"] = data.draw(st.sampled_from([0, 1]))
+    (got,) = run_refquant("ArgMax", {"x": x}, [np.int64], opset=opset, attrs=attrs)
+    assert_same_bits(got, run_reference("ArgMax", {"x": x}, [np.int64], opset=opset, attrs=attrs)[0])
+
+
+def test_argmax_picks_the_first_or_last_maximum_and_nan_is_a_maximum():
+    x = np.array([[1, 3, 3, 2], [np.nan, 5, np.nan, 1]], np.float32)
+    assert run_refquant("ArgMax", {"x": x}, [np.int64], opset=13, attrs={"axis": 1})[0].tolist() == [[1], [0]]
+    last = {"axis": 1, "keepdims": 0, "select_last_index": 1}
+    assert run_refquant("ArgMax", {"x": x}, [np.int64], opset=13, attrs=last)[0].tolist() == [2, 2]
+    with pytest.raises(AttributeValueError, match="negative axes are allowed from opset 11"):
+        run_refquant("ArgMax", {"x": x}, [np.int64], opset=10, attrs={"axis": -1})
+
+
+@given(x=TIED, data=st.data())
+def test_topk_matches_onnx_reference(x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    k = np.array([data.draw(st.integers(0, x.shape[axis]))], np.int64)
+    opset = data.draw(st.sampled_from([10, 11, 24]))
+    attrs = {"axis": axis} | ({"largest": data.draw(st.sampled_from([0, 1]))} if opset >= 11 else {})
+    inputs = {"x": x, "k": k}
+    got = run_refquant("TopK", inputs, [np.float32, np.int64], opset=opset, attrs=attrs)
+    want = run_reference("TopK", inputs, [np.float32, np.int64], opset=opset, attrs=attrs)
+    assert_same_bits(got[0], want[0], "Values")
+    assert_same_bits(got[1], want[1], "Indices")
+
+
+def test_topk_ties_come_in_index_order_for_largest_and_smallest():
+    x = np.array([2, 1, 2, 1, 2], np.int32)
+    for largest, values, indices in ((1, [2, 2, 2, 1], [0, 2, 4, 1]), (0, [1, 1, 2], [1, 3, 0])):
+        k = np.array([len(values)], np.int64)
+        got = run_refquant("TopK", {"x": x, "k": k}, [np.int32, np.int64], opset=11, attrs={"largest": largest})
+        assert got[0].tolist() == values and got[1].tolist() == indices
+    with pytest.raises(ShapeError, match=r"K = 6 must lie in \[0, 5\]"):
+        run_refquant("TopK", {"x": x, "k": np.array([6], np.int64)}, [np.int32, np.int64], opset=11)
+    with pytest.raises(DTypeError, match="X has type int32"):
+        run_refquant("TopK", {"x": x, "k": np.array([1], np.int64)}, [np.int32, np.int64], opset=10)
+
+
+@given(x=FLOATS, data=st.data())
+def test_gather_elements_matches_onnx_reference(x, data):
+    axis = data.draw(st.integers(0, x.ndim - 1))  # onnx.reference slices shapes wrongly for negative axes
+    size = x.shape[axis]
+    shape = list(x.shape)
+    shape[axis] = data.draw(st.integers(1, 4))
+    indices = data.draw(hnp.arrays(data.draw(st.sampled_from([np.int32, np.int64])), tuple(shape),
+                                   elements=st.integers(-size, size - 1)))  # fmt: skip
+    inputs = {"x": x, "i": indices}
+    got = run_refquant("GatherElements", inputs, [np.float32], opset=13, attrs={"axis": axis})
+    assert_same_bits(got[0], run_reference("GatherElements", inputs, [np.float32], opset=13, attrs={"axis": axis})[0])
+    negative = run_refquant("GatherElements", inputs, [np.float32], opset=13, attrs={"axis": axis - x.ndim})
+    assert_same_bits(negative[0], got[0])
+
+
+def test_gather_elements_accepts_shorter_index_axes_and_refuses_bad_indices():
+    data = np.arange(12, dtype=np.int64).reshape(3, 4)
+    indices = np.array([[2, 0]], np.int64)  # shorter than data on both axes
+    assert run_refquant("GatherElements", {"d": data, "i": indices}, [np.int64], opset=13)[0].tolist() == [[8, 1]]
+    with pytest.raises(ShapeError, match=r"indices must lie in \[-3, 2\]"):
+        run_refquant("GatherElements", {"d": data, "i": np.array([[3]], np.int64)}, [np.int64], opset=13)
+    with pytest.raises(ShapeError, match="exceeds data"):
+        run_refquant("GatherElements", {"d": data, "i": np.zeros((1, 5), np.int64)}, [np.int64], opset=13)
+
+
+@given(x=hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=5, max_side=4),
+                    elements=st.floats(-20, 20, width=32)))  # fmt: skip
+def test_global_max_pool_is_the_spatial_maximum(x):
+    (got,) = run_refquant("GlobalMaxPool", {"x": x}, [np.float32], opset=22)
+    assert_same_bits(got, x.max(axis=tuple(range(2, x.ndim)), keepdims=True))
+    if x.ndim == 4:  # onnx.reference reduces axes (rank - 2, rank - 1, rank): right for 2-D images only
+        assert_same_bits(got, run_reference("GlobalMaxPool", {"x": x}, [np.float32], opset=22)[0])
+
+
+# ----------------------------------------------------------------------------
+# CumSum, Range
+# ----------------------------------------------------------------------------
+
+
+@given(x=FLOATS, data=st.data())
+def test_cumsum_is_the_rounded_float64_prefix_sum_and_near_onnx_reference(x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    exclusive, reverse = data.draw(st.sampled_from([0, 1])), data.draw(st.sampled_from([0, 1]))
+    inputs = {"x": x, "axis": np.array(axis, data.draw(st.sampled_from([np.int32, np.int64])))}
+    attrs = {"exclusive": exclusive, "reverse": reverse}
+    (got,) = run_refquant("CumSum", inputs, [np.float32], opset=14, attrs=attrs)
+    wide = np.flip(x.astype(np.float64), axis) if reverse else x.astype(np.float64)
+    sums = np.cumsum(wide, axis=axis)
+    if exclusive:  # 0, then the inclusive sums but the last (y[1] = x[0] keeps x[0]'s sign of zero)
+        sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis)), np.delete(sums, -1, axis)], axis)
+    assert_same_bits(got, (np.flip(sums, axis) if reverse else sums).astype(np.float32))
+    # onnx.reference adds in float32: n - 1 roundings of at most 2**-24 * sum|x| each
+    (want,) = run_reference("CumSum", inputs, [np.float32], opset=14, attrs=attrs)
+    bound = x.shape[axis] * 2.0**-24 * np.sum(np.abs(x.astype(np.float64)), axis=axis, keepdims=True)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32, np.uint64])
+def test_integer_cumsum_wraps_and_matches_onnx_reference(dtype):
+    info = np.iinfo(dtype)
+    x = np.array([[info.max, 1, 2], [3, info.max, info.max]], dtype)
+    for exclusive, reverse in itertools.product((0, 1), repeat=2):
+        inputs = {"x": x, "axis": np.array(1, np.int64)}
+        attrs = {"exclusive": exclusive, "reverse": reverse}
+        (got,) = run_refquant("CumSum", inputs, [dtype], opset=14, attrs=attrs)
+        assert_same_bits(got, run_reference("CumSum", inputs, [dtype], opset=14, attrs=attrs)[0])
+    assert run_refquant("CumSum", {"x": x, "axis": np.array(1, np.int64)}, [dtype], opset=14)[0][0, 1] == info.min
+
+
+def round_fraction_to_float32(value: Fraction) -> np.float32:
+    """The float32 nearest to ``value``, ties to even: float64 first, then the float32 neighbours compared exactly."""
+    guess = np.float32(float(value))
+    candidates = [np.nextafter(guess, np.float32(-np.inf)), guess, np.nextafter(guess, np.float32(np.inf))]
+    best = min(candidates, key=lambda c: (abs(Fraction(float(c)) - value), int(c.view(np.int32)) & 1))
+    return np.float32(best)
+
+
+@given(start=st.floats(-1e4, 1e4, width=32).map(lambda v: v + 0.0), delta=st.floats(-100, 100, width=32).filter(lambda d: abs(d) > 1e-2),
+       count=st.integers(0, 50), slack=st.floats(0, 1))  # fmt: skip
+def test_float_range_is_the_exact_value_rounded_once(start, delta, count, slack):
+    limit = np.float32(start + (count + slack) * delta)
+    exact_length = max(-((Fraction(float(limit)) - Fraction(start)) // -Fraction(delta)), 0)
+    inputs = {"start": np.array(start, np.float32), "limit": np.array(limit, np.float32), "delta": np.array(delta, np.float32)}
+    (got,) = run_refquant("Range", inputs, [np.float32], opset=11)
+    want = [round_fraction_to_float32(Fraction(start) + i * Fraction(delta)) for i in range(exact_length)]
+    assert_same_bits(got, np.array(want, np.float32).reshape(-1))
+    # onnx.reference: numpy's float64 arange, then float32; its length is the ceiling of a rounded
+    # float64 quotient (one less where the exact quotient lies just above an integer)
+    (reference,) = run_reference("Range", inputs, [np.float32], opset=11)
+    common = min(got.size, reference.size)
+    assert 0 <= got.size - reference.size <= 1 and np.all(_ulps(got[:common], reference[:common]) <= 1)
+
+
+def test_integer_and_narrow_float_range():
+    ints = {"start": np.array(10, np.int16), "limit": np.array(4, np.int16), "delta": np.array(-2, np.int16)}
+    assert_same_bits(run_refquant("Range", ints, [np.int16], opset=11)[0], np.array([10, 8, 6], np.int16))
+    # 2049 + 2 * i in float16: 2049 and 2053 are halfway between float16 neighbours (spacing 2), ties to even
+    half = {n: np.array(v, np.float16) for n, v in (("start", 2048), ("limit", 2058), ("delta", 2))}
+    half["start"] = np.array(2048, np.float16)
+    got = run_refquant("Range", half, [np.float16], opset=27)[0]
+    assert got.tolist() == [2048, 2050, 2052, 2054, 2056]
+    bf = {n: np.array(v, ml_dtypes.bfloat16) for n, v in (("start", 0.5), ("limit", 3), ("delta", 0.75))}
+    assert run_refquant("Range", bf, [ml_dtypes.bfloat16], opset=27)[0].astype(np.float32).tolist() == [0.5, 1.25, 2.0, 2.75]
+    with pytest.raises(DTypeError, match="start has type float16"):
+        run_refquant("Range", half, [np.float16], opset=26)
+    with pytest.raises(ShapeError, match="delta must not be 0"):
+        run_refquant("Range", ints | {"delta": np.array(0, np.int16)}, [np.int16], opset=11)
+    nan = {n: np.array(v, np.float32) for n, v in (("start", 0), ("limit", np.nan), ("delta", 1))}
+    with pytest.raises(NonFiniteError, match="must be finite"):
+        run_refquant("Range", nan, [np.float32], opset=11)
+
+
+# ----------------------------------------------------------------------------
+# LogSoftmax, InstanceNormalization: float math
+# ----------------------------------------------------------------------------
+
+
+@given(x=FLOATS, opset=st.sampled_from([11, 13]))
+def test_log_softmax_is_near_onnx_reference(x, opset):
+    axis = -1 if opset >= 13 else x.ndim - 1  # one axis at both versions
+    (got,) = run_refquant("LogSoftmax", {"x": x}, [np.float32], opset=opset, attrs={"axis": axis})
+    (want,) = run_reference("LogSoftmax", {"x": x}, [np.float32], opset=opset, attrs={"axis": axis})
+    # onnx.reference: float32 softmax (a few roundings, x - max inexact up to |x - max| * 2**-24), then log
+    x64 = x.astype(np.float64)
+    spread = np.max(x64, axis=-1, keepdims=True) - x64
+    np.testing.assert_array_less(np.abs(got.astype(np.float64) - want), (8 + 2 * spread + np.abs(want)) * 2.0**-22)
+    exact = x64 - np.max(x64, axis=-1, keepdims=True)
+    exact -= np.log(np.sum(np.exp(exact), axis=-1, keepdims=True))
+    assert np.all(_ulps(got, exact.astype(np.float32)) <= 1)
+
+
+@given(x=hnp.arrays(np.float32, st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4), st.integers(2, 4)),
+                    elements=st.floats(-20, 20, width=32)), data=st.data())  # fmt: skip
+def test_instance_normalization_is_near_onnx_reference(x, data):
+    channels = x.shape[1]
+    scale = data.draw(hnp.arrays(np.float32, (channels,), elements=st.floats(-4, 4, width=32)))
+    bias = data.draw(hnp.arrays(np.float32, (channels,), elements=st.floats(-4, 4, width=32)))
+    inputs = {"x": x, "s": scale, "b": bias}
+    (got,) = run_refquant("InstanceNormalization", inputs, [np.float32], opset=22, attrs={"epsilon": 1e-2})
+    (want,) = run_reference("InstanceNormalization", inputs, [np.float32], opset=22, attrs={"epsilon": 1e-2})
+    # onnx.reference: float32 mean and var; with epsilon 1e-2 the normalised values stay < 16 * |x|max
+    spread = np.max(np.abs(x)) / np.sqrt(0.01)
+    bound = 2.0**-18 * (np.abs(scale).reshape(-1, 1, 1) * spread + np.abs(bias).reshape(-1, 1, 1) + 1)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+
+
+def test_instance_normalization_refuses_bad_shapes():
+    x = np.ones((1, 2, 3), np.float32)
+    with pytest.raises(ShapeError, match=r"scale has shape \(3,\), expected \(2,\)"):
+        run_refquant("InstanceNormalization", {"x": x, "s": np.ones(3, np.float32), "b": np.ones(2, np.float32)},
+                     [np.float32], opset=22)  # fmt: skip
+    with pytest.raises(ShapeError, match=r"\(N, C, D1, \.\.\.\)"):
+        run_refquant("InstanceNormalization", {"x": x[0], "s": np.ones(3, np.float32), "b": np.ones(3, np.float32)},
+                     [np.float32], opset=22)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------
+# ConvTranspose
+# ----------------------------------------------------------------------------
+
+
+def naive_conv_transpose(x, w, group, strides, dilations, begin, output):
+    """y[n, g*Mg + m, i*s + t*d - begin] += x[n, g*Cg + c, i] * w[g*Cg + c, m, t], in float64, by loops."""
+    n, channels = x.shape[:2]
+    per_group_in, per_group_out = channels // group, w.shape[1]
+    y = np.zeros((n, per_group_out * group, *output))
+    for b, c, i in itertools.product(range(n), range(channels), itertools.product(*map(range, x.shape[2:]))):
+        g = c // per_group_in
+        for m, t in itertools.product(range(per_group_out), itertools.product(*map(range, w.shape[2:]))):
+            o = tuple(ii * s + tt * d - bb for ii, s, tt, d, bb in zip(i, strides, t, dilations, begin))
+            if all(0 <= oo < out for oo, out in zip(o, output)):
+                y[(b, g * per_group_out + m, *o)] += float(x[(b, c, *i)]) * float(w[(c, m, *t)])
+    return y
+
+
+@st.composite
+def conv_transpose_cases(draw, max_rank=2):
+    rank = draw(st.integers(1, max_rank))
+    group = draw(st.sampled_from([1, 2]))
+    spatial = draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank))
+    kernel = draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank))
+    strides = draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank))
+    dilations = draw(st.lists(st.integers(1, 2), min_size=rank, max_size=rank))
+    extra = [draw(st.integers(0, s - 1)) for s in strides]  # onnx.reference fails on stride <= extra < dilation
+    full = [s * (n - 1) + (k - 1) * d + 1 for s, n, k, d in zip(strides, spatial, kernel, dilations)]
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * rank)]
+    assume(all(f + p - pads[i] - pads[rank + i] >= 1 for i, (f, p) in enumerate(zip(full, extra))))
+    output = [f + p - pads[i] - pads[rank + i] for i, (f, p) in enumerate(zip(full, extra))]
+    x_shape = (draw(st.integers(1, 2)), group * draw(st.integers(1, 2)), *spatial)
+    w_shape = (x_shape[1], draw(st.integers(1, 2)), *kernel)
+    attrs = {"strides": strides, "dilations": dilations, "pads": pads, "output_padding": extra, "group": group}
+    return x_shape, w_shape, attrs, (group, strides, dilations, pads[:rank], output)
+
+
+def small_integers(draw, shape):
+    """Integer-valued float32: every product and sum below is exact, so all orders agree bit for bit."""
+    return draw(hnp.arrays(np.float32, shape, elements=st.integers(-8, 8).map(float)))
+
+
+@given(case=conv_transpose_cases(), bias=st.booleans(), data=st.data())
+def test_conv_transpose_equals_direct_definition_and_onnx_reference(case, bias, data):
+    x_shape, w_shape, attrs, (group, strides, dilations, begin, output) = case
+    x, w = small_integers(data.draw, x_shape), small_integers(data.draw, w_shape)
+    b = small_integers(data.draw, (w_shape[1] * group,)) if bias else None
+    inputs = {"x": x, "w": w, "b": b}
+    (got,) = run_refquant("ConvTranspose", inputs, [np.float32], opset=22, attrs=attrs)
+    expected = naive_conv_transpose(x, w, group, strides, dilations, begin, output)
+    if bias:
+        expected += b.reshape((-1,) + (1,) * len(output))
+    assert_same_bits(got, expected.astype(np.float32))
+    if group == 1:  # onnx.reference mishandles groups (ValueError: cannot reshape)
+        assert_same_bits(got, run_reference("ConvTranspose", inputs, [np.float32], opset=22, attrs=attrs)[0])
+
+
+@given(x=hnp.arrays(np.float32, (1, 2, 3, 3), elements=st.floats(-4, 4, width=16)),
+       w=hnp.arrays(np.float32, (2, 3, 2, 2), elements=st.floats(-4, 4, width=16)))  # fmt: skip
+def test_conv_transpose_rounds_the_float64_sum_once(x, w):
+    """float16-valued inputs: products exact in float64; sums of <= 8 terms too; so the float32 result
+    is the exact sum rounded once."""
+    (got,) = run_refquant("ConvTranspose", {"x": x, "w": w}, [np.float32], opset=22, attrs={"strides": [2, 1]})
+    exact = naive_conv_transpose(x, w, 1, [2, 1], [1, 1], [0, 0], [6, 4])
+    assert_same_bits(got, exact.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "attrs, length, begin",
+    [
+        ({"strides": [2], "output_shape": [8]}, 8, 0),  # total = 7 - 8 < 0: the extra output at the end
+        ({"strides": [2], "output_shape": [6]}, 6, 1),  # total 1: pad_begin = total - total // 2
+        ({"strides": [2], "auto_pad": "SAME_UPPER"}, 6, 0),  # out = 3 * 2, total 1: pad_begin = total // 2
+        ({"strides": [2], "auto_pad": "SAME_LOWER"}, 6, 1),
+        ({"strides": [2], "auto_pad": "VALID", "output_padding": [1]}, 8, 0),
+    ],
+)
+def test_conv_transpose_output_shape_and_auto_pad(attrs, length, begin):
+    x, w = np.array([[[1, 2, 3]]], np.float32), np.array([[[1, 10, 100]]], np.float32)
+    full = naive_conv_transpose(x, w, 1, [2], [1], [0], [7]).ravel()  # [1, 10, 102, 20, 203, 30, 300]
+    (got,) = run_refquant("ConvTranspose", {"x": x, "w": w}, [np.float32], opset=22, attrs=attrs)
+    expected = np.zeros(length)
+    stop = min(length, 7 - begin)
+    expected[:stop] = full[begin : begin + stop]
+    assert got.ravel().tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs, error, message",
+    [
+        ((1, 2, 3), (3, 1, 2), {}, ShapeError, "W has 3 input channels"),
+        ((1, 2, 3), (2, 1, 2), {"group": 3}, AttributeValueError, "group 3 must be >= 1 and divide"),
+        ((1, 2, 3), (2, 1, 2), {"strides": [2], "output_padding": [2]}, AttributeValueError, "output_padding"),
+        ((1, 2, 3), (2, 1, 2), {"pads": [3, 2]}, ShapeError, "every length must be >= 1"),
+        ((1, 2, 3), (2, 1, 2), {"output_shape": [1, 4]}, AttributeValueError, "output_shape has 2 values"),
+        ((1, 2, 3), (2, 1, 2), {"auto_pad": "SAME_UPPER", "pads": [1, 0]}, AttributeValueError, "cannot be used"),
+    ],
+)
+def test_conv_transpose_errors(x_shape, w_shape, attrs, error, message):
+    inputs = {"x": np.ones(x_shape, np.float32), "w": np.ones(w_shape, np.float32)}
+    with pytest.raises(error, match=message):
+        run_refquant("ConvTranspose", inputs, [np.float32], opset=22, attrs=attrs)
+
+
+# ----------------------------------------------------------------------------
+# Resize
+# ----------------------------------------------------------------------------
+
+TRANSFORMS = ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel"]
+NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+#: an empty roi: a present input (the test models name each skipped input "", only once)
+NO_ROI = np.zeros(0, np.float32)
+#: scales whose float32 value is a simple fraction (so float64 coordinates are exact, or nearly)
+SCALES = [0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 0.25, 4.0]
+
+
+@st.composite
+def resize_cases(draw):
+    x = draw(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5),
+                        elements=st.floats(-20, 20, width=32)))  # fmt: skip
+    transform = draw(st.sampled_from(TRANSFORMS))
+    if draw(st.booleans()):
+        scales = np.array([draw(st.sampled_from(SCALES)) for _ in x.shape], np.float32)
+        lengths = [int(d * s) for d, s in zip(x.shape, scales)]
+        sized = {"scales": scales}
+    else:
+        lengths = [draw(st.integers(1, 8)) for _ in x.shape]
+        sized = {"scales": None, "sizes": np.array(lengths, np.int64)}
+    assume(min(lengths) >= 1)
+    if transform == "align_corners" and "sizes" not in sized:
+        # the fractional scale * D of onnx.reference agrees with the output length only when it is whole
+        assume(all(float(d * s).is_integer() for d, s in zip(x.shape, sized["scales"])))
+    if transform == "pytorch_half_pixel":
+        assume(min(lengths) > 1)  # onnx.reference reads -0.5 where the ONNX text says 0 (spec/ops/nn.md)
+    return x, transform, sized
+
+
+@given(case=resize_cases(), nearest_mode=st.sampled_from(NEAREST_MODES))
+def test_resize_nearest_matches_onnx_reference(case, nearest_mode):
+    x, transform, sized = case
+    inputs = {"x": x, "roi": NO_ROI, **sized}
+    attrs = {"mode": "nearest", "coordinate_transformation_mode": transform, "nearest_mode": nearest_mode}
+    (got,) = run_refquant("Resize", inputs, [np.float32], opset=19, attrs=attrs)
+    (want,) = run_reference("Resize", inputs, [np.float32], opset=19, attrs=attrs)
+    # equal values; onnx.reference picks by a weighted sum 0 * a + 1 * b, which turns -0.0 into +0.0
+    assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    assert set(got.ravel().tolist()) <= set(x.ravel().tolist())
+
+
+@given(case=resize_cases())
+def test_resize_linear_is_within_one_ulp_of_onnx_reference(case):
+    """Both interpolate in float64 (in other orders) and round once to float32."""
+    x, transform, sized = case
+    inputs = {"x": x, "roi": NO_ROI, **sized}
+    attrs = {"mode": "linear", "coordinate_transformation_mode": transform}
+    (got,) = run_refquant("Resize", inputs, [np.float32], opset=19, attrs=attrs)
+    (want,) = run_reference("Resize", inputs, [np.float32], opset=19, attrs=attrs)
+    assert got.shape == want.shape
+    assert np.all((_ulps(got, want) <= 1) | (np.abs(got - want) <= 2.0**-40 * np.max(np.abs(x))))
+
+
+def _resize(x, opset, attrs, scales=None, sizes=None):
+    inputs = {"x": x} if opset < 11 else {"x": x, "roi": NO_ROI}
+    inputs |= {"scales": scales} if opset < 11 else {"scales": scales, "sizes": sizes}
+    return run_refquant("Resize", inputs, [x.dtype], opset=opset, attrs=attrs)[0]
+
+
+def test_resize_10_is_asymmetric_with_floor():
+    """ONNX's Resize 10 -> 11 converter: asymmetric, nearest_mode floor. onnxruntime 1.32 takes the
+    ceiling when downsampling instead: [1, 4] here (spec/ops/nn.md)."""
+    x = np.arange(1, 6, dtype=np.float32).reshape(1, 5)
+    assert _resize(x, 10, {}, np.array([1, 0.4], np.float32)).tolist() == [[1, 3]]  # x = 0, 2.5
+    assert _resize(x, 10, {}, np.array([1, 1.5], np.float32)).tolist() == [[1, 1, 2, 3, 3, 4, 5]]
+    linear = _resize(x, 10, {"mode": "linear"}, np.array([1, 0.4], np.float32))
+    assert linear.tolist() == [[1, 3.5]]
+
+
+def test_align_corners_divides_by_the_output_length_less_one():
+    """x 2x4, scales 0.6: output 1x2; width x = y * (4 - 1) / (2 - 1) reads x[3] = 4 (onnxruntime too).
+    The node case divides by 0.6 * 4 - 1 = 1.4 instead (3.142857)."""
+    case = next(c for c in CASES if c.name in CONTRADICTS_THE_TEXT)
+    (got,) = refquant.Session(case.model).run(None, _feeds(case, case.data_sets[0][0]))
+    assert got.tolist() == [[[[1.0, 4.0]]]]
+
+
+def test_resize_integers_round_half_to_even_and_nearest_ties_follow_nearest_mode():
+    x = np.array([[0, 255, 10]], np.uint8)
+    # half_pixel, scale 2: x = y / 2 - 1/4 clamped: 0, 1/4, 3/4, 5/4, 7/4, 2
+    assert _resize(x, 19, {"mode": "linear"}, np.array([1, 2], np.float32)).tolist() == [[0, 64, 191, 194, 71, 10]]
+    # asymmetric, scale 4: x = y / 4: 0, 0.75, 1.5, 2.25, 3, ... (1.5 rounds to 2, 2.25 to 2)
+    ramp = _resize(np.array([[0, 3]], np.uint8), 19, {"mode": "linear", "coordinate_transformation_mode": "asymmetric"},
+                   np.array([1, 4], np.float32))  # fmt: skip
+    assert ramp.tolist() == [[0, 1, 2, 2, 3, 3, 3, 3]]
+    row = np.array([[10, 20, 30]], np.int32)  # asymmetric, scale 2: x = 0, 0.5, 1, 1.5, 2, 2.5
+    for mode, picked in (("round_prefer_floor", [10, 10, 20, 20, 30, 30]), ("round_prefer_ceil", [10, 20, 20, 30, 30, 30]),
+                         ("floor", [10, 10, 20, 20, 30, 30]), ("ceil", [10, 20, 20, 30, 30, 30])):  # fmt: skip
+        attrs = {"coordinate_transformation_mode": "asymmetric", "nearest_mode": mode}
+        assert _resize(row, 13, attrs, np.array([1, 2], np.float32)).tolist() == [picked]
+
+
+@pytest.mark.parametrize(
+    "opset, attrs, scales, sizes, error, message",
+    [
+        (19, {"mode": "cubic"}, [1, 2], None, AttributeValueError, "mode 'cubic' is not supported"),
+        (19, {"coordinate_transformation_mode": "tf_crop_and_resize"}, [1, 2], None, AttributeValueError, "not supported at opset 19"),
+        (13, {"coordinate_transformation_mode": "tf_half_pixel_for_nn"}, [1, 2], None, AttributeValueError, "not supported at opset 13"),
+        (19, {"antialias": 1, "mode": "linear"}, [1, 2], None, AttributeValueError, "antialias=1"),
+        (19, {}, [1, 2], [2, 4], ShapeError, "exactly one of scales and sizes"),
+        (19, {}, None, None, ShapeError, "exactly one of scales and sizes"),
+        (19, {}, [1, 2, 3], None, ShapeError, r"scales has shape \(3,\), expected \(2,\)"),
+        (19, {}, [1, 0], None, NonFiniteError, "must be finite and > 0"),
+        (19, {"axes": [1, -1]}, [2, 2], None, AttributeValueError, "name an axis twice"),
+    ],
+)
+def test_resize_errors(opset, attrs, scales, sizes, error, message):
+    scales = None if scales is None else np.array(scales, np.float32)
+    sizes = None if sizes is None else np.array(sizes, np.int64)
+    with pytest.raises(error, match=message):
+        _resize(np.ones((2, 3), np.float32), opset, attrs, scales, sizes)
+
+
+def test_resize_axes_and_aspect_ratio_policy():
+    x = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
+    got = _resize(x, 18, {"axes": [2, 1]}, sizes=np.array([6, 4], np.int64))  # sizes per listed axis
+    assert got.shape == (1, 4, 6)
+    # not_larger: scale = min(5/2, 9/3) = 2.5; lengths round half up: 2 * 2.5 = 5, 3 * 2.5 = 7.5 -> 8
+    smaller = _resize(x, 18, {"axes": [1, 2], "keep_aspect_ratio_policy": "not_larger"}, sizes=np.array([5, 9], np.int64))
+    assert smaller.shape == (1, 5, 8)
+
+
+# ----------------------------------------------------------------------------
+# Pad, Split, BatchNormalization against onnx.reference (ops of test_float_ops_more.py)
+# ----------------------------------------------------------------------------
+
+
+@given(x=FLOATS, data=st.data())
+def test_pad_matches_onnx_reference(x, data):
+    mode = data.draw(st.sampled_from(["constant", "reflect", "edge"]))
+    limit = [n - 1 if mode == "reflect" else 3 for n in x.shape]  # reflect: pads < the axis length
+    pads = [data.draw(st.integers(0, m)) for m in limit + limit]  # every begin, then every end
+    opset = data.draw(st.sampled_from([13, 18, 21]))
+    inputs = {"x": x, "pads": np.array(pads, np.int64), "value": np.array(1.5, np.float32)}
+    attrs = {"mode": mode}
+    (got,) = run_refquant("Pad", inputs, [np.float32], opset=opset, attrs=attrs)
+    assert_same_bits(got, run_reference("Pad", inputs, [np.float32], opset=opset, attrs=attrs)[0])
+
+
+@given(x=FLOATS, data=st.data())
+def test_split_18_with_num_outputs_matches_onnx_reference(x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    length = x.shape[axis]
+    # parts of ceil(length / n), the last smaller: n must leave the last part non-empty
+    parts = data.draw(st.sampled_from([n for n in range(1, length + 1) if (n - 1) * -(-length // n) < length]))
+    attrs = {"axis": axis, "num_outputs": parts}
+    got = run_refquant("Split", {"x": x}, [np.float32] * parts, opset=18, attrs=attrs)
+    want = run_reference("Split", {"x": x}, [np.float32] * parts, opset=18, attrs=attrs)
+    assert len(got) == len(want) == parts
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_same_bits(g, w, f"output {i}")
+
+
+@given(x=hnp.arrays(np.float32, st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4)),
+                    elements=st.floats(-20, 20, width=32)), data=st.data(), opset=st.sampled_from([10, 14, 15]))  # fmt: skip
+def test_batch_normalization_is_near_onnx_reference(x, data, opset):
+    channels = x.shape[1]
+
+    def vector(low, high):
+        return data.draw(hnp.arrays(np.float32, (channels,), elements=st.floats(low, high, width=32)))
+
+    scale, bias, mean, var = vector(-4, 4), vector(-4, 4), vector(-4, 4), vector(0, 4)
+    inputs = {"x": x, "scale": scale, "b": bias, "mean": mean, "var": var}
+    (got,) = run_refquant("BatchNormalization", inputs, [np.float32], opset=opset)
+    # onnx.reference's BatchNormalization-9 mixes in the batch statistics (its momentum attribute always
+    # has the schema default 0.9): compare 9 with 14, where both run inference
+    (want,) = run_reference("BatchNormalization", inputs, [np.float32], opset=max(opset, 14))
+    # onnx.reference: float32, four roundings; |x - mean| / sqrt(var + 1e-5) <= 24 / sqrt(1e-5) ~ 7600
+    column = (channels,) + (1,)
+    normalised = np.abs(x.astype(np.float64) - mean.reshape(column)) / np.sqrt(var.reshape(column).astype(np.float64) + 1e-5)
+    bound = 4 * 2.0**-24 * (np.abs(scale.reshape(column)) * normalised + np.abs(bias.reshape(column))) + 1e-30
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
