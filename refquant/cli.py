@@ -1,11 +1,13 @@
 """The ``refquant`` command.
 
     refquant check [--backends a,b] [--per-op N] [--seed S] [--json FILE] [--save-failures DIR]
-    refquant compare MODEL [--backends a,b] [--input NAME=FILE.npy ...] [--all-tensors] [--json FILE]
+    refquant compare MODEL [--backends a,b] [--input NAME=FILE.npy ...] [--all-tensors [--save DIR]] [--json FILE]
     refquant fuzz [--ops ...] [--backends ...] [--examples N] [--seed S] [--out DIR]
     refquant replay DIR [--backends a,b]
+    refquant bench [--ops ...] [--models ...] [--backends ...] [--repeat N] [--json FILE] [--plot FILE] [--quick]
     refquant run MODEL [--input NAME=FILE.npy ...] [--seed N] [--save DIR]
     refquant calibrate MODEL --data PATH --method minmax|entropy|percentile|distribution --out DIR
+    refquant debug FLOAT_MODEL QUANT_MODEL --data PATH [--json FILE] [--plot FILE]
     refquant ops
 
 Errors print one line on stderr and exit non-zero; ``--debug`` shows the traceback.
@@ -138,6 +140,48 @@ def cmd_ops(args) -> int:
     return 0
 
 
+# -- refquant debug ----------------------------------------------------------------------
+
+
+def cmd_debug(args) -> int:
+    from .calibration.data import feed_source
+    from .debug import debug, model_inputs
+    from .model import load_model
+
+    quant = load_model(args.quant_model)
+    batches = next(iter(feed_source(args.data, model_inputs(quant)).passes(1)))
+    errors = debug(args.float_model, quant, batches, profile=args.profile)
+    if not errors:
+        raise RefquantError("no tensor of the quantized model matches the float model by name")
+    width = max(len(e.name) for e in errors)
+    print(f"{'tensor':{width}}  {'kind':10}  {'SQNR dB':>9}  {'max|err|':>10}  {'cosine':>8}")
+    for e in errors:
+        print(f"{e.name:{width}}  {e.kind:10}  {e.sqnr:9.2f}  {e.max_abs_error:10.4g}  {e.cosine:8.5f}")
+    _write_json(args.json, [e.to_dict() for e in errors])
+    if args.plot:
+        _plot_sqnr(errors, args.plot)
+    return 0
+
+
+def _plot_sqnr(errors, path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RefquantError("--plot needs matplotlib (pip install 'refquant[plot]')") from None
+    activations = [e for e in errors if e.kind == "activation"]
+    figure, axes = plt.subplots(figsize=(max(6, 0.4 * len(activations)), 4))
+    axes.bar(range(len(activations)), [e.sqnr for e in activations])
+    axes.set_xticks(range(len(activations)), [e.name for e in activations], rotation=90, fontsize=7)
+    axes.set_ylabel("SQNR (dB)")
+    axes.set_title("float model vs quantized model, by activation")
+    figure.tight_layout()
+    figure.savefig(path)
+    print(f"wrote {path}")
+
+
 # -- engine comparisons (backends imported lazily) -------------------------------------
 
 
@@ -199,6 +243,13 @@ def cmd_compare(args) -> int:
     feeds = _feeds_for(Session(args.model), args)
     results = conformance.compare(args.model, feeds, _backend_names(args.backends), all_tensors=args.all_tensors)
     print(report.comparison(results, all_tensors=args.all_tensors))
+    if args.save:
+        for result in results:
+            first = result.first_unexplained() if args.all_tensors else None
+            if first is not None:
+                case = conformance.node_reproducer(args.model, feeds, first.name)
+                rerun = conformance.compare(case.model, case.feeds, [result.backend])
+                print(f"saved the node computing {first.name}: {conformance.save_reproducer(Path(args.save), case, rerun)}")
     _write_json(args.json, [r.to_dict() for r in results])
     return 1 if any(r.verdict in ("unexplained", "error") for r in results) else 0
 
@@ -227,6 +278,29 @@ def cmd_replay(args) -> int:
     results = conformance.replay(Path(args.directory), args.backends.split(",") if args.backends else None)
     print(report.comparison(results))
     return 1 if any(r.verdict in ("unexplained", "error") for r in results) else 0
+
+
+def cmd_bench(args) -> int:
+    from backends import bench, report
+
+    ops = args.ops.split(",") if args.ops else list(bench.OPS)
+    unknown = [op for op in ops if op not in bench.OPS]
+    if unknown:
+        raise RefquantError(f"cannot bench {unknown}; choose from {', '.join(bench.OPS)}")
+    result = bench.run(
+        ops,
+        models=args.models.split(",") if args.models else None,
+        backends=_backend_names(args.backends) if args.backends else bench.DEFAULT_BACKENDS,
+        repeat=1 if args.quick else args.repeat,
+        budget_s=0.2 if args.quick else bench.BUDGET_S,
+        fuzz_per_op=1 if args.quick else 10,
+        progress=report.Progress("bench"),
+    )
+    print(bench.table(result))
+    _write_json(args.json, result.to_dict())
+    if args.plot:
+        print(bench.plot(result, args.plot))
+    return 0
 
 
 # -- wiring -----------------------------------------------------------------------
@@ -258,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibration_cli.add_parser(sub)
 
+    debug = sub.add_parser("debug", help="where quantization loses accuracy: SQNR per weight and activation")
+    debug.add_argument("float_model")
+    debug.add_argument("quant_model")
+    debug.add_argument("--data", required=True, metavar="PATH", help="a directory of .npz/.npy batches or one .npz")
+    debug.add_argument("--profile", default="spec", help="arithmetic profile of the quantized model (default: spec)")
+    debug.add_argument("--json", metavar="FILE", help="write the table as JSON")
+    debug.add_argument("--plot", metavar="FILE", help="save a PNG of SQNR by activation (needs matplotlib)")
+    debug.set_defaults(func=cmd_debug)
+
     backends_help = "comma-separated backend names (default: every available one but 'reference')"
     check = sub.add_parser("check", help="conformance suite on every available backend (the main job)")
     check.add_argument("--backends", help=backends_help)
@@ -272,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--backends", help=backends_help)
     _add_feed_options(compare)
     compare.add_argument("--all-tensors", action="store_true", help="compare every intermediate tensor too")
+    compare.add_argument("--save", metavar="DIR", help="with --all-tensors: save the first unexplained node as a reproducer")
     compare.add_argument("--json", metavar="FILE", help="write the comparison as JSON")
     compare.set_defaults(func=cmd_compare)
 
@@ -287,6 +371,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("directory")
     replay.add_argument("--backends", help="override the reproducer's backends")
     replay.set_defaults(func=cmd_replay)
+
+    bench = sub.add_parser("bench", help="median ms per call of refquant and the other engines, with ratios")
+    bench.add_argument("--ops", help="comma-separated operators, 'models', 'fuzz' (default: all)")
+    bench.add_argument("--models", help="comma-separated .onnx files (default: the bundled example)")
+    bench.add_argument("--backends", help="comma-separated engines (default: reference, ort-cpu, onnx-reference, openvino)")
+    bench.add_argument("--repeat", type=int, default=15, help="timed calls per engine and case (default 15)")
+    bench.add_argument("--json", metavar="FILE", help="write the table and the machine as JSON")
+    bench.add_argument("--plot", metavar="FILE", help="save a bar chart (needs matplotlib)")
+    bench.add_argument("--quick", action="store_true", help="one timed call per case: a smoke run, not a measurement")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 
