@@ -7,6 +7,8 @@ back as raw bytes, so such outputs travel through exact Casts.
 
 from __future__ import annotations
 
+import functools
+
 import re
 
 import numpy as np
@@ -34,7 +36,24 @@ _LOCATION = re.compile(r"^(?:Exception from |Check '.*' failed at )\S+:\d+:\n", 
 
 
 def _ov(backend: str):
-    return import_optional("openvino", backend, INSTALL)
+    ov = import_optional("openvino", backend, INSTALL)
+    _stop_telemetry()
+    return ov
+
+
+@functools.cache
+def _stop_telemetry() -> None:
+    """Let the telemetry event that importing openvino queues finish, then stop its sender.
+
+    The sender forks a process from a thread; a fork while OpenBLAS computes on the main thread
+    deadlocks in OpenBLAS's fork handler (seen here: a benchmark hung for good). Once per process.
+    """
+    try:
+        from openvino_telemetry import Telemetry
+
+        Telemetry().force_shutdown(1.0)
+    except (ImportError, RuntimeError):  # no telemetry package, or none started: nothing to stop
+        pass
 
 
 def _omitted_before_given(node, infos) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
 from onnx import AttributeProto, NodeProto, helper, numpy_helper
 
 from .errors import AttributeValueError, RefquantWarning

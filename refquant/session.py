@@ -56,6 +56,15 @@ def _to_array(tensor: TensorProto, what: str) -> np.ndarray:
         raise ModelError(f"{what} '{tensor.name}' cannot be decoded: {exc}") from None
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """``array`` and the arrays it views made read-only: kernels may keep what they derive from it (node.cache)."""
+    view = array
+    while isinstance(view, np.ndarray):
+        view.setflags(write=False)
+        view = view.base
+    return array
+
+
 class Session:
     """Run a model on the reference kernels.
 
@@ -73,7 +82,7 @@ class Session:
         versions = opset_versions(self.model)
         if graph.sparse_initializer:
             raise ModelError("sparse initializers are not supported; densify them first")
-        self.constants = {t.name: _to_array(t, "initializer") for t in graph.initializer}
+        self.constants = {t.name: _read_only(_to_array(t, "initializer")) for t in graph.initializer}
         self.inputs = [_spec_of(i) for i in graph.input if i.name not in self.constants]
         self.outputs = [_spec_of(o) for o in graph.output]
         self._overridable = {i.name: _spec_of(i) for i in graph.input if i.name in self.constants}

@@ -17,11 +17,12 @@ Output point j of axis i reads padded positions j * s + t * d, t < k.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from .errors import AttributeValueError, ShapeError
 from .node import Node
@@ -31,7 +32,9 @@ __all__ = [
     "resolve_window",
     "conv_window",
     "pad",
+    "blank_padded",
     "windows",
+    "tap_views",
     "conv_columns",
     "grouped_weights",
     "conv_output",
@@ -181,15 +184,22 @@ def conv_window(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) 
     return resolve_window(node, tuple(x_shape[2:]), tuple(w_shape[2:])), group
 
 
+def blank_padded(shape: tuple[int, ...], window: Window, dtype, value) -> tuple[np.ndarray, np.ndarray]:
+    """A new array of ``shape`` with its spatial axes padded, the padding set to ``value``, and the
+    view of its interior, where an array of ``shape`` goes (left for the caller to fill)."""
+    lead = len(shape) - len(window.kernel)
+    padded = shape[:lead] + tuple(s + b + e for s, b, e in zip(shape[lead:], window.pads_begin, window.pads_end))
+    out = np.full(padded, value, dtype) if window.padded else np.empty(shape, dtype)
+    inner = tuple(slice(b, b + s) for b, s in zip(window.pads_begin, shape[lead:]))
+    return out, out[(Ellipsis, *inner)]
+
+
 def pad(x: np.ndarray, window: Window, value) -> np.ndarray:
     """x with its spatial axes padded by ``value`` (x itself when there is no padding)."""
     if not window.padded:
         return x
-    lead = x.ndim - len(window.kernel)
-    shape = x.shape[:lead] + tuple(s + b + e for s, b, e in zip(x.shape[lead:], window.pads_begin, window.pads_end))
-    out = np.full(shape, value, dtype=x.dtype)
-    inner = tuple(slice(b, b + s) for b, s in zip(window.pads_begin, x.shape[lead:]))
-    out[(Ellipsis, *inner)] = x
+    out, interior = blank_padded(x.shape, window, x.dtype, value)
+    interior[...] = x
     return out
 
 
@@ -201,6 +211,33 @@ def windows(padded: np.ndarray, window: Window) -> np.ndarray:
     starts = tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(window.output, window.strides))
     taps = tuple(slice(None, None, d) for d in window.dilations)
     return view[(Ellipsis, *starts, *taps)]
+
+
+def tap_views(padded: np.ndarray, window: Window) -> tuple[list[np.ndarray], Callable[[np.ndarray], np.ndarray]]:
+    """Per kernel tap (in the weight's order), the view of ``padded`` (..., *spatial) that holds what each
+    output point reads at that tap; and ``finish``, which takes an array computed element-wise from the
+    views to (..., *output).
+
+    Unit strides: output point o reads the flattened padded input at sum_i (o_i + t_i * d_i) * E_i, E_i
+    the spatial strides in elements, so every view is one contiguous run of length
+    L = sum_i (o_i - 1) * E_i + 1 ("wide grid": the points between output rows come along, and
+    ``finish`` drops them), and element-wise loops run long. Other strides: windows()[..., t].
+    """
+    taps = list(np.ndindex(*window.kernel))
+    if any(s != 1 for s in window.strides):
+        view = windows(padded, window)
+        return [view[(Ellipsis, *t)] for t in taps], lambda grid: grid
+    rank = len(window.kernel)
+    steps = [prod(padded.shape[padded.ndim - rank + i + 1 :]) for i in range(rank)]
+    length = sum((o - 1) * e for o, e in zip(window.output, steps)) + 1
+    flat = padded.reshape(padded.shape[:-rank] + (-1,))
+    offsets = [sum(t_i * d * e for t_i, d, e in zip(t, window.dilations, steps)) for t in taps]
+
+    def finish(grid: np.ndarray) -> np.ndarray:
+        strides = grid.strides[:-1] + tuple(e * grid.itemsize for e in steps)
+        return as_strided(grid, grid.shape[:-1] + window.output, strides, writeable=False)
+
+    return [flat[..., offset : offset + length] for offset in offsets], finish
 
 
 def conv_columns(padded: np.ndarray, window: Window, group: int) -> np.ndarray:

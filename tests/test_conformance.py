@@ -15,7 +15,6 @@ from backends import conformance, report
 from backends.reference import Reference
 from refquant import cli
 
-from .helpers import single_node_model
 
 pytest_plugins = ["pytester"]
 

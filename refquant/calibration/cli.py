@@ -77,8 +77,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 class _ProgressBar:
     """One stderr line per pass: ``pass 1/2 [#####.....] 32/64 batches``."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream, self.width = stream, width
+    def __init__(self, stream=None, width: int = 30):
+        self.stream, self.width = stream or sys.stderr, width  # sys.stderr now, not at import time
 
     def __call__(self, pass_number: int, passes: int, done: int, total: int | None) -> None:
         if total:

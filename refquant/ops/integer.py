@@ -11,6 +11,8 @@ spec/ops/integer.md states every choice these kernels make.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import ml_dtypes
 import numpy as np
 from onnx import TensorProto as T
@@ -20,7 +22,16 @@ from ..dtypes import qtype
 from ..errors import AccumulatorOverflowError, AccumulatorOverflowWarning, DTypeError, NonFiniteError, QuantParamError, ShapeError
 from ..node import Node
 from ..registry import register
-from ..window import channel_column, conv_bias, conv_columns, conv_output, conv_window, grouped_weights, pad
+from ..window import (
+    blank_padded,
+    channel_column,
+    conv_bias,
+    conv_columns,
+    conv_output,
+    conv_window,
+    grouped_weights,
+    tap_views,
+)
 from .common import dtype_name, require_dtype, require_input, types_at
 
 INT8_TYPES = (T.UINT8, T.INT8)
@@ -174,11 +185,118 @@ def _squeeze(product: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return product.squeeze(axis=axes) if axes else product
 
 
-def _integer_conv(x, x_zero_point, w, w_zero_point, window, group) -> np.ndarray:
-    """(x - x_zp) convolved with (w - w_zp), exact int64 (N, M, *output); padding is x_zp, i.e. 0 once centered."""
+# ----------------------------------------------------------------------------
+# Fast exact accumulators for 8-bit operands: float BLAS under a bound, constants prepared once
+# ----------------------------------------------------------------------------
+#
+# Every accumulator below is a float array holding the exact integer sums, with
+# a bound of its magnitude: max|x - x_zp| times the largest sum of |w - w_zp|
+# over one dot product (<= 255 * 255 * K < 2**53 for any K that fits memory).
+
+
+@dataclass(frozen=True)
+class _Operand:
+    """A centered integer operand as float32 (exact: |q - zp| <= 255), with the bounds of its terms:
+    max |v| and the largest sum of |v| along the reduced axis."""
+
+    values: np.ndarray
+    max_abs: int
+    max_l1: int
+
+    @classmethod
+    def of(cls, values: np.ndarray, axis: int) -> _Operand:
+        magnitudes = np.abs(values)
+        return cls(values, int(magnitudes.max(initial=0)), int(magnitudes.sum(axis=axis, dtype=np.float64).max(initial=0)))
+
+
+def _frozen(array: np.ndarray | None) -> bool:
+    """Whether nothing writes ``array`` without first setting WRITEABLE back: read-only down to data it owns
+    or to immutable bytes. The Session's constants are; a fed array may change between runs."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return array is None or isinstance(array, bytes)
+
+
+def _cached(node: Node, key: str, sources: tuple, prepare):
+    """prepare(), kept in node.cache while ``sources`` are the same frozen arrays; prepared afresh otherwise."""
+    if not all(source is None or _frozen(source) for source in sources):
+        return prepare()
+    entry = node.cache.get(key)
+    if entry is None or any(kept is not source for kept, source in zip(entry[0], sources)):
+        entry = node.cache[key] = (sources, prepare())
+    return entry[1]
+
+
+def _centered_max(q: np.ndarray, zero_point: np.ndarray) -> int:
+    """A bound of max |q - zero_point| from the extremes of each (no pass over q - zero_point)."""
+    if q.size == 0:
+        return 0
+    return max(int(q.max()) - int(zero_point.min()), int(zero_point.max()) - int(q.min()), 0)
+
+
+def _centered_float(q: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
+    """q - zero_point as float32, exact (|q - zp| <= 255)."""
+    return np.subtract(q, zero_point, dtype=np.float32)
+
+
+def _conv_weights(w: np.ndarray, w_zero_point: np.ndarray, group: int) -> _Operand:
+    """(w - w_zp) as grouped_weights (group, M/group, C/group * prod(kernel)), float32."""
     w_zp = _channel_param(w_zero_point, w.shape[0], w.ndim - 1, "w_zero_point")  # (M, 1, 1, ...) against w
-    columns = conv_columns(pad(_centered(x, x_zero_point), window, 0), window, group)
-    return conv_output(arith.exact_matmul(grouped_weights(_centered(w, w_zp), group), columns), window)
+    return _Operand.of(grouped_weights(_centered_float(w, w_zp), group), axis=-1)
+
+
+def _tap_sum(padded: np.ndarray, weights: np.ndarray, window, dtype) -> np.ndarray:
+    """Convolution with one input channel per group (depthwise, times a multiplier d): for each output
+    channel, the sum over kernel taps of weight times shifted input, element-wise in ``dtype``.
+
+    ``weights``: grouped_weights (C, d, prod(kernel)); ``padded``: (N, C, *padded spatial).
+    """
+    views, finish = tap_views(padded, window)
+    n, channels, grid = padded.shape[0], padded.shape[1], views[0].shape[2:]
+    columns = weights.astype(dtype, copy=False).reshape(weights.shape + (1,) * len(grid))
+    acc = np.multiply(views[0][:, :, None], columns[:, :, 0], dtype=dtype)  # (N, C, d, *grid)
+    term = np.empty_like(acc)
+    for tap in range(1, len(views)):
+        np.multiply(views[tap][:, :, None], columns[:, :, tap], out=term)
+        acc += term
+    return finish(acc.reshape(n, channels * weights.shape[1], *grid))
+
+
+def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group) -> tuple[np.ndarray, int]:
+    """(acc, bound): conv(x - x_zp, w - w_zp) as a float array (N, M, *output) of exact integers, |acc| <= bound.
+
+    ``w_zero_point`` is the node's input (None when absent): with w, the key of the prepared weights.
+    One input channel per group sums taps element-wise; otherwise im2col and one product per group.
+    """
+    w_zp = _zero_point_of(w_zero_point, w, "w")
+    weights = _cached(node, "conv weights", (w, w_zero_point), lambda: _conv_weights(w, w_zp, group))
+    padded, interior = blank_padded(x.shape, window, np.float32, 0)  # the padding holds x_zp: 0 once centered
+    np.subtract(x, x_zero_point, out=interior, dtype=np.float32)
+    x_max = _centered_max(x, x_zero_point)
+    term, bound = x_max * weights.max_abs, x_max * weights.max_l1
+    if w.shape[1] == 1:
+        return _tap_sum(padded, weights.values, window, np.float32 if bound < 2**24 else np.float64), bound
+    products = arith.exact_float_matmul(weights.values, conv_columns(padded, window, group), term=term, bound=bound)
+    return conv_output(products, window), bound
+
+
+def _matmul_accumulator(node: Node, a, a_zero_point, b, b_zero_point, b_input) -> tuple[np.ndarray, int]:
+    """(acc, bound): (a - a_zp) @ (b - b_zp) of 8-bit matrices as a float array of exact integers, |acc| <= bound.
+
+    ``b_input``: the node's b zero point input (None when absent), with b the key of the prepared b.
+    """
+    weights = _cached(node, "b", (b, b_input), lambda: _Operand.of(_centered_float(b, b_zero_point), axis=-2))
+    a_max = _centered_max(a, a_zero_point)
+    term = a_max * weights.max_abs
+    bound = min(a.shape[-1] * term, a_max * weights.max_l1)
+    return arith.exact_float_matmul(_centered_float(a, a_zero_point), weights.values, term=term, bound=bound), bound
+
+
+def _int32_result(node: Node, acc: np.ndarray, bound: int) -> np.ndarray:
+    """int32(acc) directly when |acc| <= bound fits; else _int32_output's check and rule."""
+    return acc.astype(np.int32) if bound <= INT32.qmax else _int32_output(node, acc)
 
 
 def _int32_output(node: Node, acc: np.ndarray) -> np.ndarray:
@@ -227,8 +345,8 @@ def matmul_integer(node: Node, a, b, a_zero_point=None, b_zero_point=None):
     b_zp = _matmul_param(_zero_point_of(b_zero_point, b, "b"), b.shape, per_row=False, what="b_zero_point")
     _check_matmul_shapes(a, b)
     a2, b2, squeeze = _as_matrices(a, b)
-    acc = arith.exact_matmul(_centered(a2, a_zp), _centered(b2, b_zp))
-    return (_int32_output(node, _squeeze(acc, squeeze)),)
+    acc, bound = _matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
+    return (_int32_result(node, _squeeze(acc, squeeze), bound),)
 
 
 @register("QLinearMatMul", since=(10, 21))
@@ -257,14 +375,15 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
     b_scale, b_zp = _operand_params(b_scale, b_zp, b.shape, per_row=False, what="b")
     _check_matmul_shapes(a, b)
     a2, b2, squeeze = _as_matrices(a, b)
-    a_int, a_granule = _as_integers(a2, a_zp, "a")
-    b_int, b_granule = _as_integers(b2, b_zp, "b")
-    acc = _exact_integer_matmul(a_int, b_int)
-    if a_granule * b_granule == 1.0:
-        _warn_if_beyond_int32(node, acc)
-    else:  # float8: back to real units, exact while |acc| < 2**53
-        acc = acc.astype(np.float64) * (a_granule * b_granule)
-    y = arith.requantize(
+    if a2.dtype.kind in "iu":
+        acc, bound = _matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
+        if bound > INT32.qmax:
+            _warn_if_beyond_int32(node, acc)
+    else:  # float8: integers times a power of two, back to real units, exact while |acc| < 2**53
+        a_int, a_granule = _as_integers(a2, a_zp, "a")
+        b_int, b_granule = _as_integers(b2, b_zp, "b")
+        acc = _exact_integer_matmul(a_int, b_int).astype(np.float64) * (a_granule * b_granule)
+    y = arith.requantize_integer(
         acc,
         a_scale,
         b_scale,
@@ -282,9 +401,9 @@ def conv_integer(node: Node, x, w, x_zero_point=None, w_zero_point=None):
     require_dtype(x, INT8_TYPES, "x")
     require_dtype(w, INT8_TYPES, "w")
     x_zp = _scalar(_zero_point_of(x_zero_point, x, "x"), "x_zero_point")
-    w_zp = _zero_point_of(w_zero_point, w, "w")
     window, group = conv_window(node, x.shape, w.shape)
-    return (_int32_output(node, _integer_conv(x, x_zp, w, w_zp, window, group)),)
+    acc, bound = _conv_accumulator(node, x, x_zp, w, w_zero_point, window, group)
+    return (_int32_result(node, acc, bound),)
 
 
 @register("QLinearConv", since=(10,))
@@ -309,14 +428,16 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
     window, group = conv_window(node, x.shape, w.shape)
     channels, rank = w.shape[0], len(window.kernel)
     w_scale = _channel_param(w_scale, channels, rank, "w_scale")
+    bias = None
     if B is not None:
         require_dtype(B, {T.INT32}, "B")
-        bias = conv_bias(B.astype(np.int64), channels, rank)
-    acc = _integer_conv(x, _scalar(x_zp, "x_zero_point"), w, w_zp, window, group)
-    if B is not None:
-        acc += bias
-    _warn_if_beyond_int32(node, acc)
-    y = arith.requantize(
+        bias = conv_bias(B, channels, rank)
+    acc, bound = _conv_accumulator(node, x, _scalar(x_zp, "x_zero_point"), w, w_zero_point, window, group)
+    if bias is not None:
+        bound += arith.max_abs(B)
+    if bound > INT32.qmax:
+        _warn_if_beyond_int32(node, acc if bias is None else np.add(acc, bias, dtype=np.float64))
+    y = arith.requantize_integer(
         acc,
         _scalar(x_scale, "x_scale"),
         w_scale,
@@ -324,5 +445,6 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
         _scalar(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype),
         precision=node.profile.requantize_precision,
+        bias=bias,
     )
     return (y,)
