@@ -617,3 +617,22 @@ def exact_matmul(a: np.ndarray, b: np.ndarray, *, bound: int | None = None) -> n
         part = np.matmul(a64[..., start : start + chunk], b64[..., start : start + chunk, :]).astype(np.int64)
         total = part if total is None else total + part
     return total
+
+
+def pairwise_saturation_excess(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """What int16 pair saturation changes in ``a @ b`` (numpy matmul broadcasting), as int64.
+
+        excess = sum_i [sat16(a[2i] b[2i] + a[2i+1] b[2i+1]) - (a[2i] b[2i] + a[2i+1] b[2i+1])]
+
+    over K, the last axis of ``a`` and the second-to-last of ``b``: the error of AVX2's VPMADDUBSW,
+    which multiplies unsigned bytes by signed bytes and adds adjacent pairs into int16 with
+    saturation (onnxruntime issues #6004, #6545). A trailing odd element forms no pair (one product of
+    a uint8 and an int8 fits int16).
+    """
+    a32, b32 = a.astype(np.int32), b.astype(np.int32)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    excess = np.zeros(shape, np.int64)
+    for k in range(0, a.shape[-1] - 1, 2):
+        pair = a32[..., :, k, None] * b32[..., k, None, :] + a32[..., :, k + 1, None] * b32[..., k + 1, None, :]
+        excess += np.clip(pair, -(2**15), 2**15 - 1) - pair
+    return excess

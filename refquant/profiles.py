@@ -43,6 +43,10 @@ class Profile:
         value does not fit: ``"wrap"`` (two's complement), ``"saturate"`` or
         ``"error"``. A warning names the node in the first two cases. Internal
         accumulators of QLinear ops are always exact (int64).
+    avx2_u8s8_saturation:
+        Emulate onnxruntime's U8S8 kernels on AVX2 CPUs without VNNI (MatMulInteger, QLinearMatMul,
+        ConvInteger, QLinearConv with uint8 x and int8 w): VPMADDUBSW adds adjacent products of the
+        stored bytes along K in int16 with saturation; zero-point terms stay exact.
     dynamic_zero_range_scale:
         Scale DynamicQuantizeLinear returns when min(x, 0) == max(x, 0), where
         the spec formula would divide by zero (onnxruntime: 1.0; onnx.reference: 1/255).
@@ -88,6 +92,7 @@ class Profile:
     quantize_overflow: Literal["saturate", "int32-indefinite"] = "saturate"
     nan: Literal["error", "qmin", "zero_point"] = "error"
     int32_overflow: Literal["wrap", "saturate", "error"] = "wrap"
+    avx2_u8s8_saturation: bool = False
     dynamic_zero_range_scale: float = 1.0
     qlinear_pipeline: Literal["exact", "mlas-float32"] = "exact"
     quantize_formula: Literal["exact", "fake-quantize"] = "exact"

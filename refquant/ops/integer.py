@@ -30,6 +30,7 @@ from ..window import (
     conv_output,
     conv_window,
     grouped_weights,
+    pad,
     tap_views,
 )
 from .common import dtype_name, require_dtype, require_input, types_at
@@ -277,9 +278,15 @@ def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, grou
     x_max = _centered_max(x, x_zero_point)
     term, bound = x_max * weights.max_abs, x_max * weights.max_l1
     if w.shape[1] == 1:
-        return _tap_sum(padded, weights.values, window, np.float32 if bound < 2**24 else np.float64), bound
-    products = arith.exact_float_matmul(weights.values, conv_columns(padded, window, group), term=term, bound=bound)
-    return conv_output(products, window), bound
+        acc = _tap_sum(padded, weights.values, window, np.float32 if bound < 2**24 else np.float64)
+    else:
+        products = arith.exact_float_matmul(weights.values, conv_columns(padded, window, group), term=term, bound=bound)
+        acc = conv_output(products, window)
+    if _avx2_saturates(node, x, w):  # raw u8 bytes of x (padding: the zero point) against raw s8 bytes of w
+        columns = conv_columns(pad(x, window, x_zero_point), window, group)
+        excess = conv_output(arith.pairwise_saturation_excess(grouped_weights(w, group), columns), window)
+        return acc + excess, _UNBOUNDED
+    return acc, bound
 
 
 def _matmul_accumulator(node: Node, a, a_zero_point, b, b_zero_point, b_input) -> tuple[np.ndarray, int]:
@@ -291,7 +298,19 @@ def _matmul_accumulator(node: Node, a, a_zero_point, b, b_zero_point, b_input) -
     a_max = _centered_max(a, a_zero_point)
     term = a_max * weights.max_abs
     bound = min(a.shape[-1] * term, a_max * weights.max_l1)
-    return arith.exact_float_matmul(_centered_float(a, a_zero_point), weights.values, term=term, bound=bound), bound
+    acc = arith.exact_float_matmul(_centered_float(a, a_zero_point), weights.values, term=term, bound=bound)
+    if _avx2_saturates(node, a, b):
+        return acc + arith.pairwise_saturation_excess(a, b), _UNBOUNDED
+    return acc, bound
+
+
+def _avx2_saturates(node: Node, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether to emulate AVX2's U8S8 pair saturation: profile option avx2_u8s8_saturation, uint8 a, int8 b."""
+    return node.profile.avx2_u8s8_saturation and a.dtype == np.uint8 and b.dtype == np.int8
+
+
+#: a bound that proves nothing: the int32 result is checked element by element
+_UNBOUNDED = 2**63
 
 
 def _int32_result(node: Node, acc: np.ndarray, bound: int) -> np.ndarray:
