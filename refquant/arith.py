@@ -22,8 +22,6 @@ __all__ = [
     "exact_matmul",
     "exact_float_matmul",
     "max_abs",
-    "quantize_fast",
-    "dequantize_fast",
     "requantize_integer",
     "param_for",
     "check_scale",
@@ -220,7 +218,7 @@ def wrap_int32(values: np.ndarray) -> np.ndarray:
     return ((values + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
-def quantize(
+def _quantize_general(
     x: np.ndarray,
     scale: np.ndarray,
     zero_point,
@@ -231,7 +229,7 @@ def quantize(
     nan: str = "error",
     overflow: str = "saturate",
 ) -> np.ndarray:
-    """q = saturate(round_half_even(x / scale) + zero_point).
+    """:func:`quantize` for every type, precision and profile option.
 
     The division is one IEEE division in ``precision`` (the ONNX rule: the
     scale's type, or the ``precision`` attribute). numpy divides float16 and
@@ -243,8 +241,8 @@ def quantize(
     return _to_qtype(quotient, zero_point, qt, saturate=saturate, nan=nan, overflow=overflow)
 
 
-def dequantize(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
-    """y = (q - zero_point) * scale, rounded once to ``out_dtype``.
+def _dequantize_general(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
+    """:func:`dequantize` for every type: (q - zero_point) * scale, rounded once to ``out_dtype``.
 
     ``q - zero_point`` is exact (int64, or float64 for float8/4/6 types). The
     product is exact in float64 when |q - zp| < 2**29 and the scale has at
@@ -477,7 +475,7 @@ def _clip_round(values: np.ndarray, zero_point, qt: QType) -> np.ndarray:
     return values.astype(qt.dtype)
 
 
-def quantize_fast(
+def quantize(
     x: np.ndarray,
     scale: np.ndarray,
     zero_point,
@@ -488,24 +486,25 @@ def quantize_fast(
     nan: str = "error",
     overflow: str = "saturate",
 ) -> np.ndarray:
-    """quantize(), in float32 throughout where that gives the same values; quantize() elsewhere.
+    """q = saturate(round_half_even(x / scale) + zero_point), the division in ``precision``.
 
-    Applies to float32 x divided in float32 into an 8- or 16-bit integer type
-    under overflow "saturate": the quotient is the same float32 division, and
-    :func:`_clip_round` is exact in float32. A NaN quotient goes to quantize()
-    for the profile's NaN rule.
+    float32 x divided in float32 into an 8- or 16-bit integer type under
+    overflow "saturate" stays in float32 throughout: the quotient is the same
+    float32 division, and :func:`_clip_round` is exact in float32. Everything
+    else, and a NaN quotient (the profile's NaN rule), takes
+    :func:`_quantize_general`.
     """
     if x.dtype == np.float32 and np.dtype(precision) == np.float32 and overflow == "saturate" and _float32_friendly(qt):
         quotient = np.asarray(np.divide(x, np.asarray(scale).astype(np.float32)))  # 0-d stays an array
         if not np.isnan(quotient.min(initial=0)):
             return _clip_round(quotient, zero_point, qt)
-    return quantize(x, scale, zero_point, qt, precision=precision, saturate=saturate, nan=nan, overflow=overflow)
+    return _quantize_general(x, scale, zero_point, qt, precision=precision, saturate=saturate, nan=nan, overflow=overflow)
 
 
-def dequantize_fast(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
-    """dequantize(), in float32 where that gives the same values; dequantize() elsewhere.
+def dequantize(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
+    """y = (q - zero_point) * scale, rounded once to ``out_dtype``.
 
-    Applies to 8- and 16-bit integer q with float32 scale and output: q - zp is
+    8- and 16-bit integer q with float32 scale and output stays in float32: q - zp is
     exact in float32 (|q - zp| < 2**17), and one float32 multiplication rounds
     the exact product once, as narrow() of the exact float64 product does.
     """
@@ -514,7 +513,7 @@ def dequantize_fast(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> 
         y = q.astype(np.float32) if zero_point is None else np.asarray(np.subtract(q, zero_point, dtype=np.float32))
         y *= scale
         return y
-    return dequantize(q, scale, zero_point, out_dtype)
+    return _dequantize_general(q, scale, zero_point, out_dtype)
 
 
 def requantize_integer(

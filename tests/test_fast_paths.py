@@ -362,29 +362,29 @@ INTEGER_TYPES = [np.uint8, np.int8, np.uint16, np.int16]
 
 
 @given(st.data())
-def test_quantize_fast_equals_quantize(data):
+def test_quantize_fast_path_equals_the_general_path(data):
     dtype = np.dtype(data.draw(st.sampled_from(INTEGER_TYPES)))
     qt = qtype(dtype)
     scale = np.float32(data.draw(st.sampled_from([1.0, 0.1, 3.0e-3, 7.5, 1e-30])))
     x = np.array(data.draw(st.lists(delicate_floats(float(scale)), min_size=1, max_size=30)), np.float32)
     zero_point = np.array(data.draw(st.sampled_from([qt.qmin, qt.qmax, (qt.qmin + qt.qmax) // 2])), dtype)
     with np.errstate(all="ignore"):  # as in a Session: x / scale may overflow to infinity, and saturates
-        expected = arith.quantize(x, np.array(scale), zero_point, qt, precision=np.float32)
-        got = arith.quantize_fast(x, np.array(scale), zero_point, qt, precision=np.float32)
+        expected = arith._quantize_general(x, np.array(scale), zero_point, qt, precision=np.float32)
+        got = arith.quantize(x, np.array(scale), zero_point, qt, precision=np.float32)
     assert got.dtype == dtype and np.array_equal(got, expected)
 
 
-def test_quantize_fast_leaves_nan_to_the_profile_rule():
+def test_quantize_fast_path_leaves_nan_to_the_profile_rule():
     qt = qtype(np.dtype(np.uint8))
     x = np.array([1.0, np.nan], np.float32)
     with pytest.raises(NonFiniteError):
-        arith.quantize_fast(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32)
-    got = arith.quantize_fast(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32, nan="qmin")
+        arith.quantize(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32)
+    got = arith.quantize(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32, nan="qmin")
     assert got.tolist() == [5, 0]
 
 
 @given(st.data())
-def test_dequantize_fast_equals_dequantize(data):
+def test_dequantize_fast_path_equals_the_general_path(data):
     dtype = np.dtype(data.draw(st.sampled_from(INTEGER_TYPES)))
     info = np.iinfo(dtype)
     q = data.draw(arrays(dtype, st.integers(1, 40), elements=st.integers(info.min, info.max)))
@@ -392,8 +392,8 @@ def test_dequantize_fast_equals_dequantize(data):
     scale = np.float32(data.draw(st.one_of(st.floats(tiny, huge, width=32), st.sampled_from([tiny, huge, 1.0]))))
     zero_point = np.array(data.draw(st.integers(info.min, info.max)), dtype)
     with np.errstate(all="ignore"):  # as in a Session: products may overflow to infinity
-        expected = arith.dequantize(q, np.array(scale), zero_point, np.float32)
-        got = arith.dequantize_fast(q, np.array(scale), zero_point, np.float32)
+        expected = arith._dequantize_general(q, np.array(scale), zero_point, np.float32)
+        got = arith.dequantize(q, np.array(scale), zero_point, np.float32)
     assert got.dtype == np.float32 and np.array_equal(got, expected)
 
 

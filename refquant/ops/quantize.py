@@ -99,7 +99,7 @@ def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
     qt = qtype(output_type)
     if node.profile.quantize_formula == "fake-quantize":
         return (arith.fake_quantize(x, scale, zero_point, qt, nan=node.profile.nan),)
-    y = arith.quantize_fast(
+    y = arith.quantize(
         x,
         scale,
         zero_point,
@@ -136,7 +136,7 @@ def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
     scale, zero_point = _quant_params(node, x, x_scale, x_zero_point, axis_allowed=v >= 13)
     formula, subnormals = node.profile.dequantize_formula, node.profile.dequantize_subnormals
     if formula == "exact" and subnormals == "keep":
-        return (arith.dequantize_fast(x, scale, zero_point, out_dtype),)
+        return (arith.dequantize(x, scale, zero_point, out_dtype),)
     return (arith.dequantize_lowered(x, scale, zero_point, out_dtype, formula=formula, subnormals=subnormals),)
 
 
@@ -160,5 +160,5 @@ def dynamic_quantize_linear(node: Node, x):
         scale = (x_max - x_min) / np.float32(u8.qmax - u8.qmin)
     initial_zero_point = np.float32(u8.qmin) - x_min / scale
     zero_point = arith.saturate_int(np.rint(np.clip(initial_zero_point, u8.qmin, u8.qmax)), u8)
-    y = arith.quantize_fast(x, np.asarray(scale), zero_point, u8, precision=np.float32, nan=node.profile.nan)
+    y = arith.quantize(x, np.asarray(scale), zero_point, u8, precision=np.float32, nan=node.profile.nan)
     return y, np.asarray(scale, np.float32), np.asarray(zero_point)
