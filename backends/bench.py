@@ -81,13 +81,10 @@ OPSET = 21
 
 
 @dataclass(frozen=True)
-class BenchCase:
-    """A model with feeds; ``op`` is its --ops name, ``types`` its operand types ("u8s8": u8 x/a, s8 w/b)."""
+class BenchCase(conformance.Case):
+    """A conformance case timed by the bench: ``op`` is its --ops name, ``types`` its operand types
+    ("u8s8": u8 x/a, s8 w/b)."""
 
-    name: str
-    op: str
-    model: ModelProto
-    feeds: dict[str, np.ndarray]
     types: str = ""
     #: convolutions: input + output + im2col bytes (refquant's float32 column matrix), the memory target's unit
     memory_unit_bytes: int = 0

@@ -185,16 +185,22 @@ def _plot_sqnr(errors, path: str) -> None:
 # -- engine comparisons (backends imported lazily) -------------------------------------
 
 
+def _names(text: str, known, what: str) -> list[str]:
+    """The comma-separated names in ``text``, each one of ``known``."""
+    known = list(known)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise RefquantError(f"unknown {what}(s) {unknown}; known: {', '.join(known)}")
+    return names
+
+
 def _backend_names(text: str | None) -> list[str]:
     """Names from ``a,b``; by default every available backend but ``reference`` (it is the baseline)."""
     import backends
 
     if text:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        unknown = [n for n in names if n not in backends.names()]
-        if unknown:
-            raise RefquantError(f"unknown backend(s) {unknown}; known: {', '.join(backends.names())}")
-        return names
+        return _names(text, backends.names(), "backend")
     return [n for n, status in backends.available().items() if status and n != "reference"]
 
 
@@ -257,10 +263,7 @@ def cmd_compare(args) -> int:
 def cmd_fuzz(args) -> int:
     from backends import conformance, report
 
-    ops = args.ops.split(",") if args.ops else list(conformance.SUITE_OPS)
-    unknown = [op for op in ops if op not in conformance.SUITE_OPS]
-    if unknown:
-        raise RefquantError(f"cannot fuzz {unknown}; choose from {', '.join(conformance.SUITE_OPS)}")
+    ops = _names(args.ops, conformance.SUITE_OPS, "operator") if args.ops else list(conformance.SUITE_OPS)
     progress = report.Progress("fuzz")
     saved = conformance.fuzz(
         ops, _backend_names(args.backends), examples=args.examples, seed=args.seed, out=Path(args.out),
@@ -283,10 +286,7 @@ def cmd_replay(args) -> int:
 def cmd_bench(args) -> int:
     from backends import bench, report
 
-    ops = args.ops.split(",") if args.ops else list(bench.OPS)
-    unknown = [op for op in ops if op not in bench.OPS]
-    if unknown:
-        raise RefquantError(f"cannot bench {unknown}; choose from {', '.join(bench.OPS)}")
+    ops = _names(args.ops, bench.OPS, "bench case") if args.ops else list(bench.OPS)
     result = bench.run(
         ops,
         models=args.models.split(",") if args.models else None,

@@ -60,4 +60,4 @@ def test_table_has_one_line_per_case_and_the_ratio_columns():
 
 def test_unknown_op_is_refused(capsys):
     assert main(["bench", "--ops", "Conv"]) == 1
-    assert "cannot bench ['Conv']" in capsys.readouterr().err
+    assert "unknown bench case(s) ['Conv']" in capsys.readouterr().err

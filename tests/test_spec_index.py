@@ -31,3 +31,15 @@ def test_every_listed_page_exists_and_mentions_its_ops():
         page = SPEC / row["page"]
         assert page.is_file(), f"{row['op']}: {row['page']} does not exist"
         assert row["op"] in page.read_text(), f"{row['page']} never mentions {row['op']}"
+
+
+def test_every_profile_option_and_named_profile_is_documented():
+    from dataclasses import fields
+
+    from refquant.profiles import PROFILES, Profile
+
+    page = (SPEC / "profiles.md").read_text()
+    for option in (f.name for f in fields(Profile) if f.name != "name"):
+        assert f"| `{option}` |" in page, f"profile option {option} has no row in spec/profiles.md"
+    for name in PROFILES:
+        assert f"`{name}`" in page, f"profile {name} is not described in spec/profiles.md"

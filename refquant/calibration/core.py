@@ -18,10 +18,16 @@ import numpy as np
 
 from ..errors import CalibrationError
 
-__all__ = ["CalibrationError", "TensorRange", "Calibrator", "COMPAT_MODES", "encode_value", "decode_value"]
+__all__ = ["CalibrationError", "TensorRange", "Calibrator", "COMPAT_MODES", "check_same_dtype", "encode_value", "decode_value"]
 
 #: "onnxruntime": the numbers onnxruntime 1.31 gives; "fixed": its defects corrected (spec/calibration.md)
 COMPAT_MODES = ("onnxruntime", "fixed")
+
+
+def check_same_dtype(name: str, before: np.dtype, array: np.ndarray, batch: int) -> None:
+    """A tensor keeps its dtype from batch to batch: ranges of two dtypes are not one range."""
+    if array.dtype != before:
+        raise CalibrationError(f"tensor '{name}' is {array.dtype} in batch {batch}, {before} before")
 
 
 # ----------------------------------------------------------------------------

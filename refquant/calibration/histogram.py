@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import arith
 from .binning import UniformBins, absolute_min
-from .core import CalibrationError, Calibrator, TensorRange, decode_value, encode_value
+from .core import CalibrationError, Calibrator, TensorRange, check_same_dtype, decode_value, encode_value
 
 __all__ = [
     "HistogramCalibrator",
@@ -170,10 +170,8 @@ class HistogramCalibrator(Calibrator):
         observed = self._observed.get(name)
         if observed is None:
             observed = self._observed[name] = _Observed(array.dtype, self._absolute)
-        elif observed.dtype != array.dtype:
-            raise CalibrationError(
-                f"tensor '{name}' is {array.dtype} in batch {self.batches + 1}, {observed.dtype} before"
-            )
+        else:
+            check_same_dtype(name, observed.dtype, array, self.batches + 1)
         if array.size:
             observed.add(array.reshape(-1))
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import arith
-from .core import CalibrationError, Calibrator, TensorRange, decode_value, encode_value
+from .core import CalibrationError, Calibrator, TensorRange, check_same_dtype, decode_value, encode_value
 
 __all__ = ["MinMaxCalibrator"]
 
@@ -148,10 +148,8 @@ class MinMaxCalibrator(Calibrator):
             extremes = self._tensors.get(name)
             if extremes is None:
                 extremes = self._tensors[name] = _Extremes(array.dtype, self._keeps_batches)
-            elif extremes.dtype != array.dtype:
-                raise CalibrationError(
-                    f"tensor '{name}' is {array.dtype} in batch {self.batches + 1}, {extremes.dtype} before"
-                )
+            else:
+                check_same_dtype(name, extremes.dtype, array, self.batches + 1)
             if array.size == 0:
                 raise CalibrationError(f"tensor '{name}' is empty (shape {array.shape}) in batch {self.batches + 1}")
             axes = _reduced_axes(array.ndim, self.per_channel)

@@ -20,7 +20,7 @@ from ..errors import DTypeError, QuantParamError
 from ..node import Node
 from ..registry import MS_DOMAIN, register
 from .common import dtype_name, require_dtype, require_input
-from .quantize import _quant_params
+from .quantize import _quant_params, check_dequantize_zero_point
 
 QUANTIZED = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)
 FLOATS = (T.FLOAT, T.FLOAT16)
@@ -58,12 +58,6 @@ def dequantize_linear(node: Node, x, x_scale=None, x_zero_point=None):
     require_input(x_scale, "x_scale")
     require_dtype(x, QUANTIZED + (T.INT32,), "x")
     require_dtype(x_scale, FLOATS, "x_scale")
-    if x_zero_point is not None:
-        if x_zero_point.dtype != x.dtype:
-            raise DTypeError(
-                f"x_zero_point has type {dtype_name(x_zero_point.dtype)}, it must match x ({dtype_name(x.dtype)})"
-            )
-        if x.dtype == np.int32 and np.any(x_zero_point != 0):
-            raise QuantParamError("int32 input takes no zero point (or zero)")
+    check_dequantize_zero_point(x, x_zero_point)
     scale, zero_point = _params(node, x, x_scale, x_zero_point, "x")
     return (arith.dequantize(x, scale, zero_point, x_scale.dtype),)

@@ -112,18 +112,24 @@ def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
     return (y,)
 
 
+def check_dequantize_zero_point(x: np.ndarray, x_zero_point: np.ndarray | None) -> None:
+    """x_zero_point has x's type; int32 x takes none (or zero): the spec defines no int32 zero point."""
+    if x_zero_point is None:
+        return
+    if x_zero_point.dtype != x.dtype:
+        raise DTypeError(
+            f"x_zero_point has type {dtype_name(x_zero_point.dtype)}, it must match x ({dtype_name(x.dtype)})"
+        )
+    if x.dtype == np.int32 and np.any(x_zero_point != 0):
+        raise QuantParamError("int32 input takes no zero point (or zero): the spec defines none for it")
+
+
 @register("DequantizeLinear", since=VERSIONS)
 def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
     v = node.version
     require_dtype(x, types_at(QUANTIZED_TYPES, v) | {T.INT32}, "x")
     require_dtype(x_scale, types_at(SCALE_TYPES, v), "x_scale")
-    if x_zero_point is not None:
-        if x_zero_point.dtype != x.dtype:
-            raise DTypeError(
-                f"x_zero_point has type {dtype_name(x_zero_point.dtype)}, it must match x ({dtype_name(x.dtype)})"
-            )
-        if x.dtype == np.int32 and np.any(x_zero_point != 0):
-            raise QuantParamError("int32 input takes no zero point (or zero): the spec defines none for it")
+    check_dequantize_zero_point(x, x_zero_point)
     output_type = node.attr("output_dtype", 0, int) if v >= 23 else 0
     if output_type:
         if output_type not in (T.FLOAT, T.FLOAT16, T.BFLOAT16):
