@@ -81,10 +81,14 @@ class Profile:
         ``x * 255 / span`` rather than from the scale, and an all-zero input gives
         scale 0 (OpenVINO; :func:`refquant.arith.dynamic_quantize_reciprocal`).
     float_pipeline:
-        Float GlobalAveragePool: ``"exact"`` (float64 mean, rounded once) or
-        ``"mlas-float32"``: onnxruntime's MLAS order in float32: four lane sums over
-        the elements in steps of four, lanes added as (l0 + l2) + (l1 + l3), the
-        remaining elements added one by one, then divided by the count (spec/profiles.md).
+        Float32 MatMul, Softmax, LayerNormalization and GlobalAveragePool: ``"exact"`` (float64,
+        rounded once) or ``"mlas-float32"``: onnxruntime's MLAS kernels replayed operation by
+        operation in float32 (:mod:`refquant.mlas`; SGEMM blocking and fused multiply-add chains,
+        MLAS's exp polynomial and lane sums, the LayerNorm kernel's double-precision mean).
+    mlas_threads:
+        Intra-op threads of the onnxruntime session being replayed (``float_pipeline="mlas-float32"``):
+        MLAS splits a float GEMM of more than 65536 multiply-adds between threads, and each
+        part picks its own K-block length, so the split changes the rounding.
     """
 
     name: str = "custom"
@@ -101,6 +105,7 @@ class Profile:
     dynamic_quantize_formula: Literal["exact", "reciprocal"] = "exact"
     quantize_division: Literal["scale-type", "float32"] = "scale-type"
     float_pipeline: Literal["exact", "mlas-float32"] = "exact"
+    mlas_threads: int = 1
 
     def __post_init__(self):
         allowed = {
@@ -121,6 +126,8 @@ class Profile:
                 raise RefquantError(
                     f"profile option {key}={getattr(self, key)!r} is not one of {values}"
                 )
+        if not (isinstance(self.mlas_threads, int) and self.mlas_threads >= 1):
+            raise RefquantError(f"profile option mlas_threads must be an integer >= 1, got {self.mlas_threads!r}")
         if not self.dynamic_zero_range_scale > 0:
             raise RefquantError("profile option dynamic_zero_range_scale must be > 0")
 

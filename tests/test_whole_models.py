@@ -4,8 +4,10 @@ Three float models built with onnx.helper (a residual CNN, a MobileNet-style inv
 residual block with Clip(0, 6), a transformer block with activation @ activation MatMuls,
 Softmax and LayerNormalization) are quantized by quantize_static (QDQ and QOperator) and
 quantize_dynamic, then run by ``refquant.Session(profile="onnxruntime")`` and by an
-onnxruntime InferenceSession (CPUExecutionProvider, ORT_DISABLE_ALL). Outputs must be
-bit-identical.
+onnxruntime InferenceSession (CPUExecutionProvider, ORT_DISABLE_ALL, one intra-op thread: the
+profile's mlas_threads). Outputs must be bit-identical, including where quantize_dynamic and the
+QOperator format leave float MatMul, Softmax and LayerNormalization (profile option
+float_pipeline="mlas-float32", refquant.mlas).
 
 Variants: every model x format x type pair (U8U8, U8S8, S8S8) x per_channel runs with
 MinMax calibration; Entropy and Percentile calibration run on one type pair per model
@@ -137,26 +139,10 @@ STATIC = [
 ] + [(name, form, "U8S8", True, method) for name in MODELS for form in ("QDQ", "QOperator") for method in ("Entropy", "Percentile")]
 DYNAMIC = [(name, weight) for name in MODELS for weight in ("U8", "S8")]
 
-#: variants whose bit-identity fails for a measured reason refquant does not yet emulate.
-#: onnxruntime 1.32's float LayerNormalization kernel (layer_norm_impl.cc) differs from
-#: refquant's float64-then-round result by 1 ulp on about half the outputs; neither a
-#: sequential double accumulation of mean and E[x^2] nor a sequential float32 one
-#: reproduces it (measured: 820..9970 of 1400..12800 elements differ), so its summation
-#: order is not known yet. It reaches the output where the model ends in a float
-#: LayerNormalization: QOperator (no quantized LayerNormalization) and dynamic quantization.
-LAYER_NORM = "float LayerNormalization: onnxruntime's float32 summation order not emulated (1 ulp on ~50% of outputs)"
-#: quantize_dynamic leaves Q @ K^T, Softmax and attention @ V in float: MLAS SGEMM's float32
-#: accumulation (85 of 144 scores differ by 1 ulp) and the float Softmax (99 of 144) differ too.
-FLOAT_ATTENTION = "float MatMul (MLAS SGEMM float32 accumulation), Softmax and LayerNormalization not emulated"
-KNOWN: dict[tuple, str] = {
-    **{v: LAYER_NORM for v in STATIC if v[0] == "transformer_block" and v[1] == "QOperator"},
-    **{v: FLOAT_ATTENTION for v in DYNAMIC if v[0] == "transformer_block"},
-}
-
-
 def _ort_run(path, feeds):
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, feeds)
 
 
@@ -177,13 +163,11 @@ def _assert_bit_identical(path, feeds_list):
         assert report.status in ("exact", "explained") and report.unexplained == 0
 
 
-def _param(variant, marks_from):
-    reason = marks_from.get(variant)
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(*variant, id="-".join(str(v) for v in variant), marks=marks)
+def _param(variant):
+    return pytest.param(*variant, id="-".join(str(v) for v in variant))
 
 
-@pytest.mark.parametrize("name, form, pair, per_channel, method", [_param(v, KNOWN) for v in STATIC])
+@pytest.mark.parametrize("name, form, pair, per_channel, method", [_param(v) for v in STATIC])
 def test_static_quantized_model_is_bit_identical_to_onnxruntime(tmp_path, name, form, pair, per_channel, method):
     model = MODELS[name]()
     float_path, quant_path = tmp_path / "float.onnx", tmp_path / "quant.onnx"
@@ -202,7 +186,7 @@ def test_static_quantized_model_is_bit_identical_to_onnxruntime(tmp_path, name, 
     _assert_bit_identical(quant_path, _inputs(model, 3, seed=2))
 
 
-@pytest.mark.parametrize("name, weight", [_param(v, KNOWN) for v in DYNAMIC])
+@pytest.mark.parametrize("name, weight", [_param(v) for v in DYNAMIC])
 def test_dynamic_quantized_model_is_bit_identical_to_onnxruntime(tmp_path, name, weight):
     model = MODELS[name]()
     float_path, quant_path = tmp_path / "float.onnx", tmp_path / "quant.onnx"

@@ -9,7 +9,7 @@ import numpy as np
 from ..dtypes import np_dtype, type_name, proto_of
 from ..errors import AttributeValueError, DTypeError, ShapeError
 
-__all__ = ["types_at", "require_dtype", "require_input", "normalize_axis", "dtype_name"]
+__all__ = ["types_at", "require_dtype", "require_input", "normalize_axis", "dtype_name", "float_mlas"]
 
 
 def types_at(table: Mapping[int, Iterable[int]], version: int) -> frozenset[int]:
@@ -43,3 +43,8 @@ def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
     if not -rank <= axis < max(rank, 1):
         raise AttributeValueError(f"{what} {axis} is out of range for rank {rank}")
     return axis % rank if rank else 0
+
+
+def float_mlas(node, x: np.ndarray) -> bool:
+    """True when float32 ``x`` takes onnxruntime's MLAS order (profile float_pipeline="mlas-float32", refquant.mlas)."""
+    return x.dtype == np.float32 and node.profile.float_pipeline == "mlas-float32"

@@ -21,7 +21,7 @@ from ..errors import AttributeValueError
 from .common import require_dtype, require_input
 from .integer import _scalar, _zero_point_of
 
-__all__ = ["EIGHT_BIT", "QParams", "qparams", "flag", "mlas_pipeline", "fma_float32", "round_float32"]
+__all__ = ["EIGHT_BIT", "QParams", "qparams", "flag", "mlas_pipeline", "round_float32"]
 
 EIGHT_BIT = (T.UINT8, T.INT8)
 FLOAT32 = np.dtype(np.float32)
@@ -75,23 +75,6 @@ def flag(node, name: str) -> bool:
 def mlas_pipeline(node) -> bool:
     """True when the profile replays onnxruntime's MLAS float32 kernels (qlinear_pipeline)."""
     return node.profile.qlinear_pipeline == "mlas-float32"
-
-
-def fma_float32(x, y, z) -> np.ndarray:
-    """float32(x * y + z) rounded once, as a fused multiply-add instruction computes it.
-
-    For float32 x, y, z the product is exact in float64 (24 + 24 significant bits);
-    the sum is formed exactly as s + e (two-sum) and s rounded to odd when e != 0,
-    so narrowing to float32 rounds only once (Boldo & Melquiond, 2008).
-    """
-    x, y, z = np.broadcast_arrays(*(np.asarray(v, FLOAT32).astype(np.float64) for v in (x, y, z)))
-    product = x * y
-    total = np.asarray(product + z)
-    back = total - product
-    error = (product - (total - back)) + (z - back)
-    to_odd = (error != 0) & np.isfinite(total) & ((total.view(np.uint64) & 1) == 0)
-    total = np.where(to_odd, np.nextafter(total, np.copysign(np.inf, error)), total)
-    return arith.narrow(total, FLOAT32)
 
 
 _ONE = np.float32(1.0)

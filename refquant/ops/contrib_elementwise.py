@@ -26,7 +26,7 @@ from ..errors import DTypeError, ShapeError
 from ..node import Node
 from ..registry import MS_DOMAIN, register
 from .common import dtype_name, normalize_axis, require_dtype, require_input
-from .contrib_common import EIGHT_BIT, FLOAT32, QParams, fma_float32, mlas_pipeline, qparams, round_float32
+from .contrib_common import EIGHT_BIT, FLOAT32, QParams, mlas_pipeline, qparams, round_float32
 
 f32 = np.float32
 
@@ -70,8 +70,8 @@ def _mlas_add(a, pa: QParams, b, pb: QParams, pc: QParams) -> np.ndarray:
     (v, pv), (w, pw) = ((b, pb), (a, pa)) if _a_is_scalar_per_span(a.shape, b.shape) else ((a, pa), (b, pb))
     r_v, r_w = pv.scale.astype(FLOAT32) / pc.scale, pw.scale.astype(FLOAT32) / pc.scale
     zp_v, zp_w, zp_c = (p.zero_point.astype(FLOAT32) for p in (pv, pw, pc))
-    fixed = zp_c - fma_float32(r_v, zp_v, r_w * zp_w)
-    total = fma_float32(v.astype(FLOAT32), r_v, fma_float32(w.astype(FLOAT32), r_w, fixed))
+    fixed = zp_c - arith.fma_float32(r_v, zp_v, r_w * zp_w)
+    total = arith.fma_float32(v.astype(FLOAT32), r_v, arith.fma_float32(w.astype(FLOAT32), r_w, fixed))
     return round_float32(total, pc.qtype)
 
 
@@ -129,9 +129,9 @@ _LOGISTIC_Q = tuple(map(f32, (6.10247389755681e-13, 5.76102136993427e-09, 6.2910
 
 def _horner_float32(coefficients: tuple, v2: np.ndarray) -> np.ndarray:
     """c0 * v2^n + ... + cn by Horner's rule with fused multiply-adds (MLAS's FMA3 kernel)."""
-    acc = fma_float32(v2, coefficients[0], coefficients[1])
+    acc = arith.fma_float32(v2, coefficients[0], coefficients[1])
     for c in coefficients[2:]:
-        acc = fma_float32(v2, acc, c)
+        acc = arith.fma_float32(v2, acc, c)
     return acc
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith
+from .. import arith, mlas
 from ..broadcast import broadcast_shapes, check_unidirectional
 from ..errors import AttributeValueError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import require_input
+from .common import float_mlas, require_input
 from .elementwise import FLOATS, WIDE_INTS, is_integer, require_types
 
 #: element types by the version that added them (MatMul and Gemm alike)
@@ -59,6 +59,20 @@ def _matrix_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return arith.narrow(_float64_matmul(a, b), a.dtype)
 
 
+def _mlas_matmul(a: np.ndarray, b: np.ndarray, vector_b: bool, threads: int) -> np.ndarray:
+    """refquant.mlas.sgemm as onnxruntime calls it for MatMul (rank >= 2 operands).
+
+    With a 2-D B, A's batch rows form one (rows, K) matrix. With a 1-D B (``vector_b``), the
+    product is taken as b (1, K) times A's rows transposed, so every output is an M == 1 dot product.
+    """
+    if vector_b:
+        rows = a.reshape(-1, a.shape[-1])
+        return mlas.sgemm(b.T, rows.T, threads).reshape(a.shape[:-1] + (1,))
+    if b.ndim == 2 and a.ndim > 2:
+        return mlas.sgemm(a.reshape(-1, a.shape[-1]), b, threads).reshape(a.shape[:-1] + b.shape[-1:])
+    return mlas.sgemm(a, b, threads)
+
+
 @register("MatMul", since=(9, 13))
 def matmul(node: Node, a, b):
     require_types(node, MATMUL_TYPES, {"A": a, "B": b})
@@ -70,7 +84,10 @@ def matmul(node: Node, a, b):
     if a2.shape[-1] != b2.shape[-2]:
         raise ShapeError(f"A {a.shape} and B {b.shape}: inner dimensions {a2.shape[-1]} and {b2.shape[-2]} differ")
     broadcast_shapes({"A's batch": a2.shape[:-2], "B's batch": b2.shape[:-2]})
-    y = _matrix_product(a2, b2)
+    if float_mlas(node, a) and b.dtype == np.float32:
+        y = _mlas_matmul(a2, b2, b.ndim == 1, node.profile.mlas_threads)
+    else:
+        y = _matrix_product(a2, b2)
     if a.ndim == 1:
         y = y[..., 0, :]
     if b.ndim == 1:

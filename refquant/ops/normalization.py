@@ -23,12 +23,12 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith
+from .. import arith, mlas
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..node import Node
 from ..registry import register
 from ..window import pad, resolve_window, tap_coordinates, windows
-from .common import dtype_name, normalize_axis, require_dtype, types_at
+from .common import dtype_name, float_mlas, normalize_axis, require_dtype, types_at
 from .elementwise import FLOATS
 
 SOFTMAX_TYPES = {1: FLOATS, 13: (T.BFLOAT16,)}
@@ -64,19 +64,30 @@ def log_softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=axes, keepdims=True))
 
 
-def _softmax_family(function):
+def _mlas_softmax(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """refquant.mlas.softmax over ``axes``: they are moved last and flattened into rows."""
+    moved = np.moveaxis(x, axes, range(x.ndim - len(axes), x.ndim))
+    rows = moved.reshape(-1, int(np.prod(moved.shape[x.ndim - len(axes) :], dtype=np.int64)))
+    y = mlas.softmax(rows).reshape(moved.shape)
+    return np.moveaxis(y, range(x.ndim - len(axes), x.ndim), axes)
+
+
+def _softmax_family(function, mlas_function=None):
     def kernel(node: Node, x):
         require_dtype(x, types_at(SOFTMAX_TYPES, node.version), "input")
         if x.ndim == 0:
             raise ShapeError("input must have rank >= 1")
+        axes = _softmax_axes(node, x.ndim)
+        if mlas_function is not None and float_mlas(node, x) and x.size:
+            return (np.ascontiguousarray(mlas_function(x, axes)),)
         with np.errstate(invalid="ignore"):
-            y = function(x.astype(np.float64), _softmax_axes(node, x.ndim))
+            y = function(x.astype(np.float64), axes)
         return (np.asarray(arith.narrow(y, x.dtype)),)
 
     return kernel
 
 
-register("Softmax", since=(1, 11, 13))(_softmax_family(softmax64))
+register("Softmax", since=(1, 11, 13))(_softmax_family(softmax64, _mlas_softmax))
 register("LogSoftmax", since=(1, 11, 13))(_softmax_family(log_softmax64))
 
 
@@ -103,14 +114,26 @@ def layer_normalization(node: Node, x, scale, b=None):
     for name, value in (("Scale", scale), ("B", b)):
         if value is not None and np.broadcast_shapes(value.shape, x.shape[axis:]) != x.shape[axis:]:
             raise ShapeError(f"{name} has shape {value.shape}, which does not broadcast to {x.shape[axis:]}")
+    stash = _stash_dtype(node, x)
+    if float_mlas(node, x) and stash == np.float32 and x.size:
+        return _mlas_layer_norm(node, x, scale, b, axis)
     x64 = x.astype(np.float64)
     mean = np.mean(x64, axis=axes, keepdims=True)
     inv_std = 1.0 / np.sqrt(np.mean((x64 - mean) ** 2, axis=axes, keepdims=True) + _epsilon(node, 1e-5))
     y = (x64 - mean) * inv_std * scale.astype(np.float64)
     if b is not None:
         y = y + b.astype(np.float64)
-    stash = _stash_dtype(node, x)
     return np.asarray(arith.narrow(y, x.dtype)), arith.narrow(mean, stash), arith.narrow(inv_std, stash)
+
+
+def _mlas_layer_norm(node: Node, x: np.ndarray, scale: np.ndarray, b, axis: int):
+    """refquant.mlas.layer_norm on the rows of X flattened from ``axis``."""
+    row = x.shape[axis:]
+    n = int(np.prod(row, dtype=np.int64))
+    flat = [None if v is None else np.broadcast_to(v, row).reshape(n) for v in (scale, b)]
+    y, mean, inv_std = mlas.layer_norm(x.reshape(-1, n), flat[0], flat[1], _epsilon(node, 1e-5))
+    stats = x.shape[:axis] + (1,) * len(row)
+    return y.reshape(x.shape), mean.reshape(stats), inv_std.reshape(stats)
 
 
 @register("BatchNormalization", since=(9, 14, 15))
@@ -167,32 +190,14 @@ def instance_normalization(node: Node, x, scale, b):
     return (np.asarray(arith.narrow(y, x.dtype)),)
 
 
-def mlas_float32_mean(rows: np.ndarray) -> np.ndarray:
-    """Mean of each row of a float32 (..., n) array in MLAS's order (profile float_pipeline="mlas-float32").
-
-    Four float32 lane sums over elements 4i + j, the lanes added as (l0 + l2) + (l1 + l3),
-    the n mod 4 remaining elements added one by one, then one float32 division by n.
-    Measured against onnxruntime 1.32 GlobalAveragePool on x86-64 (tests/test_float_ops_more.py).
-    """
-    n = rows.shape[-1]
-    whole = n - n % 4
-    lanes = np.zeros(rows.shape[:-1] + (4,), np.float32)
-    for start in range(0, whole, 4):
-        lanes += rows[..., start : start + 4]
-    total = (lanes[..., 0] + lanes[..., 2]) + (lanes[..., 1] + lanes[..., 3])
-    for i in range(whole, n):
-        total += rows[..., i]
-    return total / np.float32(n)
-
-
 @register("GlobalAveragePool", since=(1, 22))
 def global_average_pool(node: Node, x):
     require_dtype(x, types_at(POOL_TYPES, node.version), "X")
     if x.ndim < 3:
         raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
     keep = x.shape[:2] + (1,) * (x.ndim - 2)
-    if x.dtype == np.float32 and node.profile.float_pipeline == "mlas-float32":
-        return (mlas_float32_mean(x.reshape(x.shape[:2] + (-1,))).reshape(keep),)
+    if float_mlas(node, x) and x.size:
+        return (mlas.mean(x.reshape(x.shape[:2] + (-1,))).reshape(keep),)
     y = np.mean(x.astype(np.float64), axis=tuple(range(2, x.ndim)), keepdims=True)
     return (np.asarray(arith.narrow(y, x.dtype)),)
 

@@ -1,0 +1,320 @@
+"""onnxruntime's MLAS float32 kernels, replayed operation by operation.
+
+Profile option ``float_pipeline="mlas-float32"`` (the onnxruntime profile) routes
+float32 MatMul, Softmax, LayerNormalization and GlobalAveragePool here. Every function below performs the same float32 operations, in the same
+order, as the x86-64 kernel it names, so its result is bit-identical to
+onnxruntime's; each rounding step is a float32 numpy operation or
+:func:`refquant.arith.fma_float32` (one rounding, as a fused multiply-add).
+
+The orders were read from the MLAS sources and measured against onnxruntime
+1.32 on an x86-64 CPU with AVX-512F (tests/test_mlas.py); spec/profiles.md
+lists the evidence. Only the Softmax sum depends on the vector width: the
+AVX-512F kernel sums 16 lanes, an AVX2-only CPU 8 (not emulated).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .arith import fma_float32
+
+__all__ = ["mean", "sgemm", "layer_norm", "softmax"]
+
+F32 = np.float32
+
+# ----------------------------------------------------------------------------
+# Reductions
+# ----------------------------------------------------------------------------
+
+
+def mean(rows: np.ndarray) -> np.ndarray:
+    """Mean of each row of a float32 (..., n) array (MLAS ReduceAdd, GlobalAveragePool).
+
+    Four float32 lane sums over elements 4i + j, the lanes added as (l0 + l2) + (l1 + l3),
+    the n mod 4 remaining elements added one by one, then one float32 division by n.
+    """
+    total = _four_lane_sum(rows)
+    return total / F32(rows.shape[-1])
+
+
+def _four_lane_sum(rows: np.ndarray) -> np.ndarray:
+    """Σ rows over the last axis in 4 lanes of rows' type, reduced (l0 + l2) + (l1 + l3), then the tail."""
+    n = rows.shape[-1]
+    whole = n - n % 4
+    lanes = np.zeros(rows.shape[:-1] + (4,), rows.dtype)
+    for start in range(0, whole, 4):
+        lanes += rows[..., start : start + 4]
+    total = (lanes[..., 0] + lanes[..., 2]) + (lanes[..., 1] + lanes[..., 3])
+    for i in range(whole, n):
+        total += rows[..., i]
+    return total
+
+
+def _horizontal_sum8(lanes: np.ndarray) -> np.ndarray:
+    """AVX 8-lane reduction: ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7))."""
+    r = lanes[..., :4] + lanes[..., 4:]
+    return (r[..., 0] + r[..., 2]) + (r[..., 1] + r[..., 3])
+
+
+def _horizontal_sum16(lanes: np.ndarray) -> np.ndarray:
+    """AVX-512 16-lane reduction: a = lo8 + hi8, then ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))."""
+    a = lanes[..., :8] + lanes[..., 8:]
+    pairs = a[..., 0::2] + a[..., 1::2]
+    return (pairs[..., 0] + pairs[..., 1]) + (pairs[..., 2] + pairs[..., 3])
+
+
+# ----------------------------------------------------------------------------
+# SGEMM (MatMul)
+# ----------------------------------------------------------------------------
+
+_STRIDE_N = 128
+_STRIDE_K = 128
+
+
+def _stride_k(n: int, k: int) -> int:
+    """K-block length of MlasSgemmOperation: 128, traded against the N block for thin shapes."""
+    stride_n, stride_k = _STRIDE_N, _STRIDE_K
+    if n >= k:
+        while stride_k // 2 >= k:
+            stride_n, stride_k = stride_n * 2, stride_k // 2
+    else:
+        while stride_n > 16 and stride_n // 2 >= n:
+            stride_n, stride_k = stride_n // 2, stride_k * 2
+    return stride_k
+
+
+_THREAD_COMPLEXITY = 64 * 1024  # multiply-adds per thread (MLAS_SGEMM_THREAD_COMPLEXITY)
+_THREAD_ALIGN_N = 16  # N is split between threads in multiples of 16 columns
+
+
+def sgemm(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
+    """a @ b for float32 (..., M, K) and (..., K, N) as MlasGemmBatch computes it (alpha 1, beta 0).
+
+    The batch of products is split between up to ``threads`` threads (:func:`_thread_parts`);
+    each part runs MlasSgemmOperation on its rows and columns (:func:`_sgemm_part`).
+    """
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n)
+    a = np.broadcast_to(a, shape[:-2] + (m, k))
+    b = np.broadcast_to(b, shape[:-2] + (k, n))
+    result = np.empty(shape, F32)
+    batch = int(np.prod(shape[:-2], dtype=np.int64))
+    for rows, columns in _thread_parts(m, n, k, batch, threads):
+        result[..., rows, columns] = _sgemm_part(a[..., rows, :], b[..., columns], column_vector=n == 1)
+    return result
+
+
+def _thread_parts(m: int, n: int, k: int, batch: int, threads: int) -> list[tuple[slice, slice]]:
+    """The (rows, columns) each thread computes of every product in the batch (MlasGemmBatch).
+
+    Threads: min(threads, M N K / 65536 + 1), shared by the batch (rounded up per product);
+    a product with N > M is split along N in blocks of 16 columns, otherwise along M;
+    MlasPartitionWork gives the first (total mod parts) parts one extra unit.
+    """
+    target = min(threads, m * n * k // _THREAD_COMPLEXITY + 1)
+    per_product = -(-target // batch)
+    if n > m:
+        blocks = -(-n // _THREAD_ALIGN_N)
+        parts = _partition(blocks, min(per_product, blocks))
+        return [(slice(0, m), slice(start * _THREAD_ALIGN_N, min(n, stop * _THREAD_ALIGN_N))) for start, stop in parts]
+    return [(slice(start, stop), slice(0, n)) for start, stop in _partition(m, min(per_product, m))]
+
+
+def _partition(total: int, parts: int) -> list[tuple[int, int]]:
+    """MlasPartitionWork: ``parts`` contiguous ranges of ``total`` units, the first total mod parts one longer."""
+    size, extra = divmod(total, parts)
+    bounds = [i * size + min(i, extra) for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
+
+
+def _sgemm_part(a: np.ndarray, b: np.ndarray, column_vector: bool) -> np.ndarray:
+    """MlasSgemmOperation on one thread's part.
+
+    M == 1: :func:`_sgemm_m1`. N == 1 of a column-vector B: :func:`_sgemm_n1`.
+    Otherwise (SgemmKernelFma3 / Avx512F) K is cut into blocks (:func:`_stride_k`, from the
+    part's N); within a block each output is one fused multiply-add chain from 0 in k order,
+    c = fma(a[k], b[k], c), and each block's chain is added to the running result.
+    """
+    m, k = a.shape[-2:]
+    n = b.shape[-1]
+    shape = a.shape[:-2] + (m, n)
+    if k == 0:
+        return np.zeros(shape, F32)
+    if m == 1:
+        return _sgemm_m1(a, b, shape)
+    if n == 1 and column_vector:
+        return _sgemm_n1(a, b, shape)
+    stride = _stride_k(n, k)
+    result = None
+    for start in range(0, k, stride):
+        chain = np.zeros(shape, F32)
+        for i in range(start, min(k, start + stride)):
+            chain = fma_float32(a[..., :, i : i + 1], b[..., i : i + 1, :], chain)
+        result = chain if result is None else result + chain
+    return result
+
+
+def _sgemm_m1(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The M == 1 kernel (no fused multiply-adds): rounded products p[k] = a[k] * b[k, :].
+
+    Each group of four rows is summed ((p0 + p1) + p2) + p3 and added to the result,
+    then a remaining pair (p0 + p1), then a last single row; the first group is added
+    to +0, as the kernel masks C to zero on its first pass.
+    """
+    products = np.moveaxis(a[..., 0, :, np.newaxis] * b, -2, 0)  # (K, ..., N), float32 rounding
+    result = np.zeros(shape[:-2] + shape[-1:], F32)
+    k = len(products)
+    i = 0
+    while i < k:
+        width = 4 if k - i >= 4 else (2 if k - i >= 2 else 1)
+        group = products[i]
+        for j in range(i + 1, i + width):
+            group = group + products[j]
+        result = group + result
+        i += width
+    return result.reshape(shape)
+
+
+def _sgemm_n1(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The N == 1 case: SgemmKernelM1TransposeBAvx with A and B swapped (no fused multiply-adds).
+
+    Each row's dot product sums its rounded products a[m, k] * b[k] in eight lanes (k mod 8).
+    Rows go in blocks of four, then two, then one, each block reducing its lanes its own way
+    (:data:`_N1_REDUCTIONS`); the result is added to +0.
+    """
+    k = a.shape[-1]
+    products = a * b[..., :, 0][..., np.newaxis, :]  # (..., M, K), float32 rounding
+    lanes = np.zeros(shape[:-1] + (8,), F32)
+    for start in range(0, k, 8):
+        chunk = products[..., start : start + 8]
+        lanes[..., : chunk.shape[-1]] += chunk
+    m = shape[-2]
+    blocks = [4] * (m // 4) + [2] * (m % 4 // 2) + [1] * (m % 2)
+    result = np.empty(shape[:-1], F32)
+    row = 0
+    for size in blocks:
+        result[..., row : row + size] = _N1_REDUCTIONS[size](lanes[..., row : row + size, :]) + F32(0)
+        row += size
+    return result[..., np.newaxis]
+
+
+#: lane reductions of SgemmKernelM1TransposeBAvx by row-block size (x = one row's 8 lanes)
+_N1_REDUCTIONS = {
+    4: lambda x: (((x[..., 0] + x[..., 1]) + x[..., 2]) + x[..., 3]) + (((x[..., 4] + x[..., 5]) + x[..., 6]) + x[..., 7]),
+    2: lambda x: ((x[..., 0] + x[..., 2]) + (x[..., 4] + x[..., 6])) + ((x[..., 1] + x[..., 3]) + (x[..., 5] + x[..., 7])),
+    1: lambda x: ((x[..., 0] + x[..., 1]) + (x[..., 2] + x[..., 3])) + ((x[..., 4] + x[..., 5]) + (x[..., 6] + x[..., 7])),
+}
+
+
+# ----------------------------------------------------------------------------
+# LayerNormalization
+# ----------------------------------------------------------------------------
+
+
+def layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilon: float):
+    """LayerNormalization of the rows of float32 (R, n) x; returns (Y, Mean, InvStdDev).
+
+    n >= 8 (MlasLayerNormKernelAvx2):
+        mean = float32(Σx / n), Σx in four float64 lanes reduced (l0 + l2) + (l1 + l3),
+        the n mod 4 tail added one by one in float64;
+        var = Σ(x - mean)² in eight float32 lanes of fused multiply-adds
+        (:func:`_horizontal_sum8`), the n mod 8 tail one by one: a first group of four
+        as rounded product then sum, the rest fused;
+        inv = 1 / sqrt(var / n + epsilon);
+        Y = fma((x - mean) * inv, scale, bias), or ((x - mean) * inv) * scale without bias.
+    n < 8: :func:`_layer_norm_scalar`.
+    """
+    n = x.shape[-1]
+    if n < 8:
+        return _layer_norm_scalar(x, scale, bias, epsilon)
+    x64 = x.astype(np.float64)
+    mean = (_four_lane_sum(x64) / n).astype(F32)[:, np.newaxis]
+    centred = x - mean
+    whole = n - n % 8
+    lanes = np.zeros((x.shape[0], 8), F32)
+    for start in range(0, whole, 8):
+        d = centred[:, start : start + 8]
+        lanes = fma_float32(d, d, lanes)
+    var = _horizontal_sum8(lanes)
+    unfused = whole + 4 if n - whole >= 4 else whole
+    for i in range(whole, n):
+        d = centred[:, i]
+        var = var + d * d if i < unfused else fma_float32(d, d, var)
+    inv = F32(1) / np.sqrt(var / F32(n) + F32(epsilon))
+    normalized = centred * inv[:, np.newaxis]
+    if bias is None:
+        y = normalized * scale
+    else:
+        y = fma_float32(normalized, scale, bias)
+    return y, mean[:, 0], inv
+
+
+def _layer_norm_scalar(x: np.ndarray, scale: np.ndarray, bias: np.ndarray | None, epsilon: float):
+    """onnxruntime's portable loop (rows shorter than 8): Welford's update in float32, no fused operations.
+
+    For k = 1..n: delta = x_k - mean; mean += delta / k; m2 += delta * (x_k - mean).
+    std = sqrt(m2 / n + epsilon); Y = (x - mean) / std * scale + bias; InvStdDev = 1 / std.
+    """
+    mean = np.zeros(x.shape[0], F32)
+    m2 = np.zeros(x.shape[0], F32)
+    for k in range(x.shape[-1]):
+        delta = x[:, k] - mean
+        mean = mean + delta / F32(k + 1)
+        m2 = m2 + delta * (x[:, k] - mean)
+    std = np.sqrt(m2 / F32(x.shape[-1]) + F32(epsilon))
+    y = (x - mean[:, np.newaxis]) / std[:, np.newaxis] * scale
+    if bias is not None:
+        y = y + bias
+    return y, mean, F32(1) / std
+
+
+# ----------------------------------------------------------------------------
+# Softmax (AVX-512F)
+# ----------------------------------------------------------------------------
+
+#: MlasExpConstants (compute.cpp)
+_LOWER_RANGE = F32(-103.9720840454)
+_ROUNDING_BIAS = F32(12582912.0)  # 1.5 * 2**23: adding it rounds to an integer
+_LOG2_RECIPROCAL = F32(1.44269504088896341)
+_LOG2_HIGH = F32(-6.93145752e-1)
+_LOG2_LOW = F32(-1.42860677e-6)
+_POLYNOMIAL = tuple(F32(float.fromhex(c)) for c in ("0x1.694000p-10", "0x1.125edcp-7", "0x1.555b5ap-5", "0x1.555450p-3", "0x1.fffff6p-2", "0x1.000000p+0", "0x1.000000p+0"))  # fmt: skip
+
+
+def _exp(v: np.ndarray) -> np.ndarray:
+    """MLAS's float32 exp of v (ComputeSumExpF32KernelAvx512F), v already shifted by -max.
+
+    v = max(v, -103.972); m = fma(v, 1/ln2, bias) - bias (v / ln2 rounded to an integer);
+    r = fma(m, -ln2_low, fma(m, -ln2_high, v)); p = Horner's rule in fused multiply-adds
+    over the seven coefficients; exp = p * 2**m rounded once (VSCALEFPS).
+    """
+    v = np.maximum(_LOWER_RANGE, v)
+    biased = fma_float32(v, _LOG2_RECIPROCAL, _ROUNDING_BIAS)
+    m = biased - _ROUNDING_BIAS
+    r = fma_float32(m, _LOG2_LOW, fma_float32(m, _LOG2_HIGH, v))
+    p = np.full_like(r, _POLYNOMIAL[0])
+    for coefficient in _POLYNOMIAL[1:]:
+        p = fma_float32(p, r, coefficient)
+    return np.ldexp(p.astype(np.float64), m.astype(np.int64)).astype(F32)  # exact in float64, then one rounding
+
+
+def _sum_exp(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(exp(x - max), Σ exp) per row of float32 (R, n), summed in 16 float32 lanes.
+
+    Element i adds into lane i mod 16 in index order (the kernel's 48-element blocks add
+    their three vectors in order, then masked 16-element vectors); :func:`_horizontal_sum16`.
+    """
+    negative_max = -np.max(rows, axis=-1, keepdims=True)
+    e = _exp(rows + negative_max)
+    lanes = np.zeros((rows.shape[0], 16), F32)
+    for start in range(0, rows.shape[-1], 16):
+        chunk = e[:, start : start + 16]
+        lanes[:, : chunk.shape[-1]] += chunk
+    return e, _horizontal_sum16(lanes)
+
+
+def softmax(rows: np.ndarray) -> np.ndarray:
+    """Softmax of each row of float32 (R, n): exp(x - max) * float32(1 / Σ exp) (MlasComputeSoftmax)."""
+    e, total = _sum_exp(rows)
+    return e * (F32(1) / total)[:, np.newaxis]

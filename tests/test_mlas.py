@@ -1,0 +1,181 @@
+"""refquant.mlas: onnxruntime's MLAS float32 kernels, bit for bit (profile float_pipeline="mlas-float32").
+
+Golden values: onnxruntime 1.32 CPU (ORT_DISABLE_ALL, x86-64) on hypothesis-drawn shapes and values,
+run through ``refquant.Session(profile="onnxruntime")``; hand-derived K-block lengths from
+MlasSgemmOperation's rule; and properties of the orders (a product that is exact in every
+order, row independence, the spec profile staying the correctly rounded value).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from onnx import TensorProto as T
+from onnx import helper
+
+import refquant
+from refquant import mlas
+
+from .test_float_ops import assert_same_bits
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def _host_has_avx512f() -> bool:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return " avx512f" in cpuinfo.read()
+    except OSError:
+        return False
+
+
+#: onnxruntime sums Softmax's exponentials in 16 lanes with AVX-512F, in 8 without (not emulated)
+needs_avx512f = pytest.mark.skipif(not _host_has_avx512f(), reason="refquant.mlas.softmax replays the AVX-512F kernel")
+
+
+def _model(op, inputs, n_outputs=1, opset=17, **attrs):
+    names = [f"in{i}" for i in range(len(inputs))]
+    outputs = [f"out{i}" for i in range(n_outputs)]
+    graph = helper.make_graph(
+        [helper.make_node(op, names, outputs, **attrs)],
+        op,
+        [helper.make_tensor_value_info(n, T.FLOAT, list(v.shape)) for n, v in zip(names, inputs)],
+        [helper.make_tensor_value_info(n, T.FLOAT, None) for n in outputs],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model, dict(zip(names, inputs))
+
+
+def _assert_matches_onnxruntime(op, inputs, n_outputs=1, opset=17, threads=1, **attrs):
+    """onnxruntime with ``threads`` intra-op threads against the onnxruntime profile with mlas_threads=threads."""
+    model, feeds = _model(op, inputs, n_outputs, opset, **attrs)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = threads
+    want = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    profile = refquant.profiles.ONNXRUNTIME.with_options(mlas_threads=threads)
+    got = refquant.Session(model, profile=profile).run(None, feeds)
+    for g, w in zip(got, want):
+        assert_same_bits(g, w)
+    return got
+
+
+def _normal(shape, seed, spread=3.0, offset=0.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * spread + offset).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- MatMul
+
+
+@pytest.mark.parametrize("n, k, want", [(40, 300, 256), (16, 1000, 1024), (300, 40, 64), (128, 128, 128), (8, 8, 8), (600, 600, 128), (1, 5000, 1024), (5000, 1, 1)])  # fmt: skip
+def test_sgemm_k_block_follows_mlas_stride_rule(n, k, want):
+    """Hand-derived from MlasSgemmOperation: StrideN = StrideK = 128; N >= K halves StrideK while
+    StrideK / 2 >= K; otherwise doubles StrideK while StrideN > 16 and StrideN / 2 >= N."""
+    assert mlas._stride_k(n, k) == want
+
+
+@given(m=st.integers(1, 40), k=st.integers(1, 600), n=st.integers(1, 90), threads=st.integers(1, 4), seed=st.integers(0, 2**16))  # fmt: skip
+def test_matmul_matches_onnxruntime(m, k, n, threads, seed):
+    """Products above 65536 multiply-adds are split between threads, each part with its own K blocks."""
+    _assert_matches_onnxruntime("MatMul", [_normal((m, k), seed), _normal((k, n), seed + 1)], threads=threads)
+
+
+@pytest.mark.parametrize("m, k, n, threads, parts", [(7, 257, 37, 2, [(0, 7, 0, 32), (0, 7, 32, 37)]), (7, 257, 37, 1, [(0, 7, 0, 37)]), (40, 600, 10, 3, [(0, 14, 0, 10), (14, 27, 0, 10), (27, 40, 0, 10)]), (7, 100, 37, 2, [(0, 7, 0, 37)])])  # fmt: skip
+def test_sgemm_thread_split_follows_mlas_gemm_batch(m, k, n, threads, parts):
+    """Hand-derived: min(threads, MNK / 65536 + 1) threads; N > M splits 16-column blocks (3 blocks: 2 + 1),
+    else rows (40 x 600 x 10: 4 wanted, 3 allowed, 40 = 14 + 13 + 13); 7 x 100 x 37 = 25900 multiply-adds stays on one thread."""
+    got = [(r.start, r.stop, c.start, c.stop) for r, c in mlas._thread_parts(m, n, k, 1, threads)]
+    assert got == parts
+
+
+def test_sgemm_thread_split_changes_the_rounding():
+    a, b = _normal((7, 257), 0), _normal((257, 37), 1)
+    assert not np.array_equal(mlas.sgemm(a, b, 1), mlas.sgemm(a, b, 2))
+    _assert_matches_onnxruntime("MatMul", [a, b], threads=2)
+
+
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [((2, 3, 1, 20), (3, 20, 9)), ((2, 3, 5, 20), (3, 20, 9)), ((4, 1, 12), (12, 7)), ((3, 6, 12), (12, 7)), ((12,), (12, 5)), ((6, 13), (13,)), ((2, 3, 7), (7,)), ((6, 13), (13, 1)), ((1, 12, 16), (1, 16, 12))],  # fmt: skip
+)
+def test_batched_and_vector_matmul_matches_onnxruntime(a_shape, b_shape):
+    """Batches, a 2-D B that folds A's batch into M (so (4, 1, 12) is not an M == 1 product),
+    a 1-D B (M == 1 products of b and A's rows) and an (K, 1) B (the N == 1 kernel)."""
+    _assert_matches_onnxruntime("MatMul", [_normal(a_shape, 1), _normal(b_shape, 2)])
+
+
+def test_sgemm_is_exact_where_every_partial_sum_is():
+    """Small integers: every order gives the exact product, M == 1 and M > 1 alike."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(-8, 8, (5, 300)).astype(np.float32), rng.integers(-8, 8, (300, 7)).astype(np.float32)
+    exact = a.astype(np.int64) @ b.astype(np.int64)
+    assert np.array_equal(mlas.sgemm(a, b), exact)
+    assert np.array_equal(mlas.sgemm(a[:1], b), exact[:1])
+
+
+def test_spec_profile_matmul_stays_correctly_rounded():
+    a, b = _normal((12, 300), 3), _normal((300, 12), 4)
+    model, feeds = _model("MatMul", [a, b])
+    (got,) = refquant.Session(model).run(None, feeds)
+    assert_same_bits(got, (a.astype(np.float64) @ b.astype(np.float64)).astype(np.float32))
+    assert not np.array_equal(got, mlas.sgemm(a, b))  # the two pipelines do differ on this product
+
+
+# ----------------------------------------------------------------------------- Softmax
+
+
+@needs_avx512f
+@given(rows=st.integers(1, 6), n=st.integers(1, 120), spread=st.sampled_from([0.1, 4.0, 40.0]), seed=st.integers(0, 2**16))
+def test_softmax_matches_onnxruntime(rows, n, spread, seed):
+    _assert_matches_onnxruntime("Softmax", [_normal((rows, n), seed, spread)], axis=-1)
+
+
+@needs_avx512f
+@pytest.mark.parametrize("opset, axis", [(13, 1), (13, 0), (11, 1), (11, 2)])
+def test_softmax_axes_match_onnxruntime(opset, axis):
+    """Softmax-13 over one inner axis; Softmax-11 over the flattened axes axis..n-1."""
+    _assert_matches_onnxruntime("Softmax", [_normal((3, 5, 7), 5)], opset=opset, axis=axis)
+
+
+@needs_avx512f
+def test_softmax_exponent_reaches_subnormals_like_vscalefps():
+    """x - max down to -103.97 (the kernel's clamp) gives subnormal exponentials, rounded once."""
+    x = np.array([[0.0, -87.0, -90.0, -100.0, -103.0, -103.9, -120.0, -1e30]], np.float32)
+    (y,) = _assert_matches_onnxruntime("Softmax", [x], axis=-1)
+    assert 0 < y[0, 3] < np.finfo(np.float32).tiny
+
+
+def test_mlas_exp_is_within_two_ulps_of_exp():
+    v = np.linspace(-100, 0, 20001, dtype=np.float32)
+    exact = np.exp(v.astype(np.float64))
+    error = np.abs(mlas._exp(v) - exact) / np.spacing(exact.astype(np.float32)).astype(np.float64)
+    assert error.max() < 2
+
+
+# ----------------------------------------------------------------------------- LayerNormalization
+
+
+@given(rows=st.integers(1, 8), n=st.integers(1, 70), bias=st.booleans(), offset=st.sampled_from([0.0, 0.7, 300.0]), seed=st.integers(0, 2**16))  # fmt: skip
+def test_layer_normalization_matches_onnxruntime(rows, n, bias, offset, seed):
+    """n < 8: the portable Welford loop; n >= 8: the AVX2 kernel with its 4- and 8-lane tails. Mean and InvStdDev too."""
+    x = _normal((rows, n), seed, 3.0, offset)
+    scale, b = _normal((n,), seed + 1, 0.1, 1.0), _normal((n,), seed + 2, 0.1)
+    _assert_matches_onnxruntime("LayerNormalization", [x, scale, b] if bias else [x, scale], n_outputs=3, axis=-1)
+
+
+def test_layer_normalization_over_two_axes_matches_onnxruntime():
+    x = _normal((2, 3, 4, 5), 7)
+    _assert_matches_onnxruntime("LayerNormalization", [x, _normal((4, 5), 8), _normal((4, 5), 9)], n_outputs=3, axis=2)
+
+
+def test_layer_normalization_rows_are_independent():
+    x = _normal((6, 21), 10)
+    scale, b = _normal((21,), 11), _normal((21,), 12)
+    together = mlas.layer_norm(x, scale, b, 1e-5)
+    for i in range(6):
+        alone = mlas.layer_norm(x[i : i + 1], scale, b, 1e-5)
+        for t, a in zip(together, alone):
+            assert_same_bits(t[i : i + 1], a)
