@@ -385,8 +385,11 @@ def cases(ops: Iterable[str] = OPS, models: Sequence[os.PathLike | str] | None =
 
 
 def _prepared_call(name: str, case: BenchCase) -> Callable[[], object]:
-    """A call that runs ``case`` on engine ``name``, prepared (sessions built) once; BackendError if it cannot."""
-    backend = create(name)
+    """A call that runs ``case`` on engine ``name``, prepared (sessions built) once; BackendError if it cannot.
+
+    onnxruntime runs with its default threads (one per core), as deployed, not the adapters' one thread.
+    """
+    backend = create(name, **({"threads": None} if name.startswith("ort-") else {}))
     backend.require_available()
     prepared = backend._prepare(case.model, False)
     feeds = {k: np.asarray(v) for k, v in case.feeds.items()}

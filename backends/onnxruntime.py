@@ -246,12 +246,14 @@ class OnnxRuntime(Backend):
     """onnxruntime with the providers in :attr:`providers`.
 
     ``optimization``: "disabled", "basic", "extended" or "all" (graph
-    optimization level). ``threads``: intra-op threads (None: onnxruntime's default).
+    optimization level). ``threads``: intra-op threads, 1 by default: MLAS splits a large float
+    GEMM between threads and the split changes its rounding, which the onnxruntime profile replays
+    for one thread (profile option ``mlas_threads``); None: onnxruntime's default (one per core).
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
-    def __init__(self, *, optimization: str = "disabled", threads: int | None = None, name: str | None = None):
+    def __init__(self, *, optimization: str = "disabled", threads: int | None = 1, name: str | None = None):
         super().__init__()
         if optimization not in OPTIMIZATION_LEVELS:
             raise BackendError(
@@ -384,7 +386,7 @@ class _Gpu(OnnxRuntime):
     default_name = "ort-gpu"
 
     def __init__(
-        self, *, device_id: int = 0, optimization: str = "disabled", threads: int | None = None, name: str | None = None
+        self, *, device_id: int = 0, optimization: str = "disabled", threads: int | None = 1, name: str | None = None
     ):
         self.device_id = device_id
         self._device_status: Availability | None = None
@@ -453,7 +455,7 @@ class OrtTensorRT(_Gpu):
         engine_cache_dir: str | os.PathLike | None = None,
         device_id: int = 0,
         optimization: str = "disabled",
-        threads: int | None = None,
+        threads: int | None = 1,
         name: str | None = None,
     ):
         self.int8, self.fp16 = int8, fp16

@@ -78,6 +78,14 @@ def test_unknown_backend_and_bad_option_are_backend_errors():
         backends.create("ort-cpu", optimization="fast")
 
 
+def test_onnxruntime_adapters_run_one_thread_unless_told():
+    """One intra-op thread: the onnxruntime profile replays MLAS's float GEMM split for mlas_threads=1."""
+    pytest.importorskip("onnxruntime")
+    assert backends.create("ort-cpu").session_options().intra_op_num_threads == 1
+    assert backends.create("ort-cpu", threads=3).session_options().intra_op_num_threads == 3
+    assert backends.create("ort-cpu", threads=None).session_options().intra_op_num_threads == 0  # onnxruntime's default
+
+
 def test_reference_ort_lights_up_with_the_onnxruntime_profile(monkeypatch):
     monkeypatch.delitem(PROFILES, "onnxruntime", raising=False)
     status = backends.create("reference-ort").availability()
