@@ -1,7 +1,7 @@
 """onnxruntime's MLAS float32 kernels, replayed operation by operation.
 
 Profile option ``float_pipeline="mlas-float32"`` (the onnxruntime profile) routes
-float32 MatMul, Softmax, LayerNormalization and GlobalAveragePool here. Every function below performs the same float32 operations, in the same
+float32 MatMul, Gemm, Softmax, LayerNormalization and GlobalAveragePool here. Every function below performs the same float32 operations, in the same
 order, as the x86-64 kernel it names, so its result is bit-identical to
 onnxruntime's; each rounding step is a float32 numpy operation or
 :func:`refquant.arith.fma_float32` (one rounding, as a fused multiply-add).
@@ -85,23 +85,38 @@ def _stride_k(n: int, k: int) -> int:
 
 _THREAD_COMPLEXITY = 64 * 1024  # multiply-adds per thread (MLAS_SGEMM_THREAD_COMPLEXITY)
 _THREAD_ALIGN_N = 16  # N is split between threads in multiples of 16 columns
+_PACKED_STRIDE_K = 256  # K block of a prepacked B (MLAS_SGEMM_PACKED_STRIDEK)
 
 
-def sgemm(a: np.ndarray, b: np.ndarray, threads: int = 1) -> np.ndarray:
-    """a @ b for float32 (..., M, K) and (..., K, N) as MlasGemmBatch computes it (alpha 1, beta 0).
+def sgemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    threads: int = 1,
+    *,
+    c: np.ndarray | None = None,
+    alpha: float = 1.0,
+    trans_b: bool = False,
+    packed: bool = False,
+) -> np.ndarray:
+    """alpha * a @ b' + c for float32 (..., M, K) a and b' = b or b transposed, as MlasGemmBatch computes it.
 
+    ``c`` (float32, of the result's shape) is the accumulated C (beta = 1); None means beta = 0.
+    ``packed``: B is a constant onnxruntime prepacked (a 2-D initializer of MatMul or Gemm).
     The batch of products is split between up to ``threads`` threads (:func:`_thread_parts`);
-    each part runs MlasSgemmOperation on its rows and columns (:func:`_sgemm_part`).
+    each part is computed alone (:func:`_sgemm_part`).
     """
+    bt = np.swapaxes(b, -1, -2) if trans_b else b
     m, k = a.shape[-2:]
-    n = b.shape[-1]
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (m, n)
+    n = bt.shape[-1]
+    shape = np.broadcast_shapes(a.shape[:-2], bt.shape[:-2]) + (m, n)
     a = np.broadcast_to(a, shape[:-2] + (m, k))
-    b = np.broadcast_to(b, shape[:-2] + (k, n))
+    bt = np.broadcast_to(bt, shape[:-2] + (k, n))
     result = np.empty(shape, F32)
     batch = int(np.prod(shape[:-2], dtype=np.int64))
+    kernel = _Kernel(F32(alpha), trans_b, packed, column_vector=n == 1 and (k == 1 or not trans_b))
     for rows, columns in _thread_parts(m, n, k, batch, threads):
-        result[..., rows, columns] = _sgemm_part(a[..., rows, :], b[..., columns], column_vector=n == 1)
+        part_c = None if c is None else np.broadcast_to(c, shape)[..., rows, columns]
+        result[..., rows, columns] = kernel.part(a[..., rows, :], bt[..., columns], part_c)
     return result
 
 
@@ -128,42 +143,61 @@ def _partition(total: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1]) for i in range(parts) if bounds[i] < bounds[i + 1]]
 
 
-def _sgemm_part(a: np.ndarray, b: np.ndarray, column_vector: bool) -> np.ndarray:
-    """MlasSgemmOperation on one thread's part.
+class _Kernel:
+    """MlasSgemmOperation (or MlasSgemmPackedOperation) on one thread's part of one product."""
 
-    M == 1: :func:`_sgemm_m1`. N == 1 of a column-vector B: :func:`_sgemm_n1`.
-    Otherwise (SgemmKernelFma3 / Avx512F) K is cut into blocks (:func:`_stride_k`, from the
-    part's N); within a block each output is one fused multiply-add chain from 0 in k order,
-    c = fma(a[k], b[k], c), and each block's chain is added to the running result.
+    def __init__(self, alpha: np.float32, trans_b: bool, packed: bool, column_vector: bool):
+        self.alpha, self.trans_b, self.packed, self.column_vector = alpha, trans_b, packed, column_vector
+
+    def part(self, a: np.ndarray, b: np.ndarray, c: np.ndarray | None) -> np.ndarray:
+        """a (..., m, K) times b (..., K, n), accumulated onto c.
+
+        A prepacked B always takes the blocked kernel with K blocks of 256. Otherwise, with
+        alpha = 1: M == 1 takes :func:`_sgemm_m1` (B as stored) or :func:`_dot_rows` (B
+        transposed); N == 1 with B a column vector takes :func:`_dot_rows` with A and B swapped.
+        Everything else takes :meth:`blocked` with the K block :func:`_stride_k` of the part.
+        """
+        m, k = a.shape[-2:]
+        n = b.shape[-1]
+        start = np.zeros(a.shape[:-2] + (m, n), F32) if c is None else c
+        if k == 0:
+            return start
+        if self.packed:
+            return self.blocked(a, b, c, _PACKED_STRIDE_K)
+        if self.alpha == 1 and m == 1:
+            if self.trans_b:
+                return _dot_rows(a[..., 0, :], np.swapaxes(b, -1, -2), start[..., 0, :])[..., np.newaxis, :]
+            return _sgemm_m1(a[..., 0, :], b, start[..., 0, :])[..., np.newaxis, :]
+        if self.alpha == 1 and n == 1 and self.column_vector:
+            return _dot_rows(b[..., :, 0], a, start[..., :, 0])[..., np.newaxis]
+        return self.blocked(a, b, c, _stride_k(n, k))
+
+    def blocked(self, a: np.ndarray, b: np.ndarray, c: np.ndarray | None, stride: int) -> np.ndarray:
+        """SgemmKernelFma3 / Avx512F: per K block one fused multiply-add chain from 0 in k order per output,
+        c = fma(a[k], b[k], c); the first block without C is stored as chain * alpha, every other
+        block is accumulated as fma(chain, alpha, result) (chain + result when alpha is 1)."""
+        k = a.shape[-1]
+        result = c
+        for begin in range(0, k, stride):
+            chain = np.zeros(a.shape[:-1] + b.shape[-1:], F32)
+            for i in range(begin, min(k, begin + stride)):
+                chain = fma_float32(a[..., :, i : i + 1], b[..., i : i + 1, :], chain)
+            if result is None:
+                result = chain if self.alpha == 1 else chain * self.alpha
+            else:
+                result = chain + result if self.alpha == 1 else fma_float32(chain, self.alpha, result)
+        return result
+
+
+def _sgemm_m1(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """SgemmKernelM1Avx (no fused multiply-adds): vector a (..., K) times b (..., K, N), onto c (..., N).
+
+    Rounded products p[k] = a[k] * b[k, :]; each group of four k is summed ((p0 + p1) + p2) + p3
+    and added to the result, then a remaining pair (p0 + p1), then a last single k. ``c`` is +0
+    without a C (the kernel masks C to zero on its first pass).
     """
-    m, k = a.shape[-2:]
-    n = b.shape[-1]
-    shape = a.shape[:-2] + (m, n)
-    if k == 0:
-        return np.zeros(shape, F32)
-    if m == 1:
-        return _sgemm_m1(a, b, shape)
-    if n == 1 and column_vector:
-        return _sgemm_n1(a, b, shape)
-    stride = _stride_k(n, k)
-    result = None
-    for start in range(0, k, stride):
-        chain = np.zeros(shape, F32)
-        for i in range(start, min(k, start + stride)):
-            chain = fma_float32(a[..., :, i : i + 1], b[..., i : i + 1, :], chain)
-        result = chain if result is None else result + chain
-    return result
-
-
-def _sgemm_m1(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The M == 1 kernel (no fused multiply-adds): rounded products p[k] = a[k] * b[k, :].
-
-    Each group of four rows is summed ((p0 + p1) + p2) + p3 and added to the result,
-    then a remaining pair (p0 + p1), then a last single row; the first group is added
-    to +0, as the kernel masks C to zero on its first pass.
-    """
-    products = np.moveaxis(a[..., 0, :, np.newaxis] * b, -2, 0)  # (K, ..., N), float32 rounding
-    result = np.zeros(shape[:-2] + shape[-1:], F32)
+    products = np.moveaxis(a[..., :, np.newaxis] * b, -2, 0)  # (K, ..., N), float32 rounding
+    result = c
     k = len(products)
     i = 0
     while i < k:
@@ -173,34 +207,34 @@ def _sgemm_m1(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarra
             group = group + products[j]
         result = group + result
         i += width
-    return result.reshape(shape)
+    return result
 
 
-def _sgemm_n1(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The N == 1 case: SgemmKernelM1TransposeBAvx with A and B swapped (no fused multiply-adds).
+def _dot_rows(vector: np.ndarray, rows: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """SgemmKernelM1TransposeBAvx (no fused multiply-adds): dot products of vector (..., K) with rows (..., R, K), onto c (..., R).
 
-    Each row's dot product sums its rounded products a[m, k] * b[k] in eight lanes (k mod 8).
-    Rows go in blocks of four, then two, then one, each block reducing its lanes its own way
-    (:data:`_N1_REDUCTIONS`); the result is added to +0.
+    Each row's rounded products go to eight lanes (k mod 8); rows go in blocks of four, then two,
+    then one, each block reducing its lanes its own way (:data:`_DOT_REDUCTIONS`), then adding c.
     """
-    k = a.shape[-1]
-    products = a * b[..., :, 0][..., np.newaxis, :]  # (..., M, K), float32 rounding
-    lanes = np.zeros(shape[:-1] + (8,), F32)
+    k = rows.shape[-1]
+    products = rows * vector[..., np.newaxis, :]  # float32 rounding
+    lanes = np.zeros(products.shape[:-1] + (8,), F32)
     for start in range(0, k, 8):
         chunk = products[..., start : start + 8]
         lanes[..., : chunk.shape[-1]] += chunk
-    m = shape[-2]
-    blocks = [4] * (m // 4) + [2] * (m % 4 // 2) + [1] * (m % 2)
-    result = np.empty(shape[:-1], F32)
+    count = rows.shape[-2]
+    blocks = [4] * (count // 4) + [2] * (count % 4 // 2) + [1] * (count % 2)
+    result = np.empty(products.shape[:-1], F32)
     row = 0
     for size in blocks:
-        result[..., row : row + size] = _N1_REDUCTIONS[size](lanes[..., row : row + size, :]) + F32(0)
+        part = slice(row, row + size)
+        result[..., part] = _DOT_REDUCTIONS[size](lanes[..., part, :]) + c[..., part]
         row += size
-    return result[..., np.newaxis]
+    return result
 
 
 #: lane reductions of SgemmKernelM1TransposeBAvx by row-block size (x = one row's 8 lanes)
-_N1_REDUCTIONS = {
+_DOT_REDUCTIONS = {
     4: lambda x: (((x[..., 0] + x[..., 1]) + x[..., 2]) + x[..., 3]) + (((x[..., 4] + x[..., 5]) + x[..., 6]) + x[..., 7]),
     2: lambda x: ((x[..., 0] + x[..., 2]) + (x[..., 4] + x[..., 6])) + ((x[..., 1] + x[..., 3]) + (x[..., 5] + x[..., 7])),
     1: lambda x: ((x[..., 0] + x[..., 1]) + (x[..., 2] + x[..., 3])) + ((x[..., 4] + x[..., 5]) + (x[..., 6] + x[..., 7])),

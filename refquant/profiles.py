@@ -81,7 +81,7 @@ class Profile:
         ``x * 255 / span`` rather than from the scale, and an all-zero input gives
         scale 0 (OpenVINO; :func:`refquant.arith.dynamic_quantize_reciprocal`).
     float_pipeline:
-        Float32 MatMul, Softmax, LayerNormalization and GlobalAveragePool: ``"exact"`` (float64,
+        Float32 MatMul, Gemm, Softmax, LayerNormalization and GlobalAveragePool: ``"exact"`` (float64,
         rounded once) or ``"mlas-float32"``: onnxruntime's MLAS kernels replayed operation by
         operation in float32 (:mod:`refquant.mlas`; SGEMM blocking and fused multiply-add chains,
         MLAS's exp polynomial and lane sums, the LayerNorm kernel's double-precision mean).

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto as T
-from onnx import helper
+from onnx import helper, numpy_helper
 
 import refquant
 from refquant import mlas
@@ -179,3 +179,45 @@ def test_layer_normalization_rows_are_independent():
         alone = mlas.layer_norm(x[i : i + 1], scale, b, 1e-5)
         for t, a in zip(together, alone):
             assert_same_bits(t[i : i + 1], a)
+
+
+# ----------------------------------------------------------------------------- constant B and Gemm
+
+
+def _assert_gemm_matches_onnxruntime(op, a, b, c=None, constant_b=False, **attrs):
+    """``op`` (MatMul or Gemm) with B fed or stored as an initializer (which onnxruntime prepacks)."""
+    named = [("in0", a), ("in1", b)] + ([("in2", c)] if c is not None else [])
+    feeds = {n: v for n, v in named if not (constant_b and n == "in1")}
+    graph = helper.make_graph(
+        [helper.make_node(op, [n for n, _ in named], ["out0"], **attrs)],
+        op,
+        [helper.make_tensor_value_info(n, T.FLOAT, list(v.shape)) for n, v in feeds.items()],
+        [helper.make_tensor_value_info("out0", T.FLOAT, None)],
+        [numpy_helper.from_array(b, "in1")] if constant_b else [],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    (want,) = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+    (got,) = refquant.Session(model, profile="onnxruntime").run(None, feeds)
+    assert_same_bits(got, want)
+
+
+@given(m=st.integers(1, 8), k=st.integers(1, 600), n=st.integers(1, 20), seed=st.integers(0, 2**16))
+def test_matmul_with_constant_b_matches_onnxruntime(m, k, n, seed):
+    """A 2-D initializer B is prepacked: K blocks of 256, no M == 1 or N == 1 kernel."""
+    _assert_gemm_matches_onnxruntime("MatMul", _normal((m, k), seed), _normal((k, n), seed + 1), constant_b=True)
+
+
+@given(
+    m=st.integers(1, 8), k=st.integers(1, 300), n=st.integers(1, 20), trans_b=st.booleans(), constant_b=st.booleans(),
+    alpha=st.sampled_from([1.0, 0.3, 2.0]), beta=st.sampled_from([1.0, 0.0, 0.7]),
+    c_shape=st.sampled_from(["none", "row", "full", "scalar"]), seed=st.integers(0, 2**16),
+)  # fmt: skip
+def test_gemm_matches_onnxruntime(m, k, n, trans_b, constant_b, alpha, beta, c_shape, seed):
+    """Y starts as C (times beta), MLAS accumulates alpha * A @ B' onto it: fma(chain, alpha, Y) per K block."""
+    a, b = _normal((m, k), seed), _normal((n, k) if trans_b else (k, n), seed + 1)
+    c = {"none": None, "row": _normal((n,), seed + 2), "full": _normal((m, n), seed + 2), "scalar": _normal((1,), seed + 2)}[c_shape]
+    _assert_gemm_matches_onnxruntime("Gemm", a, b, c, constant_b, transB=int(trans_b), alpha=alpha, beta=beta)

@@ -9,7 +9,7 @@ import numpy as np
 from ..dtypes import np_dtype, type_name, proto_of
 from ..errors import AttributeValueError, DTypeError, ShapeError
 
-__all__ = ["types_at", "require_dtype", "require_input", "normalize_axis", "dtype_name", "float_mlas"]
+__all__ = ["types_at", "require_dtype", "require_input", "normalize_axis", "dtype_name", "float_mlas", "frozen"]
 
 
 def types_at(table: Mapping[int, Iterable[int]], version: int) -> frozenset[int]:
@@ -48,3 +48,14 @@ def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
 def float_mlas(node, x: np.ndarray) -> bool:
     """True when float32 ``x`` takes onnxruntime's MLAS order (profile float_pipeline="mlas-float32", refquant.mlas)."""
     return x.dtype == np.float32 and node.profile.float_pipeline == "mlas-float32"
+
+
+def frozen(array: np.ndarray | None) -> bool:
+    """Whether nothing writes ``array`` without first setting WRITEABLE back: read-only down to data it owns
+    or to immutable bytes. The Session's constants (initializers, Constant outputs) are; a fed array may
+    change between runs."""
+    while isinstance(array, np.ndarray):
+        if array.flags.writeable:
+            return False
+        array = array.base
+    return array is None or isinstance(array, bytes)

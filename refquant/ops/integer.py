@@ -33,7 +33,7 @@ from ..window import (
     pad,
     tap_views,
 )
-from .common import dtype_name, require_dtype, require_input, types_at
+from .common import dtype_name, frozen, require_dtype, require_input, types_at
 
 INT8_TYPES = (T.UINT8, T.INT8)
 FLOAT8_TYPES = (T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2FNUZ)
@@ -210,19 +210,9 @@ class _Operand:
         return cls(values, int(magnitudes.max(initial=0)), int(magnitudes.sum(axis=axis, dtype=np.float64).max(initial=0)))
 
 
-def _frozen(array: np.ndarray | None) -> bool:
-    """Whether nothing writes ``array`` without first setting WRITEABLE back: read-only down to data it owns
-    or to immutable bytes. The Session's constants are; a fed array may change between runs."""
-    while isinstance(array, np.ndarray):
-        if array.flags.writeable:
-            return False
-        array = array.base
-    return array is None or isinstance(array, bytes)
-
-
 def _cached(node: Node, key: str, sources: tuple, prepare):
     """prepare(), kept in node.cache while ``sources`` are the same frozen arrays; prepared afresh otherwise."""
-    if not all(source is None or _frozen(source) for source in sources):
+    if not all(source is None or frozen(source) for source in sources):
         return prepare()
     entry = node.cache.get(key)
     if entry is None or any(kept is not source for kept, source in zip(entry[0], sources)):

@@ -24,7 +24,7 @@ from ..broadcast import broadcast_shapes, check_unidirectional
 from ..errors import AttributeValueError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import float_mlas, require_input
+from .common import float_mlas, frozen, require_input
 from .elementwise import FLOATS, WIDE_INTS, is_integer, require_types
 
 #: element types by the version that added them (MatMul and Gemm alike)
@@ -62,15 +62,17 @@ def _matrix_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _mlas_matmul(a: np.ndarray, b: np.ndarray, vector_b: bool, threads: int) -> np.ndarray:
     """refquant.mlas.sgemm as onnxruntime calls it for MatMul (rank >= 2 operands).
 
-    With a 2-D B, A's batch rows form one (rows, K) matrix. With a 1-D B (``vector_b``), the
-    product is taken as b (1, K) times A's rows transposed, so every output is an M == 1 dot product.
+    With a 2-D B, A's batch rows form one (rows, K) matrix, and a 2-D constant B (an initializer
+    or Constant) is prepacked. With a 1-D B (``vector_b``), the product is taken as b (1, K) times
+    A's rows transposed, so every output is an M == 1 dot product.
     """
     if vector_b:
         rows = a.reshape(-1, a.shape[-1])
         return mlas.sgemm(b.T, rows.T, threads).reshape(a.shape[:-1] + (1,))
+    packed = b.ndim == 2 and frozen(b)
     if b.ndim == 2 and a.ndim > 2:
-        return mlas.sgemm(a.reshape(-1, a.shape[-1]), b, threads).reshape(a.shape[:-1] + b.shape[-1:])
-    return mlas.sgemm(a, b, threads)
+        return mlas.sgemm(a.reshape(-1, a.shape[-1]), b, threads, packed=packed).reshape(a.shape[:-1] + b.shape[-1:])
+    return mlas.sgemm(a, b, threads, packed=packed)
 
 
 @register("MatMul", since=(9, 13))
@@ -122,6 +124,16 @@ def _float_gemm(product: np.ndarray, c, alpha: float, beta: float, dtype: np.dty
     return arith.narrow(y, dtype)
 
 
+def _mlas_gemm(a, b, c, alpha: float, beta: float, trans_b: bool, threads: int) -> np.ndarray:
+    """refquant.mlas.sgemm as onnxruntime's Gemm calls it: Y starts as C broadcast (times beta in
+    float32 unless beta is 1), then MLAS accumulates alpha * A @ B' onto it; a B initializer is prepacked."""
+    shape = (a.shape[0], b.shape[0] if trans_b else b.shape[1])
+    start = None
+    if c is not None:
+        start = np.broadcast_to(c, shape) if beta == 1 else np.broadcast_to(c, shape) * np.float32(beta)
+    return mlas.sgemm(a, b, threads, c=start, alpha=alpha, trans_b=trans_b, packed=frozen(b))
+
+
 @register("Gemm", since=(9, 11, 13))
 def gemm(node: Node, a, b, c=None):
     if node.version < 11:
@@ -129,9 +141,11 @@ def gemm(node: Node, a, b, c=None):
     require_types(node, MATMUL_TYPES, {"A": a, "B": b} | ({} if c is None else {"C": c}))
     if a.ndim != 2 or b.ndim != 2:
         raise ShapeError(f"A {a.shape} and B {b.shape} must be matrices (rank 2)")
-    if node.attr("transA", 0, int):
+    trans_a, trans_b = bool(node.attr("transA", 0, int)), bool(node.attr("transB", 0, int))
+    stored_b = b
+    if trans_a:
         a = a.T
-    if node.attr("transB", 0, int):
+    if trans_b:
         b = b.T
     if a.shape[1] != b.shape[0]:
         raise ShapeError(f"A' {a.shape} and B' {b.shape} (after transA/transB): inner dimensions differ")
@@ -142,4 +156,6 @@ def gemm(node: Node, a, b, c=None):
             c = None  # beta * C is not computed, so NaN or inf in C do not propagate
     if is_integer(a):
         return (_integer_gemm(_integer_matmul(a, b), c, alpha, beta),)
+    if float_mlas(node, a) and not trans_a and (c is None or c.dtype == np.float32):
+        return (_mlas_gemm(a, stored_b, c, alpha, beta, trans_b, node.profile.mlas_threads),)
     return (_float_gemm(_float64_matmul(a, b), c, alpha, beta, a.dtype),)

@@ -92,6 +92,15 @@ _VALUE_ATTRIBUTES = {
 
 @register("Constant", since=(9, 11, 12, 13, 19, 21, 23, 24, 25))
 def constant(node: Node):
+    """The attribute's tensor, read-only: a Constant is a graph constant like an initializer (onnxruntime
+    turns Constant nodes into initializers, which its MatMul and Gemm prepack; ops.common.frozen)."""
+    (value,) = _constant_value(node)
+    value = np.array(value)
+    value.setflags(write=False)
+    return (value,)
+
+
+def _constant_value(node: Node):
     v = node.version
     known = ["value"] + (["sparse_value"] if v >= 11 else []) + (list(_VALUE_ATTRIBUTES) if v >= 12 else [])
     given = [name for name in known if node.has(name)]
