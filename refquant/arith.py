@@ -26,6 +26,8 @@ __all__ = [
     "param_for",
     "check_scale",
     "fma_float32",
+    "add_round_to_odd",
+    "float64_for_narrowing",
     "fake_quantize",
     "dequantize_lowered",
     "dynamic_quantize_reciprocal",
@@ -271,28 +273,45 @@ def _dequantize_general(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype)
 _F32 = np.float32
 
 
-def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(s, t) with s = fl(a + b) and s + t == a + b exactly (Knuth; finite inputs)."""
-    s = a + b
-    b_virtual = s - a
-    return s, (a - (s - b_virtual)) + (b - b_virtual)
+def add_round_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b of float64 values rounded to odd: the sum when exact, else its float64 neighbour with an
+    odd last bit, toward the exact sum. Rounding this to a type of <= 51 significant bits rounds the
+    exact sum once (Boldo & Melquiond, 2008). Knuth's two-sum gives the exact error; non-finite sums
+    stay as they are."""
+    total = np.asarray(a + b)
+    b_virtual = total - a
+    error = (a - (total - b_virtual)) + (b - b_virtual)
+    to_odd = np.isfinite(total) & (error != 0) & ((total.view(np.uint64) & 1) == 0)
+    return np.where(to_odd, np.nextafter(total, np.copysign(np.inf, error)), total)
 
 
 def fma_float32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """a * b + c for float32 a, b, c, rounded once to float32 (a fused multiply-add).
 
-    a * b is exact in float64 (24 + 24 bits); the sum is formed exactly as
-    s + t and rounded to odd, so narrowing to float32 rounds only once.
+    a * b is exact in float64 (24 + 24 bits); the sum is rounded to odd, so narrowing
+    to float32 rounds only once.
     """
     a, b, c = np.broadcast_arrays(*(np.asarray(v, _F32).astype(np.float64) for v in (a, b, c)))
-    s, t = _two_sum(a * b, c)
-    inexact = np.isfinite(s) & (t != 0)
-    if inexact.any():
-        s = s.copy()
-        s_in = s[inexact]
-        even = (s_in.view(np.uint64) & 1) == 0
-        s[inexact] = np.where(even, np.nextafter(s_in, np.where(t[inexact] > 0, np.inf, -np.inf)), s_in)
-    return s.astype(_F32)
+    return add_round_to_odd(a * b, c).astype(_F32)
+
+
+def float64_for_narrowing(x: np.ndarray) -> np.ndarray:
+    """x as float64, ready for one rounding to a type of at most 24 significant bits.
+
+    Exact for every type but 64-bit integers of magnitude >= 2**53. Those keep
+    their bits down to 2**11 and fold the lower ones into a sticky last bit
+    (rounding to odd): >= 43 bits are kept, and rounding to odd into p + 2 or
+    more bits, then to nearest into p bits, equals one rounding (Boldo &
+    Melquiond, 2008).
+    """
+    wide = x.astype(np.float64)
+    if x.dtype not in (np.int64, np.uint64):
+        return wide
+    unsigned = x.astype(np.uint64)
+    magnitude = np.where(x < 0, np.uint64(0) - unsigned, unsigned)  # exact, -2**63 included
+    sticky = (magnitude & np.uint64(0x7FF)) != 0
+    kept = ((magnitude >> np.uint64(11)) | sticky.astype(np.uint64)).astype(np.float64) * 2048.0
+    return np.where(magnitude >= np.uint64(2**53), np.where(x < 0, -kept, kept), wide)
 
 
 def _float8_via_float16(x: np.ndarray, scale: np.ndarray, zero_point, qt: QType) -> np.ndarray:
@@ -442,12 +461,18 @@ def requantize(
     rint(float32(acc) * float32(a_scale * b_scale / y_scale)). ``"mixed"``:
     onnx.reference's multiplier in the scales' type, product in float64.
     """
+    multiplier, product_type = _requantize_multiplier(a_scale, b_scale, y_scale, precision)
+    real = (acc.astype(product_type) * multiplier).astype(np.float64)
+    return _to_qtype(real, y_zero_point, qt, saturate=True, nan="error")
+
+
+def _requantize_multiplier(a_scale, b_scale, y_scale, precision: str) -> tuple[np.ndarray, type]:
+    """(a_scale * b_scale / y_scale in the precision's multiplier type, widened to its product type; that type)."""
     multiplier_type, product_type = _REQUANTIZE_TYPES[precision]
     multiplier = (
         np.asarray(a_scale, multiplier_type) * np.asarray(b_scale, multiplier_type) / np.asarray(y_scale, multiplier_type)
     )
-    real = (acc.astype(product_type) * multiplier.astype(product_type)).astype(np.float64)
-    return _to_qtype(real, y_zero_point, qt, saturate=True, nan="error")
+    return multiplier.astype(product_type), product_type
 
 
 # ----------------------------------------------------------------------------
@@ -534,10 +559,7 @@ def requantize_integer(
     requantize()'s, in place, and :func:`_clip_round` does the rest. Other
     types, or a multiplier that overflowed, go to requantize().
     """
-    multiplier_type, product_type = _REQUANTIZE_TYPES[precision]
-    multiplier = (
-        np.asarray(a_scale, multiplier_type) * np.asarray(b_scale, multiplier_type) / np.asarray(y_scale, multiplier_type)
-    ).astype(product_type)
+    multiplier, product_type = _requantize_multiplier(a_scale, b_scale, y_scale, precision)
     real = acc.astype(product_type if bias is None else np.float64)  # a copy: the steps below run in place
     if bias is not None:
         real += bias

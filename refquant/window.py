@@ -41,6 +41,8 @@ __all__ = [
     "channel_column",
     "conv_bias",
     "tap_coordinates",
+    "kernel_shape",
+    "per_axis",
 ]
 
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
@@ -67,7 +69,8 @@ class Window:
         return any(self.pads_begin) or any(self.pads_end)
 
 
-def _per_axis(node: Node, name: str, rank: int, default: int, minimum: int) -> tuple[int, ...]:
+def per_axis(node: Node, name: str, rank: int, default: int, minimum: int) -> tuple[int, ...]:
+    """Attribute ``name``: one int per spatial axis, each >= ``minimum`` (``default`` on every axis when absent)."""
     values = node.attr_ints(name, None)
     if values is None:
         return (default,) * rank
@@ -78,12 +81,13 @@ def _per_axis(node: Node, name: str, rank: int, default: int, minimum: int) -> t
     return tuple(values)
 
 
-def _kernel(node: Node, rank: int, weight_kernel: tuple[int, ...] | None) -> tuple[int, ...]:
+def kernel_shape(node: Node, rank: int, weight_kernel: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The window's spatial shape: ``kernel_shape``, which must equal the weight's spatial shape when there is a weight."""
     if weight_kernel is None:
         if not node.has("kernel_shape"):
             raise AttributeValueError("required attribute 'kernel_shape' is missing")
-        return _per_axis(node, "kernel_shape", rank, 1, 1)
-    kernel = _per_axis(node, "kernel_shape", rank, 1, 1) if node.has("kernel_shape") else weight_kernel
+        return per_axis(node, "kernel_shape", rank, 1, 1)
+    kernel = per_axis(node, "kernel_shape", rank, 1, 1) if node.has("kernel_shape") else weight_kernel
     if kernel != weight_kernel:
         raise ShapeError(f"kernel_shape {list(kernel)} disagrees with the weight's spatial shape {list(weight_kernel)}")
     if min(kernel, default=1) < 1:
@@ -119,9 +123,9 @@ def resolve_window(
     rank = len(spatial_shape)
     if rank == 0:
         raise ShapeError("the input needs at least one spatial axis: (N, C, D1, ...)")
-    kernel = _kernel(node, rank, weight_kernel)
-    strides = _per_axis(node, "strides", rank, 1, 1)
-    dilations = _per_axis(node, "dilations", rank, 1, 1)
+    kernel = kernel_shape(node, rank, weight_kernel)
+    strides = per_axis(node, "strides", rank, 1, 1)
+    dilations = per_axis(node, "dilations", rank, 1, 1)
     auto_pad = node.attr("auto_pad", "NOTSET", str)
     if auto_pad not in AUTO_PADS:
         raise AttributeValueError(f"auto_pad must be one of {', '.join(AUTO_PADS)}, got {auto_pad!r}")

@@ -19,7 +19,7 @@ from .. import arith
 from ..dtypes import QType, qtype
 from ..errors import AttributeValueError
 from .common import require_dtype, require_input
-from .integer import _scalar, _zero_point_of
+from .integer import scalar_param, zero_point_of
 
 __all__ = ["EIGHT_BIT", "QParams", "qparams", "flag", "mlas_pipeline", "round_float32"]
 
@@ -60,8 +60,8 @@ def qparams(scale, zero_point, like: np.ndarray, what: str, *, zero_point_requir
         require_input(zero_point, f"{what}_zero_point")
     require_dtype(scale, {T.FLOAT}, f"{what}_scale")
     arith.check_scale(scale, f"{what}_scale")
-    zero_point = _zero_point_of(zero_point, like, what)
-    return QParams(_scalar(scale, f"{what}_scale"), _scalar(zero_point, f"{what}_zero_point"))
+    zero_point = zero_point_of(zero_point, like, what)
+    return QParams(scalar_param(scale, f"{what}_scale"), scalar_param(zero_point, f"{what}_zero_point"))
 
 
 def flag(node, name: str) -> bool:

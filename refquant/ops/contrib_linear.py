@@ -31,10 +31,10 @@ from .integer import (
     _check_matmul_shapes,
     _matmul_param,
     _operand_params,
-    _scalar,
+    scalar_param,
     _squeeze,
     _warn_if_beyond_int32,
-    _zero_point_of,
+    zero_point_of,
     qlinear_conv,
 )
 from .quantize import dynamic_quantize_linear
@@ -101,16 +101,16 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
         arith.check_scale(value, what)
     if a2.shape[1] != b2.shape[0]:
         raise ShapeError(f"A' has shape {a2.shape} and B' {b2.shape}: inner dimensions {a2.shape[1]} and {b2.shape[0]} differ")
-    a_zp = _scalar(_zero_point_of(a_zero_point, a, "a"), "a_zero_point")
+    a_zp = scalar_param(zero_point_of(a_zero_point, a, "a"), "a_zero_point")
     if b_scale.ndim > 1 or b_zero_point.ndim > 1:
         raise QuantParamError(f"b_scale and b_zero_point must be scalars or 1-D (one per column), got shapes {b_scale.shape}, {b_zero_point.shape}")
-    b_scale, b_zp = _operand_params(b_scale, _zero_point_of(b_zero_point, b, "b"), b2.shape, per_row=False, what="b")
+    b_scale, b_zp = _operand_params(b_scale, zero_point_of(b_zero_point, b, "b"), b2.shape, per_row=False, what="b")
     acc = arith.exact_matmul(_centered(a2, a_zp), _centered(b2, b_zp))
     if c is not None:
         require_dtype(c, {T.INT32}, "C")
         check_unidirectional(c.shape, acc.shape, "C")
         acc = acc + c.astype(np.int64)
-    a_scale = np.float64(alpha) * _scalar(a_scale, "a_scale")  # exact: two float32 factors
+    a_scale = np.float64(alpha) * scalar_param(a_scale, "a_scale")  # exact: two float32 factors
     precision = node.profile.requantize_precision
     if (y_scale is None) != (y_zero_point is None):
         raise QuantParamError("y_scale and y_zero_point come together: both for a quantized Y, neither for float Y")
@@ -121,7 +121,7 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
     arith.check_scale(y_scale, "y_scale")
     _warn_if_beyond_int32(node, acc)
     y = arith.requantize(
-        acc, a_scale, b_scale, _scalar(y_scale, "y_scale"), _scalar(y_zero_point, "y_zero_point"),
+        acc, a_scale, b_scale, scalar_param(y_scale, "y_scale"), scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype), precision=precision,
     )
     return (y,)
@@ -142,7 +142,7 @@ def _matmul_params(scale, zero_point, q, *, per_row: bool, what: str):
             f"{what}_scale has shape {scale.shape}: a 1-D scale of A cannot be factored out of the dot products; "
             "per-row scales have shape [..., M, 1]"
         )
-    zero_point = _zero_point_of(zero_point, q, what)
+    zero_point = zero_point_of(zero_point, q, what)
     return (
         _matmul_param(scale, q.shape, per_row=per_row, what=f"{what}_scale"),
         _matmul_param(zero_point, q.shape, per_row=per_row, what=f"{what}_zero_point"),

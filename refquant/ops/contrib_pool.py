@@ -22,7 +22,7 @@ from ..registry import MS_DOMAIN, register
 from ..window import Window, pad, resolve_window, tap_coordinates, windows
 from .common import normalize_axis, require_dtype, require_input
 from .contrib_common import EIGHT_BIT, FLOAT32, QParams, flag, mlas_pipeline, qparams, round_float32
-from .nn import _inside
+from .nn import taps_inside
 
 
 def _operand(x, x_scale, x_zero_point, y_scale, y_zero_point, names=("X", "x", "y"), *, zero_points_required=False):
@@ -81,7 +81,7 @@ def _tap_counts(window: Window, spatial: tuple[int, ...], include_pad: bool):
     """Divisor per output point: every kernel tap, or (*output) counts of the taps inside the input."""
     if include_pad:
         return math.prod(window.kernel)
-    inside = _inside(tap_coordinates(window), window, spatial)
+    inside = taps_inside(tap_coordinates(window), window, spatial)
     rank = len(spatial)
     return inside.sum(axis=tuple(range(rank, 2 * rank)))
 

@@ -20,7 +20,7 @@ from ..errors import DTypeError, QuantParamError
 from ..node import Node
 from ..registry import MS_DOMAIN, register
 from .common import dtype_name, require_dtype, require_input
-from .quantize import _quant_params, check_dequantize_zero_point
+from .quantize import quant_params, check_dequantize_zero_point
 
 QUANTIZED = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)
 FLOATS = (T.FLOAT, T.FLOAT16)
@@ -32,7 +32,7 @@ def _params(node: Node, x: np.ndarray, scale: np.ndarray, zero_point, what: str)
         raise QuantParamError(
             f"{what}_scale has shape {np.shape(scale)}: without the 'axis' attribute the parameters are per tensor (one value)"
         )
-    return _quant_params(node, x, scale, zero_point, axis_allowed=node.has("axis"))
+    return quant_params(node, x, scale, zero_point, axis_allowed=node.has("axis"))
 
 
 @register("QuantizeLinear", since=(1,), domain=MS_DOMAIN)

@@ -72,25 +72,6 @@ def _float_to_integer(values: np.ndarray, target: np.dtype) -> np.ndarray:
     return truncated.astype(target)
 
 
-def _float64_for_narrowing(x: np.ndarray) -> np.ndarray:
-    """x as float64, ready for one rounding to a type of at most 24 significant bits.
-
-    Exact for every type but 64-bit integers of magnitude >= 2**53. Those keep
-    their bits down to 2**11 and fold the lower ones into a sticky last bit
-    (rounding to odd): >= 43 bits are kept, and rounding to odd into p + 2 or
-    more bits, then to nearest into p bits, equals one rounding (Boldo &
-    Melquiond, 2008).
-    """
-    wide = x.astype(np.float64)
-    if x.dtype not in (np.int64, np.uint64):
-        return wide
-    unsigned = x.astype(np.uint64)
-    magnitude = np.where(x < 0, np.uint64(0) - unsigned, unsigned)  # exact, -2**63 included
-    sticky = (magnitude & np.uint64(0x7FF)) != 0
-    kept = ((magnitude >> np.uint64(11)) | sticky.astype(np.uint64)).astype(np.float64) * 2048.0
-    return np.where(magnitude >= np.uint64(2**53), np.where(x < 0, -kept, kept), wide)
-
-
 def _to_e8m0(values: np.ndarray, *, saturate: bool, round_mode: str) -> np.ndarray:
     """float64 ``values`` to float8e8m0, the powers of two 2**-127 .. 2**127 (and NaN).
 
@@ -123,7 +104,7 @@ def _to_float(x: np.ndarray, target: np.dtype, *, saturate: bool, round_mode: st
     """x to a float type: one rounding to nearest-even, then the type's overflow rule."""
     if target == np.float64:
         return x.astype(np.float64)  # exact, or (64-bit integers) numpy's correctly rounded conversion
-    values = _float64_for_narrowing(x)
+    values = arith.float64_for_narrowing(x)
     if target == _E8M0:
         return _to_e8m0(values, saturate=saturate, round_mode=round_mode)
     largest = float(ml_dtypes.finfo(target).max)

@@ -48,7 +48,7 @@ INT32 = qtype(T.INT32)
 # ----------------------------------------------------------------------------
 
 
-def _zero_point_of(zero_point: np.ndarray | None, tensor: np.ndarray, what: str) -> np.ndarray:
+def zero_point_of(zero_point: np.ndarray | None, tensor: np.ndarray, what: str) -> np.ndarray:
     """The zero point, checked to share ``tensor``'s type; 0 when absent."""
     if zero_point is None:
         return np.zeros((), tensor.dtype)
@@ -67,7 +67,8 @@ def _same_shape(scale: np.ndarray, zero_point: np.ndarray, what: str) -> None:
         )
 
 
-def _scalar(param: np.ndarray, what: str) -> np.ndarray:
+def scalar_param(param: np.ndarray, what: str) -> np.ndarray:
+    """``param`` as a 0-d array; a per-tensor parameter must hold exactly one value."""
     if param.size != 1:
         raise QuantParamError(f"{what} must be a scalar (per tensor), got shape {param.shape}")
     return param.reshape(())
@@ -261,7 +262,7 @@ def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, grou
     ``w_zero_point`` is the node's input (None when absent): with w, the key of the prepared weights.
     One input channel per group sums taps element-wise; otherwise im2col and one product per group.
     """
-    w_zp = _zero_point_of(w_zero_point, w, "w")
+    w_zp = zero_point_of(w_zero_point, w, "w")
     weights = _cached(node, "conv weights", (w, w_zero_point), lambda: _conv_weights(w, w_zp, group))
     padded, interior = blank_padded(x.shape, window, np.float32, 0)  # the padding holds x_zp: 0 once centered
     np.subtract(x, x_zero_point, out=interior, dtype=np.float32)
@@ -350,8 +351,8 @@ def matmul_integer(node: Node, a, b, a_zero_point=None, b_zero_point=None):
     """Y = (A - a_zero_point) @ (B - b_zero_point) as int32; a_zero_point per row, b_zero_point per column."""
     require_dtype(a, INT8_TYPES, "A")
     require_dtype(b, INT8_TYPES, "B")
-    a_zp = _matmul_param(_zero_point_of(a_zero_point, a, "a"), a.shape, per_row=True, what="a_zero_point")
-    b_zp = _matmul_param(_zero_point_of(b_zero_point, b, "b"), b.shape, per_row=False, what="b_zero_point")
+    a_zp = _matmul_param(zero_point_of(a_zero_point, a, "a"), a.shape, per_row=True, what="a_zero_point")
+    b_zp = _matmul_param(zero_point_of(b_zero_point, b, "b"), b.shape, per_row=False, what="b_zero_point")
     _check_matmul_shapes(a, b)
     a2, b2, squeeze = _as_matrices(a, b)
     acc, bound = _matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
@@ -379,7 +380,7 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
             f"a_scale, b_scale and y_scale have types {dtype_name(a_scale.dtype)}, {dtype_name(b_scale.dtype)}, "
             f"{dtype_name(y_scale.dtype)}: they must share one type"
         )
-    a_zp, b_zp = _zero_point_of(a_zero_point, a, "a"), _zero_point_of(b_zero_point, b, "b")
+    a_zp, b_zp = zero_point_of(a_zero_point, a, "a"), zero_point_of(b_zero_point, b, "b")
     a_scale, a_zp = _operand_params(a_scale, a_zp, a.shape, per_row=True, what="a")
     b_scale, b_zp = _operand_params(b_scale, b_zp, b.shape, per_row=False, what="b")
     _check_matmul_shapes(a, b)
@@ -396,8 +397,8 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
         acc,
         a_scale,
         b_scale,
-        _scalar(y_scale, "y_scale"),
-        _scalar(y_zero_point, "y_zero_point"),
+        scalar_param(y_scale, "y_scale"),
+        scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype),
         precision=node.profile.requantize_precision,
     )
@@ -409,7 +410,7 @@ def conv_integer(node: Node, x, w, x_zero_point=None, w_zero_point=None):
     """y = conv(x - x_zero_point, w - w_zero_point) as int32; w_zero_point per tensor or per output channel."""
     require_dtype(x, INT8_TYPES, "x")
     require_dtype(w, INT8_TYPES, "w")
-    x_zp = _scalar(_zero_point_of(x_zero_point, x, "x"), "x_zero_point")
+    x_zp = scalar_param(zero_point_of(x_zero_point, x, "x"), "x_zero_point")
     window, group = conv_window(node, x.shape, w.shape)
     acc, bound = _conv_accumulator(node, x, x_zp, w, w_zero_point, window, group)
     return (_int32_result(node, acc, bound),)
@@ -432,7 +433,7 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
     for value, what in ((x_scale, "x_scale"), (w_scale, "w_scale"), (y_scale, "y_scale")):
         require_dtype(value, {T.FLOAT}, what)
         arith.check_scale(value, what)
-    x_zp, w_zp = _zero_point_of(x_zero_point, x, "x"), _zero_point_of(w_zero_point, w, "w")
+    x_zp, w_zp = zero_point_of(x_zero_point, x, "x"), zero_point_of(w_zero_point, w, "w")
     _same_shape(w_scale, w_zp, "w")
     window, group = conv_window(node, x.shape, w.shape)
     channels, rank = w.shape[0], len(window.kernel)
@@ -441,17 +442,17 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
     if B is not None:
         require_dtype(B, {T.INT32}, "B")
         bias = conv_bias(B, channels, rank)
-    acc, bound = _conv_accumulator(node, x, _scalar(x_zp, "x_zero_point"), w, w_zero_point, window, group)
+    acc, bound = _conv_accumulator(node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group)
     if bias is not None:
         bound += arith.max_abs(B)
     if bound > INT32.qmax:
         _warn_if_beyond_int32(node, acc if bias is None else np.add(acc, bias, dtype=np.float64))
     y = arith.requantize_integer(
         acc,
-        _scalar(x_scale, "x_scale"),
+        scalar_param(x_scale, "x_scale"),
         w_scale,
-        _scalar(y_scale, "y_scale"),
-        _scalar(y_zero_point, "y_zero_point"),
+        scalar_param(y_scale, "y_scale"),
+        scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype),
         precision=node.profile.requantize_precision,
         bias=bias,

@@ -25,8 +25,8 @@ from ..registry import register
 from ..window import (
     AUTO_PADS,
     Window,
-    _kernel,
-    _per_axis,
+    kernel_shape,
+    per_axis,
     conv_bias,
     conv_columns,
     conv_output,
@@ -68,7 +68,7 @@ def _is_integer(dtype: np.dtype) -> bool:
     return dtype.kind in "iu"
 
 
-def _inside(taps: list[np.ndarray], window: Window, spatial_shape: tuple[int, ...]) -> np.ndarray:
+def taps_inside(taps: list[np.ndarray], window: Window, spatial_shape: tuple[int, ...]) -> np.ndarray:
     """Boolean (*output, *kernel): True where the tap reads the input, False in the padding.
 
     Raises when some output would pool padding only.
@@ -140,7 +140,7 @@ def max_pool(node: Node, x):
             raise AttributeValueError(f"{name} must be 0 or 1, got {value}")
     window = resolve_window(node, x.shape[2:], ceil_mode=bool(ceil_mode))
     taps = tap_coordinates(window)
-    inside = _inside(taps, window, x.shape[2:])
+    inside = taps_inside(taps, window, x.shape[2:])
     lowest = np.iinfo(x.dtype).min if _is_integer(x.dtype) else -np.inf  # never above a real element
     view = windows(pad(x, window, lowest), window)
     y = _window_max(view, window.kernel)
@@ -207,10 +207,10 @@ def transposed_window(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, 
     if w_shape[0] != x_shape[1]:
         raise ShapeError(f"W has {w_shape[0]} input channels (its first axis), X has {x_shape[1]}")
     rank, spatial = len(x_shape) - 2, tuple(x_shape[2:])
-    kernel = _kernel(node, rank, tuple(w_shape[2:]))
-    strides = _per_axis(node, "strides", rank, 1, 1)
-    dilations = _per_axis(node, "dilations", rank, 1, 1)
-    extra = _per_axis(node, "output_padding", rank, 0, 0)
+    kernel = kernel_shape(node, rank, tuple(w_shape[2:]))
+    strides = per_axis(node, "strides", rank, 1, 1)
+    dilations = per_axis(node, "dilations", rank, 1, 1)
+    extra = per_axis(node, "output_padding", rank, 0, 0)
     if any(p >= max(s, d) for p, s, d in zip(extra, strides, dilations)):
         raise AttributeValueError(f"output_padding {list(extra)} must be less than the stride or the dilation of each axis")
     auto_pad = node.attr("auto_pad", "NOTSET", str)

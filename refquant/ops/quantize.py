@@ -38,7 +38,7 @@ SCALE_TYPES = {10: (T.FLOAT,), 19: (T.FLOAT16, T.BFLOAT16), 24: (T.FLOAT8E8M0,)}
 Q_SCALE_TYPES = {10: (T.FLOAT,), 19: (T.FLOAT16, T.BFLOAT16, T.INT32), 24: (T.FLOAT8E8M0,)}
 
 
-def _quant_params(node: Node, x, scale, zero_point, axis_allowed: bool):
+def quant_params(node: Node, x, scale, zero_point, axis_allowed: bool):
     """Validated (scale, zero_point) broadcast against x, for Q and DQ alike."""
     arith.check_scale(scale, "scale")
     if zero_point is not None and np.shape(zero_point) != np.shape(scale) and not (
@@ -95,7 +95,7 @@ def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
     output_type = output_type or T.UINT8
     if output_type not in types_at(QUANTIZED_TYPES, v):
         raise AttributeValueError(f"output_dtype {output_type} is not a quantized type at opset {v}")
-    scale, zero_point = _quant_params(node, x, y_scale, y_zero_point, axis_allowed=v >= 13)
+    scale, zero_point = quant_params(node, x, y_scale, y_zero_point, axis_allowed=v >= 13)
     qt = qtype(output_type)
     if node.profile.quantize_formula == "fake-quantize":
         return (arith.fake_quantize(x, scale, zero_point, qt, nan=node.profile.nan),)
@@ -139,7 +139,7 @@ def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
         raise AttributeValueError("a float8e8m0 x_scale needs output_dtype (the output cannot be float8e8m0)")
     else:
         out_dtype = x_scale.dtype
-    scale, zero_point = _quant_params(node, x, x_scale, x_zero_point, axis_allowed=v >= 13)
+    scale, zero_point = quant_params(node, x, x_scale, x_zero_point, axis_allowed=v >= 13)
     formula, subnormals = node.profile.dequantize_formula, node.profile.dequantize_subnormals
     if formula == "exact" and subnormals == "keep":
         return (arith.dequantize(x, scale, zero_point, out_dtype),)

@@ -142,18 +142,6 @@ def _range_scalars(node: Node, named: dict[str, np.ndarray]) -> list:
     return scalars
 
 
-def _round_to_odd_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a + b (float64) rounded to odd: the float64 neighbour of the exact sum with an odd last bit,
-    the sum itself when exact. Rounding this to a type of <= 51 significant bits rounds the exact
-    sum once (Boldo & Melquiond, 2008). Knuth's two-sum gives the exact error."""
-    total = a + b
-    b_part = total - a
-    error = (a - (total - b_part)) + (b - b_part)
-    even = (total.view(np.int64) & 1) == 0
-    toward = np.nextafter(total, np.where(error > 0, np.inf, -np.inf))
-    return np.where((error != 0) & even, toward, total)
-
-
 @register("Range", since=(11, 27))
 def range_(node: Node, start, limit, delta):
     """Integers: exact. float16, bfloat16, float32: the exact start + i * delta rounded once (whatever
@@ -170,7 +158,7 @@ def range_(node: Node, start, limit, delta):
         return (first + steps,)
     if length > _EXACT_RANGE_LENGTH:
         raise ShapeError(f"Range of {length} {dtype_name(start.dtype)} elements: refquant computes at most 2**29 exactly")
-    return (arith.narrow(_round_to_odd_sum(np.full(length, first), steps), start.dtype),)
+    return (arith.narrow(arith.add_round_to_odd(np.full(length, first), steps), start.dtype),)
 
 
 # ----------------------------------------------------------------------------
