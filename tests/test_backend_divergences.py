@@ -181,6 +181,25 @@ def test_quantize_division_in_float32_explains_onnxruntime():
     assert _classify(model, {"x": x}, "ort-cpu", {"y": np.uint16([34, 32])})["y"].unexplained == 1
 
 
+def test_onnxruntime_unsaturated_float8e4m3fn_480_defect_is_recognised():
+    """ONNX: without saturation, values beyond 464 (448 plus half a step) are NaN; onnxruntime 1.32 gives 448 on [480, 496)."""
+    ort_cpu = backends.get("ort-cpu")
+    x = np.array([464.0, 465.0, 479.9, 480.0, 495.9, 496.0, -490.0], np.float32)
+    model = single_node_model("Cast", {"x": (T.FLOAT, [7])}, {"y": T.FLOAT8E4M3FN}, opset=21,
+                              attrs=dict(to=T.FLOAT8E4M3FN, saturate=0))  # fmt: skip
+    want = np.array([448, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan], np.float32)
+    (got,) = refquant.Session(model).run(None, {"x": x})
+    assert_bit_exact(got.astype(np.float32), want)
+    backend = ort_cpu.run(model, {"x": x})["y"]
+    assert backend.astype(np.float32).tolist()[3:5] == [448.0, 448.0] and backend.astype(np.float32)[6] == -448.0
+    (report,) = classify(model, {"x": x}, "ort-cpu", {"y": backend})
+    assert report.explained == {"ort-float8e4m3fn-unsaturated-480": 3} and report.unexplained == 0
+    saturating = single_node_model("Cast", {"x": (T.FLOAT, [7])}, {"y": T.FLOAT8E4M3FN}, opset=21,
+                                   attrs=dict(to=T.FLOAT8E4M3FN, saturate=1))  # fmt: skip
+    (report,) = classify(saturating, {"x": x}, "ort-cpu", {"y": backend})
+    assert report.unexplained > 0  # the rule needs saturate = 0
+
+
 def test_distributed_dequantize_golden_and_openvino(openvino):
     # zs = float32(7 * 0.1f) = 0.699999988079071; x = 7: 7 * 0.1f - zs = 0.700000010430812 - 0.699999988079071
     # = 3 * 2**-27 exactly (one fused multiply-add); the spec gives (7 - 7) * 0.1f = 0
