@@ -1,9 +1,9 @@
 """onnxruntime's MLAS float32 kernels, replayed operation by operation.
 
 Profile option ``float_pipeline="mlas-float32"`` (the onnxruntime profile) routes
-float32 MatMul, Gemm, Softmax, LayerNormalization and GlobalAveragePool here. Every function below performs the same float32 operations, in the same
-order, as the x86-64 kernel it names, so its result is bit-identical to
-onnxruntime's; each rounding step is a float32 numpy operation or
+float32 MatMul, Gemm, Softmax, LayerNormalization and GlobalAveragePool here.
+Every function below performs the same float32 operations, in the same order,
+as the x86-64 kernel it names, so its result is bit-identical to onnxruntime's; each rounding step is a float32 numpy operation or
 :func:`refquant.arith.fma_float32` (one rounding, as a fused multiply-add).
 
 The orders were read from the MLAS sources and measured against onnxruntime

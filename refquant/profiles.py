@@ -126,7 +126,7 @@ class Profile:
                 raise RefquantError(
                     f"profile option {key}={getattr(self, key)!r} is not one of {values}"
                 )
-        if not (isinstance(self.mlas_threads, int) and self.mlas_threads >= 1):
+        if isinstance(self.mlas_threads, bool) or not (isinstance(self.mlas_threads, int) and self.mlas_threads >= 1):
             raise RefquantError(f"profile option mlas_threads must be an integer >= 1, got {self.mlas_threads!r}")
         if not self.dynamic_zero_range_scale > 0:
             raise RefquantError("profile option dynamic_zero_range_scale must be > 0")

@@ -91,6 +91,12 @@ def test_sgemm_thread_split_follows_mlas_gemm_batch(m, k, n, threads, parts):
     assert got == parts
 
 
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_mlas_threads_must_be_a_positive_integer(bad):
+    with pytest.raises(refquant.errors.RefquantError, match="mlas_threads must be an integer >= 1"):
+        refquant.profiles.ONNXRUNTIME.with_options(mlas_threads=bad)
+
+
 def test_sgemm_thread_split_changes_the_rounding():
     a, b = _normal((7, 257), 0), _normal((257, 37), 1)
     assert not np.array_equal(mlas.sgemm(a, b, 1), mlas.sgemm(a, b, 2))

@@ -26,16 +26,16 @@ from .common import dtype_name, require_dtype, require_input
 from .contrib_common import FLOAT32, flag
 from .integer import (
     INT8_TYPES,
-    _as_matrices,
-    _centered,
-    _check_matmul_shapes,
-    _matmul_param,
-    _operand_params,
-    scalar_param,
-    _squeeze,
-    _warn_if_beyond_int32,
-    zero_point_of,
+    as_matrices,
+    check_matmul_shapes,
+    matmul_param,
+    minus_zero_point,
+    operand_params,
     qlinear_conv,
+    scalar_param,
+    squeeze_axes,
+    warn_if_beyond_int32,
+    zero_point_of,
 )
 from .quantize import dynamic_quantize_linear
 
@@ -104,8 +104,8 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
     a_zp = scalar_param(zero_point_of(a_zero_point, a, "a"), "a_zero_point")
     if b_scale.ndim > 1 or b_zero_point.ndim > 1:
         raise QuantParamError(f"b_scale and b_zero_point must be scalars or 1-D (one per column), got shapes {b_scale.shape}, {b_zero_point.shape}")
-    b_scale, b_zp = _operand_params(b_scale, zero_point_of(b_zero_point, b, "b"), b2.shape, per_row=False, what="b")
-    acc = arith.exact_matmul(_centered(a2, a_zp), _centered(b2, b_zp))
+    b_scale, b_zp = operand_params(b_scale, zero_point_of(b_zero_point, b, "b"), b2.shape, per_row=False, what="b")
+    acc = arith.exact_matmul(minus_zero_point(a2, a_zp), minus_zero_point(b2, b_zp))
     if c is not None:
         require_dtype(c, {T.INT32}, "C")
         check_unidirectional(c.shape, acc.shape, "C")
@@ -119,7 +119,7 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
     require_dtype(y_scale, {T.FLOAT}, "y_scale")
     require_dtype(y_zero_point, INT8_TYPES, "y_zero_point")
     arith.check_scale(y_scale, "y_scale")
-    _warn_if_beyond_int32(node, acc)
+    warn_if_beyond_int32(node, acc)
     y = arith.requantize(
         acc, a_scale, b_scale, scalar_param(y_scale, "y_scale"), scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype), precision=precision,
@@ -144,16 +144,16 @@ def _matmul_params(scale, zero_point, q, *, per_row: bool, what: str):
         )
     zero_point = zero_point_of(zero_point, q, what)
     return (
-        _matmul_param(scale, q.shape, per_row=per_row, what=f"{what}_scale"),
-        _matmul_param(zero_point, q.shape, per_row=per_row, what=f"{what}_zero_point"),
+        matmul_param(scale, q.shape, per_row=per_row, what=f"{what}_scale"),
+        matmul_param(zero_point, q.shape, per_row=per_row, what=f"{what}_zero_point"),
     )
 
 
 def _integer_matmul_to_float(node: Node, a, a_scale, a_zp, b, b_scale, b_zp, bias, out_dtype) -> np.ndarray:
     """a_scale * b_scale * ((a - a_zp) @ (b - b_zp)) + bias, numpy.matmul shapes, as ``out_dtype``."""
-    _check_matmul_shapes(a, b)
-    a2, b2, squeeze = _as_matrices(a, b)
-    acc = arith.exact_matmul(_centered(a2, a_zp), _centered(b2, b_zp))
+    check_matmul_shapes(a, b)
+    a2, b2, squeeze = as_matrices(a, b)
+    acc = arith.exact_matmul(minus_zero_point(a2, a_zp), minus_zero_point(b2, b_zp))
     if bias is not None:
         require_dtype(bias, {T.FLOAT, T.FLOAT16}, "bias")
         if bias.dtype != out_dtype:
@@ -161,7 +161,7 @@ def _integer_matmul_to_float(node: Node, a, a_scale, a_zp, b, b_scale, b_zp, bia
         if bias.shape != (b2.shape[-1],):
             raise ShapeError(f"bias has shape {bias.shape}, expected ({b2.shape[-1]},): one value per column of B")
     y = _scaled_to_float(acc, (a_scale, b_scale), bias, out_dtype, node.profile.requantize_precision)
-    return _squeeze(y, squeeze)
+    return squeeze_axes(y, squeeze)
 
 
 @register("MatMulIntegerToFloat", since=(1,), domain=MS_DOMAIN)

@@ -85,7 +85,7 @@ def _channel_param(param: np.ndarray, channels: int, rank: int, what: str) -> np
     return channel_column(param, rank)
 
 
-def _matmul_param(param: np.ndarray, shape: tuple[int, ...], *, per_row: bool, what: str) -> np.ndarray:
+def matmul_param(param: np.ndarray, shape: tuple[int, ...], *, per_row: bool, what: str) -> np.ndarray:
     """A matmul operand's scale or zero point, shaped to broadcast against the (..., M, N) product.
 
     Per tensor: one value. Per row of a (``per_row``): M values, as 1-D [M] or
@@ -115,12 +115,12 @@ def _matmul_param(param: np.ndarray, shape: tuple[int, ...], *, per_row: bool, w
     return param
 
 
-def _operand_params(scale, zero_point, shape, *, per_row: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """A matmul operand's (scale, zero_point): one shape, each a _matmul_param."""
+def operand_params(scale, zero_point, shape, *, per_row: bool, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """A matmul operand's (scale, zero_point): one shape, each a matmul_param."""
     _same_shape(scale, zero_point, what)
     return (
-        _matmul_param(scale, shape, per_row=per_row, what=f"{what}_scale"),
-        _matmul_param(zero_point, shape, per_row=per_row, what=f"{what}_zero_point"),
+        matmul_param(scale, shape, per_row=per_row, what=f"{what}_scale"),
+        matmul_param(zero_point, shape, per_row=per_row, what=f"{what}_zero_point"),
     )
 
 
@@ -129,7 +129,7 @@ def _operand_params(scale, zero_point, shape, *, per_row: bool, what: str) -> tu
 # ----------------------------------------------------------------------------
 
 
-def _centered(q: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
+def minus_zero_point(q: np.ndarray, zero_point: np.ndarray) -> np.ndarray:
     """q - zero_point, exact: int16 for 8-bit integers (|q - zp| <= 255)."""
     return q.astype(np.int16) - zero_point.astype(np.int16)
 
@@ -143,7 +143,7 @@ def _granule(dtype: np.dtype) -> float:
 def _as_integers(q: np.ndarray, zero_point: np.ndarray, what: str) -> tuple[np.ndarray, float]:
     """(n, g) with q - zero_point == n * g exactly: n int64, g a power of two."""
     if q.dtype.kind in "iu":
-        return _centered(q, zero_point), 1.0
+        return minus_zero_point(q, zero_point), 1.0
     # exact: both are multiples of the granule, and |q - zp| < 2**34 granules fits float64's 53 bits
     centered = q.astype(np.float64) - zero_point.astype(np.float64)
     if not np.isfinite(centered).all():
@@ -160,7 +160,7 @@ def _exact_integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.matmul(a.astype(object), b.astype(object))
 
 
-def _check_matmul_shapes(a: np.ndarray, b: np.ndarray) -> None:
+def check_matmul_shapes(a: np.ndarray, b: np.ndarray) -> None:
     """numpy.matmul's rules: a (..., M, K) or (K,), b (..., K, N) or (K,), batch dimensions broadcast."""
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"matmul operands must have rank >= 1, got shapes {a.shape} and {b.shape}")
@@ -173,7 +173,7 @@ def _check_matmul_shapes(a: np.ndarray, b: np.ndarray) -> None:
         raise ShapeError(f"batch dimensions of a {a.shape} and b {b.shape} do not broadcast") from None
 
 
-def _as_matrices(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+def as_matrices(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """(a2, b2, squeeze): 1-D operands promoted as numpy.matmul does; squeeze undoes it on the product."""
     squeeze = ()
     if b.ndim == 1:
@@ -183,7 +183,8 @@ def _as_matrices(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return a, b, squeeze
 
 
-def _squeeze(product: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+def squeeze_axes(product: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The product without the axes :func:`as_matrices` added for 1-D operands."""
     return product.squeeze(axis=axes) if axes else product
 
 
@@ -331,7 +332,7 @@ def _int32_output(node: Node, acc: np.ndarray) -> np.ndarray:
     return arith.saturate_int(acc, INT32)
 
 
-def _warn_if_beyond_int32(node: Node, acc: np.ndarray) -> None:
+def warn_if_beyond_int32(node: Node, acc: np.ndarray) -> None:
     """QLinear accumulators stay exact; warn where an int32-accumulating backend would wrap."""
     if acc.size and (acc.min() < INT32.qmin or acc.max() > INT32.qmax):
         node.warn(
@@ -351,12 +352,12 @@ def matmul_integer(node: Node, a, b, a_zero_point=None, b_zero_point=None):
     """Y = (A - a_zero_point) @ (B - b_zero_point) as int32; a_zero_point per row, b_zero_point per column."""
     require_dtype(a, INT8_TYPES, "A")
     require_dtype(b, INT8_TYPES, "B")
-    a_zp = _matmul_param(zero_point_of(a_zero_point, a, "a"), a.shape, per_row=True, what="a_zero_point")
-    b_zp = _matmul_param(zero_point_of(b_zero_point, b, "b"), b.shape, per_row=False, what="b_zero_point")
-    _check_matmul_shapes(a, b)
-    a2, b2, squeeze = _as_matrices(a, b)
+    a_zp = matmul_param(zero_point_of(a_zero_point, a, "a"), a.shape, per_row=True, what="a_zero_point")
+    b_zp = matmul_param(zero_point_of(b_zero_point, b, "b"), b.shape, per_row=False, what="b_zero_point")
+    check_matmul_shapes(a, b)
+    a2, b2, squeeze = as_matrices(a, b)
     acc, bound = _matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
-    return (_int32_result(node, _squeeze(acc, squeeze), bound),)
+    return (_int32_result(node, squeeze_axes(acc, squeeze), bound),)
 
 
 @register("QLinearMatMul", since=(10, 21))
@@ -381,14 +382,14 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
             f"{dtype_name(y_scale.dtype)}: they must share one type"
         )
     a_zp, b_zp = zero_point_of(a_zero_point, a, "a"), zero_point_of(b_zero_point, b, "b")
-    a_scale, a_zp = _operand_params(a_scale, a_zp, a.shape, per_row=True, what="a")
-    b_scale, b_zp = _operand_params(b_scale, b_zp, b.shape, per_row=False, what="b")
-    _check_matmul_shapes(a, b)
-    a2, b2, squeeze = _as_matrices(a, b)
+    a_scale, a_zp = operand_params(a_scale, a_zp, a.shape, per_row=True, what="a")
+    b_scale, b_zp = operand_params(b_scale, b_zp, b.shape, per_row=False, what="b")
+    check_matmul_shapes(a, b)
+    a2, b2, squeeze = as_matrices(a, b)
     if a2.dtype.kind in "iu":
         acc, bound = _matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
         if bound > INT32.qmax:
-            _warn_if_beyond_int32(node, acc)
+            warn_if_beyond_int32(node, acc)
     else:  # float8: integers times a power of two, back to real units, exact while |acc| < 2**53
         a_int, a_granule = _as_integers(a2, a_zp, "a")
         b_int, b_granule = _as_integers(b2, b_zp, "b")
@@ -402,7 +403,7 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
         qtype(y_zero_point.dtype),
         precision=node.profile.requantize_precision,
     )
-    return (_squeeze(y, squeeze),)
+    return (squeeze_axes(y, squeeze),)
 
 
 @register("ConvInteger", since=(10,))
@@ -446,7 +447,7 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
     if bias is not None:
         bound += arith.max_abs(B)
     if bound > INT32.qmax:
-        _warn_if_beyond_int32(node, acc if bias is None else np.add(acc, bias, dtype=np.float64))
+        warn_if_beyond_int32(node, acc if bias is None else np.add(acc, bias, dtype=np.float64))
     y = arith.requantize_integer(
         acc,
         scalar_param(x_scale, "x_scale"),

@@ -86,7 +86,7 @@ def matmul(node: Node, a, b):
     if a2.shape[-1] != b2.shape[-2]:
         raise ShapeError(f"A {a.shape} and B {b.shape}: inner dimensions {a2.shape[-1]} and {b2.shape[-2]} differ")
     broadcast_shapes({"A's batch": a2.shape[:-2], "B's batch": b2.shape[:-2]})
-    if float_mlas(node, a) and b.dtype == np.float32:
+    if float_mlas(node, a):  # require_types: A and B share float32
         y = _mlas_matmul(a2, b2, b.ndim == 1, node.profile.mlas_threads)
     else:
         y = _matrix_product(a2, b2)
@@ -156,6 +156,6 @@ def gemm(node: Node, a, b, c=None):
             c = None  # beta * C is not computed, so NaN or inf in C do not propagate
     if is_integer(a):
         return (_integer_gemm(_integer_matmul(a, b), c, alpha, beta),)
-    if float_mlas(node, a) and not trans_a and (c is None or c.dtype == np.float32):
+    if float_mlas(node, a) and not trans_a:  # require_types: A, B and C share float32
         return (_mlas_gemm(a, stored_b, c, alpha, beta, trans_b, node.profile.mlas_threads),)
     return (_float_gemm(_float64_matmul(a, b), c, alpha, beta, a.dtype),)
