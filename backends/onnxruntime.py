@@ -135,7 +135,7 @@ CPU_UNSUPPORTED = (
         Unsupported(
             op,
             "block_size > 0 with a one-element scale (a single block) is taken for per-tensor quantization and "
-            "refused at run time (FAIL: block_size must be 0 for per-tensor quantization; quantizelinear-seed1-21)",
+            "refused at run time (FAIL: block_size must be 0 for per-tensor quantization)",
             _blocked_with_one_scale,
         )
         for op in ("QuantizeLinear", "DequantizeLinear")

@@ -64,8 +64,7 @@ def _omitted_before_given(node, infos) -> bool:
 
 _NULL_NODE = (
     "an omitted optional input followed by a given one (x/a_zero_point \"\" before w/b_zero_point): the frontend's "
-    "NullNode for it fails to compile (\"CPU plug-in doesn't support NullNode operation with dynamic rank\"; "
-    "matmulinteger-seed0-7, convinteger-seed0-3)"
+    "NullNode for it fails to compile (\"CPU plug-in doesn't support NullNode operation with dynamic rank\")"
 )
 
 #: combinations OpenVINO 2026.4's CPU plugin fails on (spec/backends.md)

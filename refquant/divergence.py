@@ -53,8 +53,9 @@ class Divergence:
     options: Mapping[str, object]
     evidence: str
     #: defects only: conditions a node must meet, all of them (spec/backends.md lists the vocabulary):
-    #: {attribute: [allowed values]}; "dilated" (true) asks for some dilation > 1; the tensor
-    #: conditions (TENSOR_CONDITIONS) map an input or output index ("0", "1", ...) to what it must satisfy
+    #: {attribute: [allowed values]}; "dilated" (true) asks for some dilation > 1; "same_padding"
+    #: ([kinds]) for a spatial axis whose SAME padding is one of the kinds (see same_padding_kinds); the
+    #: tensor conditions (TENSOR_CONDITIONS) map an input or output index ("0", "1", ...) to what it must satisfy
     when: Mapping[str, object] = field(default_factory=dict)
 
     @property
@@ -82,6 +83,10 @@ class Divergence:
                 if bool(allowed) != any(d > 1 for d in attrs.get("dilations", [])):
                     return False
                 continue
+            if key == "same_padding":
+                if not set(allowed) & same_padding_kinds(node, attrs, values):
+                    return False
+                continue
             value = attrs.get(key)
             value = value.decode() if isinstance(value, bytes) else value
             if value not in allowed:
@@ -90,6 +95,34 @@ class Divergence:
 
     def profile(self, base: Profile = SPEC) -> Profile:
         return base.with_options(name=f"{base.name}+{self.name}", **self.options)
+
+
+SAME_PADDING_KINDS = {"negative", "odd", "uneven"}
+
+
+def same_padding_kinds(node, attrs: Mapping[str, object], values: Mapping[str, np.ndarray]) -> set[str]:
+    """What ONNX's SAME padding looks like on a window's spatial axes (an empty set when it cannot tell).
+
+    Per axis of extent D, stride s and kernel extent e = (k - 1) * d + 1, the SAME total is
+    (ceil(D / s) - 1) * s + e - D: "negative" when it is below 0, "odd" when odd and positive,
+    and "uneven" when s does not divide D.
+    """
+    x = values.get(node.input[0]) if node.input else None
+    weight = values.get(node.input[1]) if len(node.input) > 1 else None
+    kernel = attrs.get("kernel_shape") or (weight.shape[2:] if weight is not None else None)
+    if x is None or kernel is None or np.ndim(x) != len(kernel) + 2:
+        return set()
+    ones = [1] * len(kernel)
+    kinds = set()
+    for size, k, s, d in zip(np.shape(x)[2:], kernel, attrs.get("strides") or ones, attrs.get("dilations") or ones):
+        total = (-(-size // s) - 1) * s + (k - 1) * d + 1 - size
+        if total < 0:
+            kinds.add("negative")
+        elif total % 2:
+            kinds.add("odd")
+        if size % s:
+            kinds.add("uneven")
+    return kinds
 
 
 def _outside(array: np.ndarray, bounds) -> bool:
@@ -160,6 +193,12 @@ def load_divergences(path: str | Path | None = None) -> list[Divergence]:
                     f"{path}: divergence '{divergence.name}': {key} must map tensor indices "
                     f"(\"0\", \"1\", ...) to values"
                 )
+        unknown = set(divergence.when.get("same_padding", ())) - SAME_PADDING_KINDS
+        if unknown:
+            raise RefquantError(
+                f"{path}: divergence '{divergence.name}': same_padding kinds are {sorted(SAME_PADDING_KINDS)}, "
+                f"not {sorted(unknown)}"
+            )
         divergences.append(divergence)
     names = [d.name for d in divergences]
     if len(set(names)) != len(names):

@@ -17,7 +17,7 @@ import refquant
 from backends.base import BackendError, UnsupportedOnBackend, tensor_infos
 from refquant import arith
 from refquant import strategies as rqs
-from refquant.divergence import Divergence, classify, load_divergences
+from refquant.divergence import Divergence, classify, load_divergences, same_padding_kinds
 from refquant.dtypes import qtype
 from refquant.errors import QuantParamError, RefquantError
 from refquant.profiles import OPENVINO, PROFILES, Profile
@@ -362,7 +362,7 @@ def test_fake_quantize_overflow_bounds_depend_on_the_type():
 
 
 def test_float16_max_scale_is_recognised_and_its_neighbour_is_not(openvino):
-    x = np.array(-1, np.float16)  # a 0-d tensor (quantizelinear-seed0-9)
+    x = np.array(-1, np.float16)  # a 0-d tensor
     model = _quantize(x, np.float16(65504), np.int8(0))
     got = openvino.run(model, {"x": x})["y"]
     assert got.tolist() == -128 and _run(model, x)[0].tolist() == 0
@@ -461,6 +461,67 @@ def test_onnx_reference_1d_per_channel_qlinearconv_shape_is_recognised_and_2d_is
     assert _classify(model2, {"x": x2}, "onnx-reference", {"y": got})["y"].status == "unexplained"
 
 
+def test_onnx_reference_negative_same_padding_is_recognised_and_a_stride_within_the_kernel_is_not():
+    """Kernel 1, stride 4 over 6: SAME total (2 - 1) * 4 + 1 - 6 = -1; onnx.reference starts at x[1]."""
+    onnx_reference = backends.get("onnx-reference")
+    x = np.float32([0, 1, 4, 9, 16, 25]).reshape(1, 1, 6)
+    model = _max_pool(6, kernel_shape=[1], strides=[4], auto_pad="SAME_UPPER")
+    got = onnx_reference.run(model, {"x": x})["y"]
+    assert got.ravel().tolist() == [1, 25] and _run(model, x)[0].ravel().tolist() == [0, 16]
+    assert _classify(model, {"x": x}, "onnx-reference", {"y": got})["y"].explained == {
+        "onnx-reference-pool-negative-same-padding": 2
+    }
+    within = _max_pool(6, kernel_shape=[2], strides=[4], auto_pad="SAME_UPPER")  # total 0: windows [0, 1], [16, 25]
+    assert_bit_exact(onnx_reference.run(within, {"x": x})["y"], _run(within, x)[0])
+    shifted = np.float32([4, 25]).reshape(1, 1, 2)
+    assert _classify(within, {"x": x}, "onnx-reference", {"y": shifted})["y"].status == "unexplained"
+
+
+def test_onnx_reference_same_lower_maxpool_is_recognised_and_an_even_total_is_not():
+    """Kernel 3, stride 2 over 4: ONNX pads one at the start ([-inf, x0, x1], [x1, x2, x3]); onnx.reference at the end."""
+    onnx_reference = backends.get("onnx-reference")
+    x = np.float32([5, 1, 4, 2]).reshape(1, 1, 4)
+    model = _max_pool(4, kernel_shape=[3], strides=[2], auto_pad="SAME_LOWER")
+    got = onnx_reference.run(model, {"x": x})["y"]
+    assert got.ravel().tolist() == [5, 4] and _run(model, x)[0].ravel().tolist() == [5, 4]  # same maxima by chance
+    x = np.float32([1, 5, 4, 2]).reshape(1, 1, 4)
+    got = onnx_reference.run(model, {"x": x})["y"]
+    assert got.ravel().tolist() == [5, 4] and _run(model, x)[0].ravel().tolist() == [5, 5]
+    assert _classify(model, {"x": x}, "onnx-reference", {"y": got})["y"].explained == {"onnx-reference-maxpool-same-lower": 1}
+    even = _max_pool(4, kernel_shape=[2], dilations=[2], auto_pad="SAME_LOWER")  # total 2, 4 % 1 = 0
+    assert_bit_exact(onnx_reference.run(even, {"x": x})["y"], _run(even, x)[0])
+    wrong = np.float32([4, 5, 4, 5]).reshape(1, 1, 4)
+    assert _classify(even, {"x": x}, "onnx-reference", {"y": wrong})["y"].status == "unexplained"
+
+
+@pytest.mark.parametrize(
+    "length, attrs, kinds",
+    [
+        (6, {"kernel_shape": [1], "strides": [4]}, {"negative", "uneven"}),  # total -1, 6 % 4
+        (4, {"kernel_shape": [1], "strides": [2]}, {"negative"}),  # total (2 - 1) * 2 + 1 - 4 = -1
+        (4, {"kernel_shape": [3], "strides": [2]}, {"odd"}),  # total 1
+        (5, {"kernel_shape": [2], "strides": [2], "dilations": [2]}, {"uneven"}),  # total 2 * 2 + 3 - 5 = 2
+        (5, {"kernel_shape": [3]}, set()),  # total 2
+    ],
+)
+def test_same_padding_kinds(length, attrs, kinds):
+    node = helper.make_node("MaxPool", ["x"], ["y"], auto_pad="SAME_UPPER", **attrs)
+    values = {"x": np.zeros((1, 1, length), np.float32)}
+    node_attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    assert same_padding_kinds(node, node_attrs, values) == kinds
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], strides=attrs.get("strides", [1]))
+    w = np.zeros((1, 1, attrs["kernel_shape"][0] if "dilations" not in attrs else 3), np.float32)
+    assert same_padding_kinds(conv, {"strides": attrs.get("strides", [1])}, {**values, "w": w}) == kinds
+    assert same_padding_kinds(node, node_attrs, {}) == set()  # unknown geometry meets nothing
+
+
+def test_same_padding_kinds_are_validated(tmp_path):
+    path = tmp_path / "d.toml"
+    path.write_text('[[divergence]]\nname="d"\nsummary="s"\nbackends=["b"]\nevidence="e"\nwhen={ same_padding = ["lopsided"] }\n')
+    with pytest.raises(RefquantError, match="same_padding kinds are"):
+        load_divergences(path)
+
+
 # -- the condition vocabulary of defects -----------------------------------------------------------------------------
 
 
@@ -535,7 +596,7 @@ def test_openvino_refuses_the_omitted_input_for_real(openvino):
 
 
 def test_openvino_no_suitable_implementation_is_unsupported(openvino):
-    # qlinearconv-seed0-1: int8 x, uint8 w, kernel 1
+    # int8 x, uint8 w, kernel 1
     init = {"xs": np.float32(1), "xz": np.int8(-128), "w": np.zeros((1, 1, 1), np.uint8), "ws": np.float32(1),
             "wz": np.uint8(0), "ys": np.float32(1), "yz": np.uint8(0)}
     model = single_node_model("QLinearConv", {"x": (S8, [1, 1, 1]), **init}, {"y": U8}, opset=13,
@@ -564,6 +625,10 @@ def test_onnx_reference_rules_recognise_their_case_and_not_a_neighbour():
     conv2d = _qlinear_conv_per_channel((1, 2, 3, 3), [1, 1])
     assert "three spatial axes" in _refused(onnx_reference, conv3d)
     assert _refused(onnx_reference, conv2d) is None
+    same_1d = _max_pool(5, kernel_shape=[2], auto_pad="SAME_UPPER")
+    assert "CommonPool" in _refused(onnx_reference, same_1d)
+    assert _refused(onnx_reference, _max_pool(5, kernel_shape=[2], strides=[2], auto_pad="SAME_UPPER")) is None
+    assert _refused(onnx_reference, _max_pool(5, kernel_shape=[2], pads=[1, 0])) is None
 
 
 def test_onnx_reference_fails_where_the_rules_say():
@@ -579,6 +644,8 @@ def test_onnx_reference_fails_where_the_rules_say():
     x = np.ones((1, 2, 3, 3, 3), np.uint8)
     with pytest.raises(ValueError):
         ReferenceEvaluator(_qlinear_conv_per_channel(x.shape, [1, 1, 1])).run(None, {"x": x})
+    with pytest.raises(IndexError):
+        ReferenceEvaluator(_max_pool(5, kernel_shape=[2], auto_pad="SAME_UPPER")).run(None, {"x": np.ones((1, 1, 5), np.float32)})
 
 
 def test_onnxruntime_rules_recognise_their_case_and_not_a_neighbour():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import ml_dtypes
@@ -117,6 +118,32 @@ def test_generated_suite_is_deterministic():
     first = [c.model.SerializeToString() for c in conformance.generated_suite(["QLinearMatMul"], per_op=3, seed=5)]
     again = [c.model.SerializeToString() for c in conformance.generated_suite(["QLinearMatMul"], per_op=3, seed=5)]
     assert first == again and len(first) == 3
+
+
+def test_generated_suite_ignores_literals_of_imported_modules(tmp_path, monkeypatch):
+    """hypothesis draws literals harvested from imported local source; the seeded suite must not."""
+    from hypothesis import given, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis import strategies as st
+
+    literals = set(range(700_001, 700_601, 3))
+    (tmp_path / "literal_laden.py").write_text(f"LITERALS = {sorted(literals)!r}\n")
+    numbers = st.lists(st.integers(0, 10**6), min_size=8, max_size=8)
+    before = conformance.draw_cases(numbers, 60, seed=3)
+    monkeypatch.syspath_prepend(tmp_path)
+    importlib.import_module("literal_laden")
+
+    unguarded = []
+
+    @hypothesis_seed(3)
+    @settings(max_examples=60, database=None)
+    @given(numbers)
+    def draw(example):
+        unguarded.append(example)
+
+    draw()
+    assert literals & set(sum(unguarded, [])), "hypothesis no longer harvests literals: this test checks nothing"
+    assert conformance.draw_cases(numbers, 60, seed=3) == before
 
 
 def test_check_counts_every_case_per_backend_and_op(monkeypatch):
