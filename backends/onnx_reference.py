@@ -33,10 +33,13 @@ def _float8_operand(node, infos) -> bool:
     return any(input_type(node, infos, i) in _FLOAT8 for i in (0, 3, 7))
 
 
-def _per_channel_3d_w_scale(node, infos) -> bool:
-    """QLinearConv with three spatial axes (x of rank 5) and a w_scale of several values."""
+def _per_channel_w_scale_unbroadcastable(node, infos) -> bool:
+    """QLinearConv with a w_scale of M > 1 values and either three spatial axes (x of rank 5) or one
+    spatial axis with a batch N other than 1 and M: (1, M, 1, 1) does not broadcast against the result."""
     x, w_scale = _shape(node, infos, 0), _shape(node, infos, 4)
-    return x is not None and w_scale is not None and len(x) == 5 and len(w_scale) == 1 and w_scale[0] != 1
+    if x is None or w_scale is None or len(w_scale) != 1 or w_scale[0] == 1:
+        return False
+    return len(x) == 5 or (len(x) == 3 and x[0] not in (1, w_scale[0]))
 
 
 def _vector_w_zero_point_not_2d(node, infos) -> bool:
@@ -73,9 +76,9 @@ UNSUPPORTED = (
     ),
     Unsupported(
         "QLinearConv",
-        "per-channel w_scale with three spatial axes: op_qlinear_conv.py expands w_scale to (1, M, 1, 1), which "
-        "does not broadcast against a 5-D result (ValueError)",
-        _per_channel_3d_w_scale,
+        "per-channel w_scale with three spatial axes, or with one and a batch other than 1 and M: "
+        "op_qlinear_conv.py expands w_scale to (1, M, 1, 1), which does not broadcast against the result (ValueError)",
+        _per_channel_w_scale_unbroadcastable,
     ),
     Unsupported(
         "ConvInteger",

@@ -625,6 +625,10 @@ def test_onnx_reference_rules_recognise_their_case_and_not_a_neighbour():
     conv2d = _qlinear_conv_per_channel((1, 2, 3, 3), [1, 1])
     assert "three spatial axes" in _refused(onnx_reference, conv3d)
     assert _refused(onnx_reference, conv2d) is None
+    conv1d_batch2 = _qlinear_conv_per_channel((2, 3, 4), [1])
+    assert "a batch other than 1 and M" in _refused(onnx_reference, conv1d_batch2)
+    assert _refused(onnx_reference, _qlinear_conv_per_channel((1, 3, 4), [1])) is None  # the wrong-shape defect
+    assert _refused(onnx_reference, _qlinear_conv_per_channel((3, 3, 4), [1])) is None
     same_1d = _max_pool(5, kernel_shape=[2], auto_pad="SAME_UPPER")
     assert "CommonPool" in _refused(onnx_reference, same_1d)
     assert _refused(onnx_reference, _max_pool(5, kernel_shape=[2], strides=[2], auto_pad="SAME_UPPER")) is None
@@ -644,6 +648,9 @@ def test_onnx_reference_fails_where_the_rules_say():
     x = np.ones((1, 2, 3, 3, 3), np.uint8)
     with pytest.raises(ValueError):
         ReferenceEvaluator(_qlinear_conv_per_channel(x.shape, [1, 1, 1])).run(None, {"x": x})
+    x = np.ones((2, 3, 4), np.uint8)
+    with pytest.raises(ValueError, match="broadcast"):
+        ReferenceEvaluator(_qlinear_conv_per_channel(x.shape, [1])).run(None, {"x": x})
     with pytest.raises(IndexError):
         ReferenceEvaluator(_max_pool(5, kernel_shape=[2], auto_pad="SAME_UPPER")).run(None, {"x": np.ones((1, 1, 5), np.float32)})
 

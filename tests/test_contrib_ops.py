@@ -177,6 +177,29 @@ def test_elementwise_differences_are_the_mlas_pipeline(dtype):
     assert_differences_explained("QLinearMul", _binary_tie_cases(dtype, 0.1), proto_of(dtype), MLAS)
 
 
+def _overflow_inputs(op_type, big):
+    """uint8, zero points 0, real value big * 2**24 in output steps (scale ratio 2**24)."""
+    q, one, zero, tiny = np.array([127, 128 if big else 127], np.uint8), np.float32(1), np.uint8(0), np.float32(2.0**-24)
+    if op_type == "QLinearAveragePool":
+        return [("x", q.reshape(1, 1, 2)), ("xs", one), ("xz", zero), ("ys", tiny), ("yz", zero)]
+    other = np.array([0, 0] if op_type == "QLinearAdd" else [1, 1], np.uint8)
+    return [("a", q), ("as", one), ("az", zero), ("b", other), ("bs", one), ("bz", zero), ("cs", tiny), ("cz", zero)]
+
+
+@pytest.mark.parametrize("op_type", ["QLinearAdd", "QLinearMul", "QLinearAveragePool"])
+def test_mlas_conversion_beyond_int32_gives_qmin(op_type):
+    """127 * 2**24 < 2**31 saturates to 255; 128 * 2**24 = 2**31 does not fit cvtps_epi32, whose
+    INT32_MIN the saturating packs make 0 (qmin). The spec saturates both to 255."""
+    attrs = {"kernel_shape": [1]} if op_type == "QLinearAveragePool" else {}
+    for big, expected in ((False, [255, 255]), (True, [255, 0])):
+        model = ms_model(op_type, _overflow_inputs(op_type, big), T.UINT8, **attrs)
+        feeds = feeds_of(_overflow_inputs(op_type, big))
+        got = run_ort(model, feeds).ravel().tolist()
+        assert got == expected
+        assert run_ref(model, feeds, "onnxruntime").ravel().tolist() == expected
+        assert run_ref(model, feeds).ravel().tolist() == [255, 255]
+
+
 def test_leaky_relu_differences_are_the_mlas_pipeline():
     """float32 dequantization, alpha * v and the division by y_scale each round (found by search)."""
     x = full_range(np.int8)

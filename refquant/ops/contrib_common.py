@@ -80,7 +80,12 @@ def mlas_pipeline(node) -> bool:
 _ONE = np.float32(1.0)
 
 
-def round_float32(values: np.ndarray, qt: QType, zero_point=None) -> np.ndarray:
+def round_float32(values: np.ndarray, qt: QType, zero_point=None, *, overflow: str = "saturate") -> np.ndarray:
     """saturate(round_half_even(values) + zero_point) for float32 values (MLAS's final step);
-    without ``zero_point`` the values already include it."""
-    return arith.quantize(np.asarray(values, FLOAT32), _ONE, zero_point, qt, precision=FLOAT32)
+    without ``zero_point`` the values already include it.
+
+    ``overflow="int32-indefinite"``: kernels that convert with cvtps_epi32 and no clamp first
+    (QLinearAdd, QLinearMul) turn a value beyond int32, or NaN, into INT32_MIN, which the
+    saturating packs make qmin.
+    """
+    return arith.quantize(np.asarray(values, FLOAT32), _ONE, zero_point, qt, precision=FLOAT32, overflow=overflow)

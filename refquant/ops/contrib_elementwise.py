@@ -66,13 +66,14 @@ def _a_is_scalar_per_span(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) ->
 def _mlas_add(a, pa: QParams, b, pb: QParams, pc: QParams) -> np.ndarray:
     """MLAS QLinearAdd (AVX2), for the first operand v and the second w (A and B, swapped when A is
     a scalar per span): r_x = float32(scale_x / scale_C), fixed = zp_C - fma(r_v, zp_v, r_w * zp_w),
-    C = saturate(round_half_even(fma(v, r_v, fma(w, r_w, fixed)))): the zero point is added before rounding."""
+    C = saturate(round_half_even(fma(v, r_v, fma(w, r_w, fixed)))): the zero point is added before rounding;
+    a sum beyond int32 (or NaN) converts to INT32_MIN, so qmin."""
     (v, pv), (w, pw) = ((b, pb), (a, pa)) if _a_is_scalar_per_span(a.shape, b.shape) else ((a, pa), (b, pb))
     r_v, r_w = pv.scale.astype(FLOAT32) / pc.scale, pw.scale.astype(FLOAT32) / pc.scale
     zp_v, zp_w, zp_c = (p.zero_point.astype(FLOAT32) for p in (pv, pw, pc))
     fixed = zp_c - arith.fma_float32(r_v, zp_v, r_w * zp_w)
     total = arith.fma_float32(v.astype(FLOAT32), r_v, arith.fma_float32(w.astype(FLOAT32), r_w, fixed))
-    return round_float32(total, pc.qtype)
+    return round_float32(total, pc.qtype, overflow="int32-indefinite")
 
 
 @register("QLinearAdd", since=(1,), domain=MS_DOMAIN)
@@ -92,13 +93,14 @@ def qlinear_mul(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=
 
     mlas-float32 (MLAS QLinearMul, SSE2): the product of the centered integers is exact
     (|p| <= 2**16), then C = saturate(round_half_even(float32(p) * r + zp_C)),
-    r = float32(float32(A_scale * B_scale) / C_scale).
+    r = float32(float32(A_scale * B_scale) / C_scale); beyond int32 (or NaN): qmin, as in QLinearAdd.
     """
     pa, pb, pc = _binary_operands(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point)
     if mlas_pipeline(node):
         product = (a.astype(np.int32) - pa.zero_point.astype(np.int32)) * (b.astype(np.int32) - pb.zero_point.astype(np.int32))
         ratio = pa.scale.astype(FLOAT32) * pb.scale / pc.scale
-        return (round_float32(product.astype(FLOAT32) * ratio + pc.zero_point.astype(FLOAT32), pc.qtype),)
+        total = product.astype(FLOAT32) * ratio + pc.zero_point.astype(FLOAT32)
+        return (round_float32(total, pc.qtype, overflow="int32-indefinite"),)
     return (pc.quantize(pa.dequantize(a) * pb.dequantize(b)),)
 
 

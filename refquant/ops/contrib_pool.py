@@ -99,13 +99,14 @@ def _window_sums(x: np.ndarray, window: Window) -> np.ndarray:
 def _mlas_average_pool(node: Node, x: np.ndarray, window: Window, counts, px: QParams, py: QParams) -> np.ndarray:
     """onnxruntime QLinearAveragePool: float32 dequantization, float32 window sum in row-major tap order
     (padding skipped), float32 division by the count, then saturate(round_half_even(float32(v / y_scale)
-    + y_zero_point)): the zero point is added before rounding. A kernel covering the whole unpadded input
-    runs the QLinearGlobalAveragePool kernel instead."""
+    + y_zero_point)): the zero point is added before rounding, and a value beyond int32 (or NaN) converts
+    to INT32_MIN, so qmin. A kernel covering the whole unpadded input runs the QLinearGlobalAveragePool
+    kernel instead."""
     if window.kernel == x.shape[2:] and not window.padded:
         spatial = tuple(range(2, x.ndim))
         return _mean(node, _centered(x, px).sum(axis=spatial, keepdims=True), math.prod(window.kernel), px, py)
     mean = _window_sums(px.dequantize(x, FLOAT32), window) / np.asarray(counts, FLOAT32)
-    return round_float32(mean / py.scale + py.zero_point.astype(FLOAT32), py.qtype)
+    return round_float32(mean / py.scale + py.zero_point.astype(FLOAT32), py.qtype, overflow="int32-indefinite")
 
 
 @register("QLinearAveragePool", since=(1,), domain=MS_DOMAIN)
