@@ -245,6 +245,12 @@ class Backend(abc.ABC):
         """
         return self._run(model, feeds, intermediates=True)
 
+    def optimized_model(self, model, feeds: Mapping[str, np.ndarray]) -> ModelProto | None:
+        """The graph the backend runs for ``model`` and ``feeds`` after its own rewrites (fusions), where
+        it can say; None where it cannot or does not rewrite. The classifier replays divergences with
+        ``graph = "backend-optimized"`` on it."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
 

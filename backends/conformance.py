@@ -12,6 +12,7 @@ Every differing element is ``exact``, ``explained:<divergence>`` or ``unexplaine
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -132,7 +133,10 @@ def compare(
             rank = {tensor: i for i, tensor in enumerate(order)}
             outputs = dict(sorted(outputs.items(), key=lambda item: rank.get(item[0], len(rank))))
             result.outputs = outputs
-            result.reports = classify(model, feeds, name, outputs, reference=reference, divergences=divergences)
+            result.reports = classify(
+                model, feeds, name, outputs, reference=reference, divergences=divergences,
+                optimized_model=functools.partial(adapter.optimized_model, model, feeds),
+            )
         results.append(result)
     return results
 

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import os
 import re
+import tempfile
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping
@@ -37,6 +38,7 @@ from .base import (
     UnsupportedOnBackend,
     import_optional,
     input_type,
+    load_model,
     node_outputs,
     output_type,
     tensor_infos,
@@ -361,6 +363,22 @@ class OnnxRuntime(Backend):
             model = expose(model, node_outputs(model), infos)
         binding = Binding.of(model)
         return binding, None if binding.inline else self._session(binding.model)
+
+    def optimized_model(self, model, feeds: Mapping[str, np.ndarray]) -> ModelProto | None:
+        """The graph onnxruntime's optimizer makes (SessionOptions.optimized_model_filepath), for a CPU
+        adapter with optimizations on; None with them off, on GPU providers, or where loading fails."""
+        if self.optimization == "disabled" or self.providers != OnnxRuntime.providers:
+            return None
+        try:
+            binding, _ = self._prepare(load_model(model, self.name), intermediates=False)
+            graph = binding.split(dict(feeds))[0] if binding.inline else binding.model
+            with tempfile.TemporaryDirectory() as folder:
+                options = self.session_options()
+                options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
+                _ort(self.name).InferenceSession(graph.SerializeToString(), options, providers=self.provider_options())
+                return onnx.load(options.optimized_model_filepath)
+        except Exception:  # whatever stops onnxruntime here also stopped run(): nothing to replay
+            return None
 
     def _execute(self, prepared, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         binding, session = prepared

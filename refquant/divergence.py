@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -37,6 +37,9 @@ else:  # pragma: no cover
 __all__ = ["Divergence", "OutputReport", "load_divergences", "classify", "DIVERGENCES_FILE"]
 
 DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
+
+#: what a divergence's options are replayed on (Divergence.graph)
+GRAPHS = ("model", "backend-optimized")
 
 #: how many of the largest differences a report keeps
 WORST = 5
@@ -57,6 +60,9 @@ class Divergence:
     #: ([kinds]) for a spatial axis whose SAME padding is one of the kinds (see same_padding_kinds); the
     #: tensor conditions (TENSOR_CONDITIONS) map an input or output index ("0", "1", ...) to what it must satisfy
     when: Mapping[str, object] = field(default_factory=dict)
+    #: the graph its options are replayed on: "model" (the one given) or "backend-optimized" (the graph
+    #: the backend says it runs after its own rewrites, when the caller of classify() can supply it)
+    graph: str = "model"
 
     @property
     def is_defect(self) -> bool:
@@ -185,7 +191,13 @@ def load_divergences(path: str | Path | None = None) -> list[Divergence]:
             options=dict(entry["options"]) if "options" in entry else _profile_options(entry.get("profile"), path),
             evidence=entry["evidence"],
             when=dict(entry.get("when", {})),
+            graph=entry.get("graph", "model"),
         )
+        if divergence.graph not in GRAPHS or (divergence.graph != "model" and "when" in entry):
+            raise RefquantError(
+                f"{path}: divergence '{divergence.name}': graph must be one of {', '.join(GRAPHS)} "
+                "(and a defect's is the model)"
+            )
         divergence.profile()  # unknown option names or values fail here, with the option named
         for key, value in divergence.when.items():
             if key in TENSOR_CONDITIONS and not (isinstance(value, dict) and all(i.isdigit() for i in value)):
@@ -259,12 +271,15 @@ def classify(
     *,
     reference: Mapping[str, np.ndarray] | None = None,
     divergences: list[Divergence] | None = None,
+    optimized_model: Callable[[], object] | None = None,
 ) -> list[OutputReport]:
     """Compare a backend's ``outputs`` (tensor name -> array) with the spec reference, element by element.
 
     ``reference`` may pass precomputed spec-profile tensors (e.g. from ``Session.run_all``);
     emulating sessions run only when some element differs. When the spec profile refuses the
     input (NaN, say), no element is exact and only a divergence can explain the backend's values.
+    ``optimized_model`` returns the graph the backend runs after its own rewrites (or None); it is
+    called only if a ``graph = "backend-optimized"`` divergence is needed.
     """
     from .session import Session
 
@@ -287,8 +302,9 @@ def classify(
 
     def emulation(divergence: Divergence):
         if divergence.name not in emulated:
+            graph = session.model if divergence.graph == "model" else optimized_model and optimized_model()
             try:
-                emulated[divergence.name] = Session(session.model, profile=divergence.profile()).run_all(feeds)
+                emulated[divergence.name] = None if graph is None else _run_all(graph, divergence.profile(), feeds)
             except RefquantError:
                 emulated[divergence.name] = None
         return emulated[divergence.name]
@@ -332,6 +348,16 @@ def classify(
         _note_worst(report, got, want, labels)
         reports.append(report)
     return reports
+
+
+def _run_all(model, profile: Profile, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every tensor of ``model`` under ``profile``, fed the feeds it takes (a backend's rewritten graph
+    may hold some inputs as initializers)."""
+    from .session import Session
+
+    session = Session(model, profile=profile)
+    takes = {value.name for value in session.model.graph.input}
+    return session.run_all({name: value for name, value in feeds.items() if name in takes})
 
 
 def _note_worst(report: OutputReport, got: np.ndarray, want: np.ndarray, labels: np.ndarray) -> None:

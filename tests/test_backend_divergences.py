@@ -181,6 +181,45 @@ def test_quantize_division_in_float32_explains_onnxruntime():
     assert _classify(model, {"x": x}, "ort-cpu", {"y": np.uint16([34, 32])})["y"].unexplained == 1
 
 
+def _qdq_add(y_scale):
+    """DequantizeLinear(x) + DequantizeLinear(y) -> QuantizeLinear, int8, with the scales refquant check --seed 4 drew."""
+    init = {"xs": np.float32(9.536743e-07), "xz": np.int8(0), "ys": np.float32(y_scale), "yz": np.int8(-128),
+            "os": np.float32(2.6226044e-07), "oz": np.int8(0)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["y", "ys", "yz"], ["yf"]),
+             helper.make_node("Add", ["xf", "yf"], ["sum"]),
+             helper.make_node("QuantizeLinear", ["sum", "os", "oz"], ["z"])]
+    graph = helper.make_graph(
+        nodes, "qdq_add", [helper.make_tensor_value_info(name, T.INT8, [4]) for name in "xy"],
+        [helper.make_tensor_value_info("z", T.INT8, [4])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in init.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_onnxruntime_fusion_is_explained_by_replaying_its_optimized_graph():
+    """ORT_ENABLE_ALL fuses the pair into QLinearAdd, whose sums beyond int32 (1024 * 166 / 2.62e-7 =
+    6.5e11) give qmin, -128, where the spec and the unfused graph saturate to 127; x = -24 alone gives
+    -24 * 9.54e-7 / 2.62e-7 = -87.3 -> -87 in both. Replaying the saved graph explains the -128s."""
+    pytest.importorskip("onnxruntime")
+    from backends import conformance
+
+    feeds = {"x": np.int8([-24, -24, 5, 100]), "y": np.int8([38, -128, -127, 0])}
+    model = _qdq_add(1024.0)
+    optimized = backends.get("ort-cpu-opt").optimized_model(model, feeds)
+    assert [node.op_type for node in optimized.graph.node] == ["QLinearAdd"]
+    assert backends.get("ort-cpu").optimized_model(model, feeds) is None  # no rewrites: nothing to replay
+    (result,) = conformance.compare(model, feeds, ["ort-cpu-opt"])
+    assert result.outputs["z"].tolist() == [-128, -87, -128, -128]
+    assert refquant.Session(model).run(None, feeds)[0].tolist() == [127, -87, 127, 127]
+    assert result.reports[0].explained == {"ort-graph-optimization": 3} and result.reports[0].unexplained == 0
+    near_miss = np.int8([-128, -87, -128, 0])  # 0 where the fused graph gives -128 and the spec 127
+    (report,) = classify(model, feeds, "ort-cpu-opt", {"z": near_miss}, optimized_model=lambda: optimized)
+    assert report.explained == {"ort-graph-optimization": 2} and report.unexplained == 1
+
+
 def test_onnxruntime_unsaturated_float8e4m3fn_480_defect_is_recognised():
     """ONNX: without saturation, values beyond 464 (448 plus half a step) are NaN; onnxruntime 1.32 gives 448 on [480, 496)."""
     ort_cpu = backends.get("ort-cpu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto as T
+from onnx import numpy_helper
 
 import refquant
 from refquant.divergence import classify, load_divergences
@@ -149,4 +150,41 @@ def test_a_divergence_may_name_a_whole_profile(tmp_path):
     path = tmp_path / "d.toml"
     path.write_text('[[divergence]]\nname="a"\nsummary="s"\nbackends=["b"]\nevidence="e"\nprofile="nonesuch"\n')
     with pytest.raises(RefquantError, match="unknown profile 'nonesuch'"):
+        load_divergences(path)
+
+
+def test_a_backend_optimized_graph_divergence_replays_the_graph_the_backend_gives():
+    """The tie case's QLinearMatMul, with the backend's "rewritten" graph a QLinearMatMul whose y_scale
+    is doubled: its 2050 * 0.005 -> 10 (spec 20) is explained only by replaying that graph."""
+    model, feeds = qmatmul_tie_case()
+    rewritten, _ = qmatmul_tie_case()
+    rewritten.graph.initializer[5].CopyFrom(numpy_helper.from_array(np.array(SCALES["y_s"] * 2), "y_s"))
+    backend = refquant.Session(rewritten, profile="onnxruntime").run(None, feeds)[0]
+    (graph_divergence,) = [d for d in load_divergences() if d.graph == "backend-optimized"]
+    calls = []
+
+    def optimized():
+        calls.append(1)
+        return rewritten
+
+    (report,) = classify(model, feeds, "ort-cpu-opt", {"y": backend}, optimized_model=optimized)
+    assert report.explained[graph_divergence.name] >= 1
+    assert report.unexplained == 0 and calls == [1]
+    (report,) = classify(model, feeds, "ort-cpu-opt", {"y": backend})  # no graph given: nothing to replay
+    assert report.status == "unexplained"
+    (report,) = classify(model, feeds, "ort-cpu", {"y": backend}, optimized_model=optimized)  # not its backend
+    assert report.status == "unexplained"
+    spec = refquant.Session(model).run(None, feeds)[0]
+    classify(model, feeds, "ort-cpu-opt", {"y": spec}, optimized_model=optimized)
+    assert calls == [1]  # nothing differs: the graph is never asked for
+
+
+def test_graph_must_be_known_and_defects_replay_nothing(tmp_path):
+    path = tmp_path / "d.toml"
+    entry = '[[divergence]]\nname="a"\nsummary="s"\nbackends=["b"]\nevidence="e"\n'
+    path.write_text(entry + 'options={}\ngraph="compiled"\n')
+    with pytest.raises(RefquantError, match="graph must be one of model, backend-optimized"):
+        load_divergences(path)
+    path.write_text(entry + 'when={ ceil_mode = [1] }\ngraph="backend-optimized"\n')
+    with pytest.raises(RefquantError, match="a defect's is the model"):
         load_divergences(path)
