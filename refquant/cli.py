@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration.data import DATA_HELP
 from .errors import RefquantError
 
 __all__ = ["main"]
@@ -335,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     debug = sub.add_parser("debug", help="where quantization loses accuracy: SQNR per weight and activation")
     debug.add_argument("float_model")
     debug.add_argument("quant_model")
-    debug.add_argument("--data", required=True, metavar="PATH", help="a directory of .npz/.npy batches or one .npz")
+    debug.add_argument("--data", required=True, metavar="PATH", help=DATA_HELP)
     debug.add_argument("--profile", default="spec", help="arithmetic profile of the quantized model (default: spec)")
     debug.add_argument("--json", metavar="FILE", help="write the table as JSON")
     debug.add_argument("--plot", metavar="FILE", help="save a PNG of SQNR by activation (needs matplotlib)")

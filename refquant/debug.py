@@ -5,10 +5,11 @@ Tensors are matched by name as onnxruntime's ``qdq_loss_debug`` matches them:
 - weights: a quantized initializer ``<w>_quantized`` (the input of a DequantizeLinear in QDQ models,
   or of a QLinear op in QOperator models with ``<w>_scale`` / ``<w>_zero_point``) is dequantized and
   compared with the float model's initializer ``<w>``;
-- activations: in QDQ models ``<a>_QuantizeLinear_Input`` (before the QDQ pair) and ``<a>``,
-  ``<a>_DequantizeLinear_Output`` or ``<a>_DequantizeLinear_Output_1`` (after it); in QOperator models
-  the quantized ``<a>_quantized`` dequantized with ``<a>_scale`` / ``<a>_zero_point``; each compared
-  with the float model's ``<a>``.
+- activations: in QDQ models, among the float inputs and outputs of nodes (no initializers), the
+  pairs ``<a>_QuantizeLinear_Input`` (before the QDQ pair) and ``<a>`` (after it), or ``<a>`` (before)
+  and ``<a>_DequantizeLinear_Output`` or ``<a>_DequantizeLinear_Output_1`` (after); in QOperator models
+  (refquant's addition) the quantized ``<a>_quantized`` dequantized with ``<a>_scale`` /
+  ``<a>_zero_point``; each compared with the float model's ``<a>``.
 
 Per tensor: SQNR = 20 log10(|x| / |x - y|) (onnxruntime's formula and epsilon), max |x - y|, and the
 cosine similarity of x and y. Both models run on the reference interpreter.
@@ -24,6 +25,7 @@ import numpy as np
 from onnx import ModelProto, numpy_helper
 
 from . import arith
+from .calibration.data import select_tensors
 from .model import load_model
 from .session import Session
 
@@ -113,20 +115,42 @@ def weight_errors(float_model, quant_model) -> list[TensorError]:
     return list(results.values())
 
 
-def _activation_pairs(tensors: Mapping[str, np.ndarray], initializers: Mapping[str, np.ndarray]):
-    """{activation name: (before QDQ or None, after QDQ / dequantized)} in one run of the quantized model."""
+def _qdq_pair(name: str, saved: Mapping[str, np.ndarray]) -> tuple[str, str, str] | None:
+    """(activation, tensor before the QDQ pair, tensor after it) that ``name`` stands for, as
+    create_activation_matching reads the names: ``<a>_QuantizeLinear_Input`` is before and ``<a>`` after;
+    ``<a>_DequantizeLinear_Output`` (or ``..._1``) is after and ``<a>`` before. Both must be saved."""
+    if name.endswith(QUANT_INPUT_SUFFIX):
+        base = name[: -len(QUANT_INPUT_SUFFIX)]
+        pair = (base, name, base)
+    else:
+        suffix = next((s for s in DEQUANT_OUTPUT_SUFFIXES if name.endswith(s)), None)
+        if suffix is None:
+            return None
+        base = name[: -len(suffix)]
+        pair = (base, base, name)
+    return pair if pair[1] in saved and pair[2] in saved else None
+
+
+def _activation_pairs(tensors: Mapping[str, np.ndarray], saved: set[str], initializers: Mapping[str, np.ndarray]):
+    """{activation name: (before QDQ or None, after QDQ / dequantized)} in one run of the quantized model.
+
+    QDQ: among the ``saved`` tensors (those onnxruntime's debugger saves: float inputs and outputs of
+    nodes, no initializers), as :func:`_qdq_pair` reads the names. QOperator (refquant's addition):
+    ``<a>_quantized`` dequantized with ``<a>_scale`` / ``<a>_zero_point``.
+    """
+    visible = {name: tensors[name] for name in saved if name in tensors}
     pairs = {}
+    for name in visible:
+        qdq = _qdq_pair(name, visible)
+        if qdq is not None:
+            base, before, after = qdq
+            pairs[base] = (visible[before], visible[after])
     for name, value in tensors.items():
-        if name.endswith(QUANT_INPUT_SUFFIX):
-            base = name[: -len(QUANT_INPUT_SUFFIX)]
-            after = next((tensors[base + s] for s in DEQUANT_OUTPUT_SUFFIXES if base + s in tensors), tensors.get(base))
-            if after is not None and after.dtype.kind == "f":
-                pairs[base] = (value, after)
-        elif name.endswith(QUANTIZED_SUFFIX) and name not in initializers:
+        if name.endswith(QUANTIZED_SUFFIX) and name not in initializers:
             base = name[: -len(QUANTIZED_SUFFIX)]
             dequantized = _dequantized_initializer({**initializers, name: value}, base)
             if dequantized is not None:
-                pairs[base] = (None, dequantized)
+                pairs.setdefault(base, (None, dequantized))
     return pairs
 
 
@@ -134,11 +158,13 @@ def activation_errors(float_model, quant_model, batches, *, profile="spec") -> l
     """Run both models on each feed dict of ``batches``; compare matched activations over all batches."""
     float_session = Session(float_model)
     quant_session = Session(quant_model, profile=profile)
+    float_saved = set(select_tensors(float_session.model))
+    quant_saved = set(select_tensors(quant_session.model))
     collected: dict[str, dict[str, list]] = {}
     for feeds in batches:
-        floats = float_session.run_all(feeds)
+        floats = {name: value for name, value in float_session.run_all(feeds).items() if name in float_saved}
         quants = quant_session.run_all(feeds)
-        for name, (before, after) in _activation_pairs(quants, quant_session.constants).items():
+        for name, (before, after) in _activation_pairs(quants, quant_saved, quant_session.constants).items():
             slot = collected.setdefault(name, {"float": [], "before": [], "after": []})
             slot["after"].append(after)
             if before is not None:

@@ -76,6 +76,37 @@ def test_activation_errors_are_found_and_sorted_worst_first(pair):
         assert -1 <= e.cosine <= 1 + 1e-12 and e.max_abs_error >= 0
 
 
+class _Batches:
+    """The batches as onnxruntime's collect_activations iterates them."""
+
+    def __init__(self, batches):
+        self._batches = iter(batches)
+
+    def __iter__(self):
+        return self._batches
+
+
+@pytest.mark.parametrize("pair", ["QDQ"], indirect=True)  # onnxruntime's debugger reads QDQ models only
+def test_activation_matching_equals_onnxruntime_qdq_loss_debug(pair, tmp_path):
+    """Same activations (before/after each QDQ pair, float model) as create_activation_matching, and the
+    same SQNRs as compute_activation_error, up to the float Conv's rounding (onnxruntime runs MLAS)."""
+    _, float_path, quant_path, data = pair
+    batches = [dict(np.load(p)) for p in sorted(data.iterdir())]
+    activations = {}
+    for side, path in (("quant", quant_path), ("float", float_path)):
+        augmented = tmp_path / f"{side}_augmented.onnx"
+        qdq_loss_debug.modify_model_output_intermediate_tensors(str(path), str(augmented))
+        activations[side] = qdq_loss_debug.collect_activations(str(augmented), _Batches(batches))
+    matching = qdq_loss_debug.create_activation_matching(activations["quant"], activations["float"])
+    theirs = qdq_loss_debug.compute_activation_error(matching)
+    ours = {(e.name, e.kind): e.sqnr for e in debug(float_path, quant_path, batches) if e.kind != "weight"}
+    kinds = {"qdq_err": "qdq", "xmodel_err": "activation"}
+    expected = {(name, kinds[key]): value for name, errors in theirs.items() for key, value in errors.items()}
+    assert len(expected) > 6 and ours.keys() == expected.keys()
+    for key, value in expected.items():
+        assert ours[key] == pytest.approx(value, rel=1e-4), key
+
+
 def test_cli_debug_prints_the_table_and_json(pair, tmp_path, capsys):
     _, float_path, quant_path, data = pair
     assert cli.main(["debug", str(float_path), str(quant_path), "--data", str(data), "--json", str(tmp_path / "d.json")]) == 0

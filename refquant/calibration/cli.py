@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import RefquantError
 from .api import CALIBRATORS, calibrate
 from .core import COMPAT_MODES
+from .data import DATA_HELP
 from .tables import AMAX_RULES, FORMATS, write_tables
 
 __all__ = ["add_parser", "run"]
@@ -46,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "take onnxruntime's create_calibrator defaults.",
     )
     parser.add_argument("model", help="the float .onnx model")
-    parser.add_argument("--data", required=True, metavar="PATH", help="a directory of .npz/.npy batches or one .npz")
+    parser.add_argument("--data", required=True, metavar="PATH", help=DATA_HELP)
     parser.add_argument("--method", default="minmax", choices=sorted(CALIBRATORS))
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the tables and ranges.json")
     parser.add_argument(

@@ -26,7 +26,13 @@ from onnx import ModelProto, TensorProto
 from ..errors import FeedError, ModelError
 from .core import CalibrationError
 
-__all__ = ["select_tensors", "FeedSource", "feed_source", "default_runner"]
+__all__ = ["select_tensors", "FeedSource", "feed_source", "default_runner", "DATA_HELP"]
+
+#: the --data help of the commands that read batches from a path
+DATA_HELP = (
+    "a directory of .npz files (one batch each, arrays keyed by input name) or of .npy files (one-input "
+    "models), or one .npz whose arrays stack the batches along a new first axis"
+)
 
 #: element types onnxruntime's calibrators calibrate
 CALIBRATED_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16)
