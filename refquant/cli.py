@@ -149,9 +149,9 @@ def cmd_debug(args) -> int:
     from .debug import debug, model_inputs
     from .model import load_model
 
-    quant = load_model(args.quant_model)
+    float_model, quant = load_model(args.float_model), load_model(args.quant_model)
     batches = next(iter(feed_source(args.data, model_inputs(quant)).passes(1)))
-    errors = debug(args.float_model, quant, batches, profile=args.profile)
+    errors = debug(float_model, quant, batches, profile=args.profile)
     if not errors:
         raise RefquantError("no tensor of the quantized model matches the float model by name")
     width = max(len(e.name) for e in errors)
@@ -160,11 +160,16 @@ def cmd_debug(args) -> int:
         print(f"{e.name:{width}}  {e.kind:10}  {e.sqnr:9.2f}  {e.max_abs_error:10.4g}  {e.cosine:8.5f}")
     _write_json(args.json, [e.to_dict() for e in errors])
     if args.plot:
-        _plot_sqnr(errors, args.plot)
+        graph = float_model.graph
+        layers = [value.name for value in graph.input] + [name for node in graph.node for name in node.output]
+        depth = {name: i for i, name in enumerate(layers)}
+        activations = [e for e in errors if e.kind == "activation"]
+        _plot_sqnr(sorted(activations, key=lambda e: depth.get(e.name, len(depth))), args.plot)
     return 0
 
 
-def _plot_sqnr(errors, path: str) -> None:
+def _plot_sqnr(activations, path: str) -> None:
+    """A bar per activation, in the float model's graph order (input to output)."""
     try:
         import matplotlib
 
@@ -172,12 +177,11 @@ def _plot_sqnr(errors, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise RefquantError("--plot needs matplotlib (pip install 'refquant[plot]')") from None
-    activations = [e for e in errors if e.kind == "activation"]
     figure, axes = plt.subplots(figsize=(max(6, 0.4 * len(activations)), 4))
     axes.bar(range(len(activations)), [e.sqnr for e in activations])
     axes.set_xticks(range(len(activations)), [e.name for e in activations], rotation=90, fontsize=7)
     axes.set_ylabel("SQNR (dB)")
-    axes.set_title("float model vs quantized model, by activation")
+    axes.set_title("float model vs quantized model, by layer")
     figure.tight_layout()
     figure.savefig(path)
     print(f"wrote {path}")
@@ -339,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     debug.add_argument("--data", required=True, metavar="PATH", help=DATA_HELP)
     debug.add_argument("--profile", default="spec", help="arithmetic profile of the quantized model (default: spec)")
     debug.add_argument("--json", metavar="FILE", help="write the table as JSON")
-    debug.add_argument("--plot", metavar="FILE", help="save a PNG of SQNR by activation (needs matplotlib)")
+    debug.add_argument("--plot", metavar="FILE", help="save a PNG of SQNR by layer, in graph order (needs matplotlib)")
     debug.set_defaults(func=cmd_debug)
 
     backends_help = "comma-separated backend names (default: every available one but 'reference')"

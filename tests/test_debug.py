@@ -116,6 +116,24 @@ def test_cli_debug_prints_the_table_and_json(pair, tmp_path, capsys):
     assert rows and {"name", "kind", "sqnr", "max_abs_error", "cosine"} <= set(rows[0])
 
 
+def test_cli_debug_plots_activations_in_graph_order(pair, tmp_path, monkeypatch):
+    _, float_path, quant_path, data = pair
+    plotted = []
+    monkeypatch.setattr(cli, "_plot_sqnr", lambda activations, path: plotted.extend(e.name for e in activations))
+    assert cli.main(["debug", str(float_path), str(quant_path), "--data", str(data), "--plot", "p.png"]) == 0
+    graph = onnx.load(float_path).graph
+    layers = [v.name for v in graph.input] + [name for node in graph.node for name in node.output]
+    assert len(plotted) > 1 and plotted == sorted(plotted, key=layers.index)
+    monkeypatch.undo()
+    argv = ["debug", str(float_path), str(quant_path), "--data", str(data), "--plot", str(tmp_path / "sqnr.png")]
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert cli.main(argv) == 1  # "--plot needs matplotlib"
+        return
+    assert cli.main(argv) == 0 and (tmp_path / "sqnr.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_cli_debug_with_unrelated_models_is_a_clear_error(pair, tmp_path, capsys):
     _, float_path, _, data = pair
     assert cli.main(["debug", str(float_path), str(float_path), "--data", str(data)]) == 1
