@@ -254,13 +254,17 @@ def cmd_compare(args) -> int:
     feeds = _feeds_for(Session(args.model), args)
     results = conformance.compare(args.model, feeds, _backend_names(args.backends), all_tensors=args.all_tensors)
     print(report.comparison(results, all_tensors=args.all_tensors))
-    if args.save:
+    if args.save and args.all_tensors:
+        diverging: dict[str, list[str]] = {}  # first unexplained tensor -> the backends that diverge there
         for result in results:
-            first = result.first_unexplained() if args.all_tensors else None
+            first = result.first_unexplained()
             if first is not None:
-                case = conformance.node_reproducer(args.model, feeds, first.name)
-                rerun = conformance.compare(case.model, case.feeds, [result.backend])
-                print(f"saved the node computing {first.name}: {conformance.save_reproducer(Path(args.save), case, rerun)}")
+                diverging.setdefault(first.name, []).append(result.backend)
+        for name, names in diverging.items():
+            case = conformance.node_reproducer(args.model, feeds, name)
+            rerun = conformance.compare(case.model, case.feeds, names)
+            saved = conformance.save_reproducer(Path(args.save), case, rerun)
+            print(f"saved the node computing {name} ({', '.join(names)}): {saved}")
     _write_json(args.json, [r.to_dict() for r in results])
     return 1 if any(r.verdict in ("unexplained", "error") for r in results) else 0
 

@@ -41,8 +41,8 @@ class Shifty(Reference):
     """A fake engine: refquant, with the first element of every integer tensor one step off and of every
     float tensor 0.5 off (an unexplained bug)."""
 
-    def __init__(self):
-        super().__init__(name="shifty")
+    def __init__(self, name="shifty"):
+        super().__init__(name=name)
 
     def _execute(self, prepared, feeds):
         out = {}
@@ -59,7 +59,9 @@ def shifty(monkeypatch):
     import backends
 
     real_create = backends.create
-    monkeypatch.setattr(conformance, "create", lambda name, **o: Shifty() if name == "shifty" else real_create(name, **o))
+    monkeypatch.setattr(
+        conformance, "create", lambda name, **o: Shifty(name) if name.startswith("shifty") else real_create(name, **o)
+    )
     return "shifty"
 
 
@@ -212,9 +214,10 @@ def test_node_reproducer_isolates_the_first_unexplained_node(tmp_path, shifty, m
     (y,) = refquant.Session(case.model).run(None, case.feeds)
     np.testing.assert_array_equal(y, refquant.Session(model).run(None, feeds)[0])
     onnx.save(model, tmp_path / "m.onnx")
-    monkeypatch.setattr("backends.names", lambda: ["reference", "shifty"])
-    assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "shifty", "--all-tensors",
+    monkeypatch.setattr("backends.names", lambda: ["reference", "shifty", "shifty2"])
+    assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "shifty,shifty2", "--all-tensors",
                      "--save", str(tmp_path / "repro")]) == 1
-    saved = list((tmp_path / "repro").iterdir())
+    saved = list((tmp_path / "repro").iterdir())  # both diverge first at q: one reproducer holds both
     assert len(saved) == 1 and saved[0].name.startswith("quantizelinear-")
-    assert "saved the node computing q" in capsys.readouterr().out
+    assert "saved the node computing q (shifty, shifty2)" in capsys.readouterr().out
+    assert json.loads((saved[0] / "report.json").read_text())["backends"] == ["shifty", "shifty2"]
