@@ -1,7 +1,7 @@
 """onnxruntime's MLAS float32 kernels, replayed operation by operation.
 
 Profile option ``float_pipeline="mlas-float32"`` (the onnxruntime profile) routes
-float32 MatMul, Gemm, Softmax, LayerNormalization and GlobalAveragePool here.
+float32 MatMul, Gemm, Conv, Softmax, LayerNormalization and GlobalAveragePool here.
 Every function below performs the same float32 operations, in the same order,
 as the x86-64 kernel it names, so its result is bit-identical to onnxruntime's; each rounding step is a float32 numpy operation or
 :func:`refquant.arith.fma_float32` (one rounding, as a fused multiply-add).
@@ -18,7 +18,7 @@ import numpy as np
 
 from .arith import fma_float32
 
-__all__ = ["mean", "sgemm", "layer_norm", "softmax"]
+__all__ = ["mean", "sgemm", "conv", "conv_algorithm", "layer_norm", "softmax"]
 
 F32 = np.float32
 
@@ -71,8 +71,9 @@ _STRIDE_N = 128
 _STRIDE_K = 128
 
 
-def _stride_k(n: int, k: int) -> int:
-    """K-block length of MlasSgemmOperation: 128, traded against the N block for thin shapes."""
+def _strides(n: int, k: int) -> tuple[int, int]:
+    """(N block, K block) of MlasSgemmOperation and MlasConvOperation: 128 x 128, traded against each
+    other for thin shapes."""
     stride_n, stride_k = _STRIDE_N, _STRIDE_K
     if n >= k:
         while stride_k // 2 >= k:
@@ -80,7 +81,12 @@ def _stride_k(n: int, k: int) -> int:
     else:
         while stride_n > 16 and stride_n // 2 >= n:
             stride_n, stride_k = stride_n // 2, stride_k * 2
-    return stride_k
+    return stride_n, stride_k
+
+
+def _stride_k(n: int, k: int) -> int:
+    """K-block length of MlasSgemmOperation."""
+    return _strides(n, k)[1]
 
 
 _THREAD_COMPLEXITY = 64 * 1024  # multiply-adds per thread (MLAS_SGEMM_THREAD_COMPLEXITY)
@@ -187,6 +193,92 @@ class _Kernel:
             else:
                 result = chain + result if self.alpha == 1 else fma_float32(chain, self.alpha, result)
         return result
+
+
+# ----------------------------------------------------------------------------
+# Convolution (MlasConv, NCHW)
+# ----------------------------------------------------------------------------
+
+_MAX_THREADS = 16  # MLAS_MAXIMUM_THREAD_COUNT
+
+
+def conv_algorithm(channels: int, spatial: tuple[int, ...], kernel, strides, dilations, pads, filters: int,
+                   output: tuple[int, ...], groups: int) -> str:
+    """MlasConvPrepare's choice for one of ``groups`` groups: ``channels`` input channels, ``filters`` output
+    channels. "depthwise-multiplier2" (two filters per one-channel group, 7x7, stride 2, pads 3) is not
+    replayed by :func:`conv`.
+
+    "direct": pointwise (every kernel extent, stride 1, no padding), B is the input itself;
+    "direct-transposed": one input channel, stride 1, no padding or dilation, the kernel as wide as the
+    input (1-D convolutions count as 2-D of height 1), B is read transposed (as tall as the input and
+    one wide: "direct"); "expand": more filters than
+    output points, one GEMM over the whole im2col matrix; "segmented": MlasConvOperation's blocks.
+    """
+    if (len(spatial) == 2 and groups > 1 and filters == 2 and channels == 1 and tuple(kernel) == (7, 7)
+            and tuple(strides) == (2, 2) and tuple(pads) == (3, 3, 3, 3) and tuple(dilations) == (1, 1)):
+        return "depthwise-multiplier2"  # an AVX-512F direct kernel whose order is not replayed
+    if all(s == 1 for s in strides) and not any(pads):
+        if all(k == 1 for k in kernel):
+            return "direct"
+        if len(spatial) <= 2 and channels == 1 and all(d == 1 for d in dilations):
+            if kernel[-1] == spatial[-1]:
+                return "direct-transposed"
+            if len(spatial) == 2 and kernel[0] == spatial[0] and kernel[1] == 1:
+                return "direct"
+    return "expand" if filters > int(np.prod(output)) else "segmented"
+
+
+def conv(weights: np.ndarray, columns: np.ndarray, bias: np.ndarray | None, algorithm: str, threads: int = 1):
+    """MlasConv for float32: ``weights`` (group, M, K), im2col ``columns`` (N, group, K, P), ``bias``
+    (group, M) or None; returns (N, group, M, P).
+
+    Per image and group, Y = W @ columns by :func:`sgemm`, then Y + bias in float32 (MlasActivation).
+    "segmented" computes, per segment of P (one per thread, :func:`_conv_segments`), blocks of the
+    :func:`_strides` of the segment: each N block sums its K blocks by successive GEMMs onto the
+    partial result (beta = 1). With several images or groups onnxruntime gives each thread whole
+    images and groups, so GEMMs are single-threaded (direct, segmented) or split as MlasGemm splits
+    them (expand, and direct for one image and group).
+    """
+    images, groups = columns.shape[:2]
+    single = images * groups == 1
+    result = np.empty((images, groups) + weights.shape[1:2] + columns.shape[-1:], F32)
+    for image, group in np.ndindex(images, groups):
+        w, col = weights[group], columns[image, group]
+        if algorithm == "segmented":
+            y = np.empty(result.shape[2:], F32)
+            for segment in _conv_segments(w.shape[0], col.shape[0], col.shape[1], threads if single else 1):
+                y[:, segment] = _conv_segment(w, col[:, segment])
+        elif algorithm == "direct-transposed":
+            y = sgemm(w, col.T, threads if single else 1, trans_b=True)
+        else:
+            y = sgemm(w, col, threads if single or algorithm == "expand" else 1)
+        result[image, group] = y if bias is None else y + bias[group][:, np.newaxis]
+    return result
+
+
+def _conv_segments(m: int, k: int, p: int, threads: int) -> list[slice]:
+    """MlasConvPrepare's thread stride over the P output points: threads by complexity M P K / 65536 + 1
+    (at most 16 and ``threads``), P / threads rounded up to a multiple of 16; one segment when it covers P."""
+    target = min(m * p * k // _THREAD_COMPLEXITY + 1, _MAX_THREADS, threads)
+    stride = -(-p // target)
+    if target > 1:
+        stride = -(-stride // _THREAD_ALIGN_N) * _THREAD_ALIGN_N
+    if stride >= p:
+        return [slice(0, p)]
+    return [slice(start, min(p, start + stride)) for start in range(0, p, stride)]
+
+
+def _conv_segment(w: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """MlasConvOperation on one segment: N blocks, each the sum of its K blocks, GEMM after GEMM."""
+    k, p = col.shape
+    stride_n, stride_k = _strides(p, k)
+    y = np.empty((w.shape[0], p), F32)
+    for n0 in range(0, p, stride_n):
+        block = None
+        for k0 in range(0, k, stride_k):
+            block = sgemm(w[:, k0 : k0 + stride_k], col[k0 : k0 + stride_k, n0 : n0 + stride_n], c=block)
+        y[:, n0 : n0 + stride_n] = block
+    return y
 
 
 def _sgemm_m1(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

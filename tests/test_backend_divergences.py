@@ -561,6 +561,33 @@ def test_same_padding_kinds_are_validated(tmp_path):
         load_divergences(path)
 
 
+def _crop_resize(use_sizes: bool):
+    """Resize(tf_crop_and_resize, linear) of a length-8 row, roi [1/4, 3/4], scale 1.5 or sizes 6."""
+    init = {"roi": np.float32([0, 0, 0, 0.25, 1, 1, 1, 0.75])}
+    if use_sizes:
+        init["sizes"] = np.int64([1, 1, 1, 6])
+        inputs = {"x": (T.FLOAT, [1, 1, 1, 8]), "roi": init["roi"], "": None, "sizes": init["sizes"]}
+    else:
+        init["scales"] = np.float32([1, 1, 1, 1.5])
+        inputs = {"x": (T.FLOAT, [1, 1, 1, 8]), "roi": init["roi"], "scales": init["scales"]}
+    attrs = {"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"}
+    return single_node_model("Resize", inputs, {"y": T.FLOAT}, opset=18, attrs=attrs, initializers=init)
+
+
+@pytest.mark.parametrize("backend", ["ort-cpu", "onnx-reference"])
+def test_tf_crop_and_resize_scales_ignoring_the_roi_is_recognised_and_sizes_agree(backend):
+    pytest.importorskip("onnxruntime")
+    x = np.arange(8, dtype=np.float32).reshape(1, 1, 1, 8)
+    model = _crop_resize(use_sizes=False)
+    got = backends.get(backend).run(model, {"x": x})["y"]
+    want = _run(model, x)[0]
+    assert got.shape == (1, 1, 1, 12) and want.shape == (1, 1, 1, 6)  # floor(8 * 1.5) against floor(8 * 0.5 * 1.5)
+    assert _classify(model, {"x": x}, backend, {"y": got})["y"].explained == {"resize-tf-crop-scales-ignore-roi": 12}
+    sized = _crop_resize(use_sizes=True)
+    np.testing.assert_array_equal(backends.get(backend).run(sized, {"x": x})["y"], want)
+    assert _classify(sized, {"x": x}, backend, {"y": got})["y"].status == "unexplained"
+
+
 # -- the condition vocabulary of defects -----------------------------------------------------------------------------
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 import refquant
 from refquant import mlas
+from refquant import strategies as rqs
 
 from .test_float_ops import assert_same_bits
 
@@ -227,3 +228,77 @@ def test_gemm_matches_onnxruntime(m, k, n, trans_b, constant_b, alpha, beta, c_s
     a, b = _normal((m, k), seed), _normal((n, k) if trans_b else (k, n), seed + 1)
     c = {"none": None, "row": _normal((n,), seed + 2), "full": _normal((m, n), seed + 2), "scalar": _normal((1,), seed + 2)}[c_shape]
     _assert_gemm_matches_onnxruntime("Gemm", a, b, c, constant_b, transB=int(trans_b), alpha=alpha, beta=beta)
+
+
+# ----------------------------------------------------------------------------- Conv
+
+
+@given(geometry=rqs.conv_geometries(max_channels=4), bias=st.booleans(), wide=st.booleans(), threads=st.integers(1, 3), seed=st.integers(0, 2**16))  # fmt: skip
+def test_conv_matches_onnxruntime(geometry, bias, wide, threads, seed):
+    """Every MlasConvPrepare algorithm: pointwise GEMM, the transposed-B GEMM of a full-width kernel,
+    one GEMM over the whole im2col matrix, and MlasConvOperation's N and K blocks (wide: K > 128)."""
+    attrs = geometry.attrs
+    same = attrs.get("auto_pad", "NOTSET").startswith("SAME")
+    assume(not (same and any(d > 1 for d in attrs.get("dilations", []))))  # onnxruntime refuses it (spec/backends.md)
+    x_shape, w_shape = list(geometry.x_shape), list(geometry.w_shape)
+    if wide:  # 48 input channels per group: K = 48 * kernel taps crosses MLAS's 128-long K blocks
+        group = geometry.attrs.get("group", 1)
+        x_shape[1], w_shape[1] = 48 * group, 48
+    inputs = [_normal(x_shape, seed), _normal(w_shape, seed + 1)] + ([_normal(w_shape[:1], seed + 2)] if bias else [])
+    _assert_matches_onnxruntime("Conv", inputs, threads=threads, **geometry.attrs)
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs",
+    [
+        ([1, 32, 20, 20], [32, 32, 3, 3], {"pads": [1, 1, 1, 1]}),  # K 288: three K blocks summed GEMM after GEMM
+        ([2, 6, 9, 9], [6, 1, 3, 3], {"group": 6, "strides": [2, 2]}),  # depthwise: M = 1 per group
+        ([1, 1, 7, 5], [4, 1, 3, 5], {}),  # one channel, kernel as wide as the input: B read transposed
+        ([1, 3, 11], [5, 3, 11], {}),  # 1-D, the same as 2-D of height 1
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_conv_algorithms_match_onnxruntime(x_shape, w_shape, attrs, threads):
+    inputs = [_normal(x_shape, 1), _normal(w_shape, 2), _normal(w_shape[:1], 3)]
+    _assert_matches_onnxruntime("Conv", inputs, threads=threads, **attrs)
+
+
+@pytest.mark.parametrize(
+    "channels, spatial, kernel, strides, pads, filters, output, groups, want",
+    [
+        (8, (8, 8), (1, 1), (1, 1), (0, 0, 0, 0), 16, (8, 8), 1, "direct"),  # pointwise
+        (1, (7, 5), (3, 5), (1, 1), (0, 0, 0, 0), 4, (5, 1), 1, "direct-transposed"),  # kernel as wide as x
+        (1, (7, 5), (7, 1), (1, 1), (0, 0, 0, 0), 4, (1, 5), 1, "direct"),  # kernel as tall as x, one wide
+        (8, (8, 8), (3, 3), (1, 1), (1, 1, 1, 1), 8, (8, 8), 1, "segmented"),  # 8 filters <= 64 points
+        (8, (2, 2), (1, 1), (1, 1), (1, 1, 1, 1), 8, (4, 4), 1, "segmented"),  # padded pointwise: not direct
+        (8, (4, 4), (3, 3), (1, 1), (0, 0, 0, 0), 16, (2, 2), 1, "expand"),  # 16 filters > 4 points
+        (1, (16, 16), (7, 7), (2, 2), (3, 3, 3, 3), 2, (8, 8), 4, "depthwise-multiplier2"),
+        (1, (16, 16), (7, 7), (2, 2), (3, 3, 3, 3), 2, (8, 8), 1, "segmented"),  # one group: not that kernel
+    ],
+)
+def test_conv_algorithm_follows_mlas_conv_prepare(channels, spatial, kernel, strides, pads, filters, output, groups, want):
+    """Hand-derived from MlasConvPrepare (dilations 1)."""
+    dilations = (1,) * len(spatial)
+    assert mlas.conv_algorithm(channels, spatial, kernel, strides, dilations, pads, filters, output, groups) == want
+
+
+@pytest.mark.parametrize(
+    "m, k, p, threads, want",
+    [
+        (64, 576, 3136, 2, [(0, 1568), (1568, 3136)]),  # 64 * 3136 * 576 / 65536 + 1 > 2: ceil(3136 / 2) = 1568 = 98 * 16
+        (64, 576, 3136, 1, [(0, 3136)]),
+        (8, 72, 64, 2, [(0, 64)]),  # 8 * 64 * 72 / 65536 + 1 = 1 thread
+        (32, 288, 50, 4, [(0, 16), (16, 32), (32, 48), (48, 50)]),  # 4 threads: ceil(50 / 4) = 13, aligned to 16
+    ],
+)
+def test_conv_segments_follow_mlas_conv_prepare(m, k, p, threads, want):
+    assert [(s.start, s.stop) for s in mlas._conv_segments(m, k, p, threads)] == want
+
+
+def test_depthwise_multiplier2_kernel_keeps_the_exact_sum():
+    """MLAS runs its AVX-512F 7x7 stride-2 kernel there; refquant does not replay its order and gives the
+    correctly rounded sum, as the spec profile does."""
+    x, w = _normal([1, 4, 16, 16], 1), _normal([8, 1, 7, 7], 2)
+    model, feeds = _model("Conv", [x, w], group=4, strides=[2, 2], pads=[3, 3, 3, 3])
+    spec = refquant.Session(model).run(None, feeds)[0]
+    assert_same_bits(refquant.Session(model, profile="onnxruntime").run(None, feeds)[0], spec)

@@ -9,7 +9,7 @@ import numpy as np
 from ..dtypes import np_dtype, type_name, proto_of
 from ..errors import AttributeValueError, DTypeError, ShapeError
 
-__all__ = ["types_at", "require_dtype", "require_input", "normalize_axis", "dtype_name", "float_mlas", "frozen"]
+__all__ = ["types_at", "require_dtype", "require_input", "normalize_axis", "dtype_name", "float_mlas", "frozen", "flag"]
 
 
 def types_at(table: Mapping[int, Iterable[int]], version: int) -> frozenset[int]:
@@ -59,3 +59,11 @@ def frozen(array: np.ndarray | None) -> bool:
             return False
         array = array.base
     return array is None or isinstance(array, bytes)
+
+
+def flag(node, name: str) -> bool:
+    """A 0/1 attribute (default 0) as a bool; AttributeValueError for anything else."""
+    value = node.attr(name, 0, int)
+    if value not in (0, 1):
+        raise AttributeValueError(f"{name} must be 0 or 1, got {value}")
+    return bool(value)

@@ -17,11 +17,10 @@ from onnx import TensorProto as T
 
 from .. import arith
 from ..dtypes import QType, qtype
-from ..errors import AttributeValueError
 from .common import require_dtype, require_input
 from .integer import scalar_param, zero_point_of
 
-__all__ = ["EIGHT_BIT", "QParams", "qparams", "flag", "mlas_pipeline", "round_float32"]
+__all__ = ["EIGHT_BIT", "QParams", "qparams", "mlas_pipeline", "round_float32"]
 
 EIGHT_BIT = (T.UINT8, T.INT8)
 FLOAT32 = np.dtype(np.float32)
@@ -62,14 +61,6 @@ def qparams(scale, zero_point, like: np.ndarray, what: str, *, zero_point_requir
     arith.check_scale(scale, f"{what}_scale")
     zero_point = zero_point_of(zero_point, like, what)
     return QParams(scalar_param(scale, f"{what}_scale"), scalar_param(zero_point, f"{what}_zero_point"))
-
-
-def flag(node, name: str) -> bool:
-    """A 0/1 attribute (default 0) as a bool; AttributeValueError for anything else."""
-    value = node.attr(name, 0, int)
-    if value not in (0, 1):
-        raise AttributeValueError(f"{name} must be 0 or 1, got {value}")
-    return bool(value)
 
 
 def mlas_pipeline(node) -> bool:

@@ -22,8 +22,8 @@ from ..dtypes import qtype
 from ..errors import DTypeError, QuantParamError, ShapeError
 from ..node import Node
 from ..registry import MS_DOMAIN, register
-from .common import dtype_name, require_dtype, require_input
-from .contrib_common import FLOAT32, flag
+from .common import dtype_name, flag, require_dtype, require_input
+from .contrib_common import FLOAT32
 from .integer import (
     INT8_TYPES,
     as_matrices,

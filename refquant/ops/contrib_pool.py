@@ -20,8 +20,8 @@ from ..errors import AttributeValueError, ShapeError
 from ..node import Node
 from ..registry import MS_DOMAIN, register
 from ..window import Window, pad, resolve_window, tap_coordinates, windows
-from .common import normalize_axis, require_dtype, require_input
-from .contrib_common import EIGHT_BIT, FLOAT32, QParams, flag, mlas_pipeline, qparams, round_float32
+from .common import flag, normalize_axis, require_dtype, require_input
+from .contrib_common import EIGHT_BIT, FLOAT32, QParams, mlas_pipeline, qparams, round_float32
 from .nn import taps_inside
 
 

@@ -18,7 +18,7 @@ from math import prod
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith
+from .. import arith, mlas
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..node import Node
 from ..registry import register
@@ -37,7 +37,7 @@ from ..window import (
     tap_coordinates,
     windows,
 )
-from .common import dtype_name, require_dtype, types_at
+from .common import dtype_name, float_mlas, require_dtype, types_at
 
 CONV_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 22: (T.BFLOAT16,)}
 MAXPOOL_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 12: (T.INT8, T.UINT8), 22: (T.BFLOAT16,)}
@@ -56,12 +56,30 @@ def conv(node: Node, x, w, b=None):
     _same_type(w, x, "W")
     _same_type(b, x, "B")
     window, group = conv_window(node, x.shape, w.shape)
+    y = _mlas_conv(x, w, b, window, group, node.profile.mlas_threads) if float_mlas(node, x) else None
+    if y is not None:
+        return (y,)
     bias = None if b is None else conv_bias(b.astype(np.float64), w.shape[0], len(window.kernel))
     columns = conv_columns(pad(x.astype(np.float64), window, 0.0), window, group)
     y = conv_output(np.matmul(grouped_weights(w.astype(np.float64), group), columns), window)
     if bias is not None:
         y += bias
     return (arith.narrow(y, x.dtype),)
+
+
+def _mlas_conv(x: np.ndarray, w: np.ndarray, b, window: Window, group: int, threads: int) -> np.ndarray | None:
+    """onnxruntime's float32 Conv (MlasConv): im2col, the algorithm MlasConvPrepare picks, bias added last;
+    None for the one algorithm refquant.mlas does not replay (the exact sum is used there)."""
+    filters = w.shape[0] // group
+    algorithm = mlas.conv_algorithm(
+        x.shape[1] // group, x.shape[2:], window.kernel, window.strides, window.dilations,
+        window.pads_begin + window.pads_end, filters, window.output, group,
+    )
+    if algorithm == "depthwise-multiplier2":
+        return None
+    columns = conv_columns(pad(x, window, np.float32(0)), window, group)
+    bias = None if b is None else b.reshape(group, filters)
+    return conv_output(mlas.conv(grouped_weights(w, group), columns, bias, algorithm, threads), window)
 
 
 def _is_integer(dtype: np.dtype) -> bool:
@@ -92,11 +110,24 @@ def taps_inside(taps: list[np.ndarray], window: Window, spatial_shape: tuple[int
 
 def _window_max(view: np.ndarray, kernel: tuple[int, ...]) -> np.ndarray:
     """Maximum over the trailing kernel axes of a window view, one np.maximum per tap (NaN propagates)."""
-    taps = np.ndindex(kernel)
-    y = view[(Ellipsis, *next(taps))].copy()
+    taps = list(np.ndindex(kernel))
+    y = view[(Ellipsis, *taps[0])].copy()
+    positive_zero = np.zeros(y.shape, bool)
     for tap in taps:
-        np.maximum(y, view[(Ellipsis, *tap)], out=y)
-    return y
+        values = view[(Ellipsis, *tap)]
+        np.maximum(y, values, out=y)
+        positive_zero |= _is_positive_zero(values)
+    return _zero_sign_of_max(y, positive_zero)
+
+
+def _is_positive_zero(values: np.ndarray) -> np.ndarray:
+    return (values == 0) & ~np.signbit(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+
+
+def _zero_sign_of_max(y: np.ndarray, positive_zero: np.ndarray) -> np.ndarray:
+    """A zero maximum is +0 when some reduced value is +0 (IEEE 754-2019 maximum: -0 < +0), else -0;
+    np.maximum keeps whichever zero came first and np.max whichever its vector order meets."""
+    return np.where((y == 0) & positive_zero, np.zeros((), y.dtype), y) if y.dtype.kind == "f" else y
 
 
 def _argmax_indices(view, y, inside, taps, x_shape, column_major: bool) -> np.ndarray:
@@ -152,14 +183,16 @@ def max_pool(node: Node, x):
 
 @register("GlobalMaxPool", since=(1, 22))
 def global_max_pool(node: Node, x):
-    """Maximum over the spatial axes, kept as size 1 (exact; NaN propagates)."""
+    """Maximum over the spatial axes, kept as size 1 (exact; NaN propagates; +0 above -0)."""
     require_dtype(x, types_at(GLOBAL_MAXPOOL_TYPES, node.version), "X")
     if x.ndim < 3:
         raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
     if 0 in x.shape[2:]:
         raise ShapeError(f"X has shape {x.shape}: an empty spatial axis has no maximum")
-    y = np.max(x.astype(np.float64), axis=tuple(range(2, x.ndim)), keepdims=True)  # exact both ways
-    return (y.astype(x.dtype),)
+    spatial, wide = tuple(range(2, x.ndim)), x.astype(np.float64)  # exact both ways
+    y = np.max(wide, axis=spatial, keepdims=True)
+    y[y == 0] = -0.0  # then +0 where one is
+    return (_zero_sign_of_max(y, _is_positive_zero(wide).any(axis=spatial, keepdims=True)).astype(x.dtype),)
 
 
 # ----------------------------------------------------------------------------
