@@ -251,10 +251,12 @@ def cmd_compare(args) -> int:
 
     from .session import Session
 
+    if args.save and not args.all_tensors:
+        raise RefquantError("--save writes the first unexplained node's reproducer: it needs --all-tensors")
     feeds = _feeds_for(Session(args.model), args)
     results = conformance.compare(args.model, feeds, _backend_names(args.backends), all_tensors=args.all_tensors)
     print(report.comparison(results, all_tensors=args.all_tensors))
-    if args.save and args.all_tensors:
+    if args.save:
         diverging: dict[str, list[str]] = {}  # first unexplained tensor -> the backends that diverge there
         for result in results:
             first = result.first_unexplained()

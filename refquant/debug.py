@@ -138,7 +138,7 @@ def _activation_pairs(tensors: Mapping[str, np.ndarray], saved: set[str], initia
     nodes, no initializers), as :func:`_qdq_pair` reads the names. QOperator (refquant's addition):
     ``<a>_quantized`` dequantized with ``<a>_scale`` / ``<a>_zero_point``.
     """
-    visible = {name: tensors[name] for name in saved if name in tensors}
+    visible = {name: value for name, value in tensors.items() if name in saved}  # graph order
     pairs = {}
     for name in visible:
         qdq = _qdq_pair(name, visible)

@@ -28,6 +28,7 @@ from onnx import helper, numpy_helper
 
 from .errors import RefquantError
 from .profiles import SPEC, Profile, get_profile
+from .window import same_total
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,7 +122,7 @@ def same_padding_kinds(node, attrs: Mapping[str, object], values: Mapping[str, n
     ones = [1] * len(kernel)
     kinds = set()
     for size, k, s, d in zip(np.shape(x)[2:], kernel, attrs.get("strides") or ones, attrs.get("dilations") or ones):
-        total = (-(-size // s) - 1) * s + (k - 1) * d + 1 - size
+        total = same_total(size, (k - 1) * d + 1, s)
         if total < 0:
             kinds.add("negative")
         elif total % 2:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .arith import fma_float32
+from .window import Window
 
 __all__ = ["mean", "sgemm", "conv", "conv_algorithm", "layer_norm", "softmax"]
 
@@ -202,11 +203,10 @@ class _Kernel:
 _MAX_THREADS = 16  # MLAS_MAXIMUM_THREAD_COUNT
 
 
-def conv_algorithm(channels: int, spatial: tuple[int, ...], kernel, strides, dilations, pads, filters: int,
-                   output: tuple[int, ...], groups: int) -> str:
-    """MlasConvPrepare's choice for one of ``groups`` groups: ``channels`` input channels, ``filters`` output
-    channels. "depthwise-multiplier2" (two filters per one-channel group, 7x7, stride 2, pads 3) is not
-    replayed by :func:`conv`.
+def conv_algorithm(window: Window, spatial: tuple[int, ...], channels: int, filters: int, groups: int) -> str:
+    """MlasConvPrepare's choice for ``window`` over ``spatial``, per group of ``groups``: ``channels`` input
+    channels, ``filters`` output channels. "depthwise-multiplier2" (two filters per one-channel group,
+    7x7, stride 2, pads 3) is not replayed by :func:`conv`.
 
     "direct": pointwise (every kernel extent, stride 1, no padding), B is the input itself;
     "direct-transposed": one input channel, stride 1, no padding or dilation, the kernel as wide as the
@@ -214,18 +214,19 @@ def conv_algorithm(channels: int, spatial: tuple[int, ...], kernel, strides, dil
     one wide: "direct"); "expand": more filters than
     output points, one GEMM over the whole im2col matrix; "segmented": MlasConvOperation's blocks.
     """
-    if (len(spatial) == 2 and groups > 1 and filters == 2 and channels == 1 and tuple(kernel) == (7, 7)
-            and tuple(strides) == (2, 2) and tuple(pads) == (3, 3, 3, 3) and tuple(dilations) == (1, 1)):
+    kernel, pads = window.kernel, window.pads_begin + window.pads_end
+    if (len(spatial) == 2 and groups > 1 and filters == 2 and channels == 1 and kernel == (7, 7)
+            and window.strides == (2, 2) and pads == (3, 3, 3, 3) and window.dilations == (1, 1)):
         return "depthwise-multiplier2"  # an AVX-512F direct kernel whose order is not replayed
-    if all(s == 1 for s in strides) and not any(pads):
+    if all(s == 1 for s in window.strides) and not any(pads):
         if all(k == 1 for k in kernel):
             return "direct"
-        if len(spatial) <= 2 and channels == 1 and all(d == 1 for d in dilations):
+        if len(spatial) <= 2 and channels == 1 and all(d == 1 for d in window.dilations):
             if kernel[-1] == spatial[-1]:
                 return "direct-transposed"
             if len(spatial) == 2 and kernel[0] == spatial[0] and kernel[1] == 1:
                 return "direct"
-    return "expand" if filters > int(np.prod(output)) else "segmented"
+    return "expand" if filters > int(np.prod(window.output)) else "segmented"
 
 
 def conv(weights: np.ndarray, columns: np.ndarray, bias: np.ndarray | None, algorithm: str, threads: int = 1):

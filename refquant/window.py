@@ -43,6 +43,7 @@ __all__ = [
     "tap_coordinates",
     "kernel_shape",
     "per_axis",
+    "same_total",
 ]
 
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
@@ -151,7 +152,7 @@ def resolve_window(
             out = _explicit_output(size, 0, 0, extent, stride, False)
         else:
             out = -(-size // stride)
-            total = max(0, (out - 1) * stride + extent - size)
+            total = max(0, same_total(size, extent, stride))
             b = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
             e = total - b
         if out < 1:
@@ -164,6 +165,11 @@ def resolve_window(
         end.append(e)
         output.append(out)
     return Window(kernel, strides, dilations, tuple(begin), tuple(end), tuple(output))
+
+
+def same_total(size: int, extent: int, stride: int) -> int:
+    """ONNX's SAME padding along one axis, before refquant clamps it at 0: (ceil(D / s) - 1) * s + e - D."""
+    return (-(-size // stride) - 1) * stride + extent - size
 
 
 def conv_window(node: Node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> tuple[Window, int]:

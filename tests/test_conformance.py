@@ -221,3 +221,5 @@ def test_node_reproducer_isolates_the_first_unexplained_node(tmp_path, shifty, m
     assert len(saved) == 1 and saved[0].name.startswith("quantizelinear-")
     assert "saved the node computing q (shifty, shifty2)" in capsys.readouterr().out
     assert json.loads((saved[0] / "report.json").read_text())["backends"] == ["shifty", "shifty2"]
+    assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "shifty", "--save", str(tmp_path / "r2")]) == 1
+    assert "needs --all-tensors" in capsys.readouterr().err and not (tmp_path / "r2").exists()

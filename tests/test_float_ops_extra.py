@@ -188,11 +188,13 @@ def test_global_max_pool_is_the_spatial_maximum(x):
         np.testing.assert_array_equal(got, run_reference("GlobalMaxPool", {"x": x}, [np.float32], opset=22)[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16])
 @pytest.mark.parametrize("op, attrs", [("GlobalMaxPool", {}), ("MaxPool", {"kernel_shape": [3]})])
-def test_a_zero_maximum_is_positive_when_a_positive_zero_is_pooled(op, attrs):
+def test_a_zero_maximum_is_positive_when_a_positive_zero_is_pooled(op, attrs, dtype):
     """IEEE 754-2019 maximum: -0 < +0, whatever order the zeros come in; -0 only when every zero is -0."""
-    x = np.float32([[-0.0, 0.0, -1.0], [0.0, -0.0, -1.0], [-0.0, -0.0, -2.0]]).reshape(1, 3, 3)
-    (got,) = run_refquant(op, {"x": x}, [np.float32], opset=22, attrs=attrs)
+    x = np.array([[-0.0, 0.0, -1.0], [0.0, -0.0, -1.0], [-0.0, -0.0, -2.0]], dtype).reshape(1, 3, 3)
+    (got,) = run_refquant(op, {"x": x}, [dtype], opset=22, attrs=attrs)
+    got = got.astype(np.float32)
     assert np.signbit(got).ravel().tolist() == [False, False, True] and (got == 0).all()
 
 

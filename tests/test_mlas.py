@@ -18,6 +18,7 @@ from onnx import helper, numpy_helper
 import refquant
 from refquant import mlas
 from refquant import strategies as rqs
+from refquant.window import Window
 
 from .test_float_ops import assert_same_bits
 
@@ -278,8 +279,9 @@ def test_conv_algorithms_match_onnxruntime(x_shape, w_shape, attrs, threads):
 )
 def test_conv_algorithm_follows_mlas_conv_prepare(channels, spatial, kernel, strides, pads, filters, output, groups, want):
     """Hand-derived from MlasConvPrepare (dilations 1)."""
-    dilations = (1,) * len(spatial)
-    assert mlas.conv_algorithm(channels, spatial, kernel, strides, dilations, pads, filters, output, groups) == want
+    rank = len(spatial)
+    window = Window(kernel, strides, (1,) * rank, pads[:rank], pads[rank:], output)
+    assert mlas.conv_algorithm(window, spatial, channels, filters, groups) == want
 
 
 @pytest.mark.parametrize(

@@ -71,10 +71,7 @@ def _mlas_conv(x: np.ndarray, w: np.ndarray, b, window: Window, group: int, thre
     """onnxruntime's float32 Conv (MlasConv): im2col, the algorithm MlasConvPrepare picks, bias added last;
     None for the one algorithm refquant.mlas does not replay (the exact sum is used there)."""
     filters = w.shape[0] // group
-    algorithm = mlas.conv_algorithm(
-        x.shape[1] // group, x.shape[2:], window.kernel, window.strides, window.dilations,
-        window.pads_begin + window.pads_end, filters, window.output, group,
-    )
+    algorithm = mlas.conv_algorithm(window, x.shape[2:], x.shape[1] // group, filters, group)
     if algorithm == "depthwise-multiplier2":
         return None
     columns = conv_columns(pad(x, window, np.float32(0)), window, group)
@@ -112,22 +109,23 @@ def _window_max(view: np.ndarray, kernel: tuple[int, ...]) -> np.ndarray:
     """Maximum over the trailing kernel axes of a window view, one np.maximum per tap (NaN propagates)."""
     taps = list(np.ndindex(kernel))
     y = view[(Ellipsis, *taps[0])].copy()
-    positive_zero = np.zeros(y.shape, bool)
-    for tap in taps:
-        values = view[(Ellipsis, *tap)]
-        np.maximum(y, values, out=y)
-        positive_zero |= _is_positive_zero(values)
+    for tap in taps[1:]:
+        np.maximum(y, view[(Ellipsis, *tap)], out=y)
+    if _is_integer(y.dtype) or not (y == 0).any():
+        return y
+    positive_zero = np.any([_is_positive_zero(view[(Ellipsis, *tap)]) for tap in taps], axis=0)
     return _zero_sign_of_max(y, positive_zero)
 
 
 def _is_positive_zero(values: np.ndarray) -> np.ndarray:
-    return (values == 0) & ~np.signbit(values) if values.dtype.kind == "f" else np.zeros(values.shape, bool)
+    return (values == 0) & ~np.signbit(values)
 
 
 def _zero_sign_of_max(y: np.ndarray, positive_zero: np.ndarray) -> np.ndarray:
-    """A zero maximum is +0 when some reduced value is +0 (IEEE 754-2019 maximum: -0 < +0), else -0;
+    """A zero maximum is +0 when some reduced value is +0, else -0 (IEEE 754-2019 maximum: -0 < +0);
     np.maximum keeps whichever zero came first and np.max whichever its vector order meets."""
-    return np.where((y == 0) & positive_zero, np.zeros((), y.dtype), y) if y.dtype.kind == "f" else y
+    zero = np.zeros((), y.dtype)
+    return np.where(y == 0, np.where(positive_zero, zero, -zero), y)
 
 
 def _argmax_indices(view, y, inside, taps, x_shape, column_major: bool) -> np.ndarray:
@@ -190,9 +188,8 @@ def global_max_pool(node: Node, x):
     if 0 in x.shape[2:]:
         raise ShapeError(f"X has shape {x.shape}: an empty spatial axis has no maximum")
     spatial, wide = tuple(range(2, x.ndim)), x.astype(np.float64)  # exact both ways
-    y = np.max(wide, axis=spatial, keepdims=True)
-    y[y == 0] = -0.0  # then +0 where one is
-    return (_zero_sign_of_max(y, _is_positive_zero(wide).any(axis=spatial, keepdims=True)).astype(x.dtype),)
+    positive_zero = _is_positive_zero(wide).any(axis=spatial, keepdims=True)
+    return (_zero_sign_of_max(np.max(wide, axis=spatial, keepdims=True), positive_zero).astype(x.dtype),)
 
 
 # ----------------------------------------------------------------------------
