@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto
@@ -101,6 +103,32 @@ UNSUPPORTED = (
 )
 
 
+#: what the evaluator raises where it has no implementation of a node's op (onnx/reference/ops/_op_list.py
+#: load_op, reference_evaluator.py _load_impl): a RuntimeError for an op version older than its oldest
+#: implementation or without a default one, RuntimeContextError (a RuntimeError) for a context-dependent
+#: function it cannot expand; NotImplementedError (unknown op or domain) is a refusal by its type
+_NO_IMPLEMENTATION = re.compile(r"^No (?:default )?implementation (?:for operator|was found for node type) ")
+_NO_VERSION = re.compile(r"^No implementation for operator '([^']+)' domain '([^']*)' and version (\d+), found ([^.]*)\.")
+
+
+def _refusal(exc: Exception) -> str | None:
+    """The reason, where ``exc`` is the evaluator saying it has no implementation for an op; else None."""
+    text = str(exc).strip()
+    if isinstance(exc, NotImplementedError):
+        return text
+    if not isinstance(exc, RuntimeError) or not _NO_IMPLEMENTATION.match(text):
+        return None
+    match = _NO_VERSION.match(text)
+    if match is None:
+        return text
+    op, domain, version, found = match.groups()
+    versions = ", ".join(v for v in found.split(", ") if v != "None")
+    return (
+        f"onnx {onnx.__version__}'s evaluator has no {op} for {domain or 'ai.onnx'} opset {version}; "
+        f"it implements versions {versions} ({text})"
+    )
+
+
 class OnnxReference(Backend):
     """onnx.reference.ReferenceEvaluator (no com.microsoft ops)."""
 
@@ -125,16 +153,21 @@ class OnnxReference(Backend):
             ),
         )
 
+    def _error(self, exc: Exception, stage: str) -> BackendError:
+        """No implementation of an op (at the model's opset) is a refusal; anything else is a failure."""
+        reason = _refusal(exc)
+        if reason is not None:
+            return UnsupportedOnBackend(self.name, f"{stage}: {reason}")
+        return BackendError(self.name, f"{stage}: {type(exc).__name__}: {exc}")
+
     def _prepare(self, model: ModelProto, intermediates: bool):
         from onnx.reference import ReferenceEvaluator
 
         self.check_supported(model, tensor_infos(model))
         try:
             evaluator = ReferenceEvaluator(model)
-        except NotImplementedError as exc:
-            raise UnsupportedOnBackend(self.name, str(exc)) from None
         except Exception as exc:  # the evaluator raises whatever its op classes raise
-            raise BackendError(self.name, f"cannot load the model: {type(exc).__name__}: {exc}") from None
+            raise self._error(exc, "cannot load the model") from None
         return evaluator, node_outputs(model) if intermediates else None
 
     def _execute(self, prepared, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -144,8 +177,6 @@ class OnnxReference(Backend):
                 if exposed is None:
                     return dict(zip(evaluator.output_names, evaluator.run(None, feeds), strict=True))
                 values = evaluator.run(None, feeds, intermediate=True)
-        except NotImplementedError as exc:
-            raise UnsupportedOnBackend(self.name, str(exc)) from None
         except Exception as exc:
-            raise BackendError(self.name, f"run failed: {type(exc).__name__}: {exc}") from None
+            raise self._error(exc, "run failed") from None
         return {name: np.asarray(values[name]) for name in exposed if name in values}

@@ -230,6 +230,8 @@ def _kernel_types(version: str, providers: tuple[str, ...], op_type: str, since:
 # -- errors ----------------------------------------------------------------------------------------
 
 _MISSING_KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\)")
+#: a node whose op onnxruntime does not know in its domain (FAIL status): a refusal, like NOT_IMPLEMENTED
+_UNKNOWN_OP = re.compile(r"\S+\(-?\d+\) is not a registered function/op")
 _STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : (\w+) : ")
 _SOURCE = re.compile(r"\S+\.(?:cc|cpp|h):\d+ (?:\S[^\n]*?\)(?: const)? )?")
 
@@ -331,7 +333,7 @@ class OnnxRuntime(Backend):
 
     def _error(self, exc: Exception, stage: str) -> BackendError:
         status, message = _clean(str(exc))
-        if status == "NOT_IMPLEMENTED":
+        if status == "NOT_IMPLEMENTED" or _UNKNOWN_OP.search(message):
             return UnsupportedOnBackend(self.name, f"{stage}: {message}{self._kernels_of(message)}")
         return BackendError(self.name, f"{stage}: {status}: {message}")
 

@@ -7,6 +7,9 @@ makes it exact is written next to it.
 
 from __future__ import annotations
 
+import math
+
+import ml_dtypes
 import numpy as np
 
 from .dtypes import QType
@@ -47,7 +50,8 @@ def _round_to_odd_f32(x: np.ndarray) -> np.ndarray:
     Rounding to odd into 24 bits, then to nearest-even into p <= 22 bits,
     equals a single rounding to nearest-even (Boldo & Melquiond, 2008).
     """
-    f = x.astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: inf, which the step below turns into +-FLT_MAX (odd)
+        f = x.astype(np.float32)
     inexact = np.isfinite(x) & (f.astype(np.float64) != x)
     if inexact.any():
         f_in = f[inexact]
@@ -57,17 +61,59 @@ def _round_to_odd_f32(x: np.ndarray) -> np.ndarray:
     return f
 
 
+#: what a value that rounds beyond +-max becomes, per ml_dtypes float type (ONNX Cast: "+/- infinity if OOR";
+#: float8 with saturate=0: the Cast operator's second table; float4/float6: float4.md / float6.md, saturate)
+_OVERFLOW = {
+    np.dtype(ml_dtypes.bfloat16): "inf",
+    np.dtype(ml_dtypes.float8_e5m2): "inf",
+    np.dtype(ml_dtypes.float8_e4m3fn): "nan",
+    np.dtype(ml_dtypes.float8_e4m3fnuz): "nan",
+    np.dtype(ml_dtypes.float8_e5m2fnuz): "nan",
+    np.dtype(ml_dtypes.float4_e2m1fn): "max",
+    np.dtype(ml_dtypes.float6_e2m3fn): "max",
+    np.dtype(ml_dtypes.float6_e3m2fn): "max",
+}
+_NO_NEGATIVE_ZERO = frozenset({np.dtype(ml_dtypes.float8_e4m3fnuz), np.dtype(ml_dtypes.float8_e5m2fnuz)})
+
+
+def _rounds_beyond_max(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Where [x], x rounded to nearest-even at ``dtype``'s precision with no upper exponent limit, exceeds max.
+
+    max = m * ulp with m the largest significand; max + ulp / 2 rounds up (out of range) exactly when m is
+    odd. Infinities count; NaN does not.
+    """
+    info = ml_dtypes.finfo(dtype)
+    largest = float(info.max)
+    ulp = 2.0 ** (math.frexp(largest)[1] - 1 - info.nmant)
+    halfway = largest + ulp / 2
+    return np.abs(x) >= halfway if int(largest / ulp) % 2 else np.abs(x) > halfway
+
+
 def narrow(x: np.ndarray, dtype) -> np.ndarray:
     """``x`` (float64) rounded once to nearest-even in ``dtype``.
 
-    numpy rounds float64 to float32/float16 directly; ml_dtypes goes through
-    float32, which would round twice, so those types take a round-to-odd step.
+    numpy rounds float64 to float32/float16 directly. For the ml_dtypes types,
+    a round-to-odd step into float32 leaves ml_dtypes one in-range rounding to
+    nearest-even, which is then the only one (its own float64 path rounded
+    twice before 0.7). Values that round beyond +-max get the type's rule here
+    (``_OVERFLOW``), and -0 becomes +0 in the fnuz types, whatever the
+    installed ml_dtypes does with them. NaN stays NaN where the type has one;
+    for float4/float6 the caller decides NaN first.
     """
     dtype = np.dtype(dtype)
     x = np.asarray(x, dtype=np.float64)
     if dtype in _NATIVE:
         return x.astype(dtype)
-    return _round_to_odd_f32(x).astype(dtype)
+    if dtype in _NO_NEGATIVE_ZERO:  # every x that rounds to zero (half the smallest subnormal ties to 0) -> +0
+        x = np.where(np.abs(x) <= float(ml_dtypes.finfo(dtype).smallest_subnormal) / 2, 0.0, x)
+    result = _round_to_odd_f32(x).astype(dtype)
+    rule = _OVERFLOW.get(dtype)
+    if rule is not None:
+        over = _rounds_beyond_max(x, dtype)
+        if over.any():
+            value = {"inf": np.inf, "nan": np.nan, "max": float(ml_dtypes.finfo(dtype).max)}[rule]
+            result = np.where(over, np.copysign(value, x), result.astype(np.float64)).astype(dtype)
+    return result
 
 
 def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

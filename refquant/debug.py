@@ -11,6 +11,10 @@ Tensors are matched by name as onnxruntime's ``qdq_loss_debug`` matches them:
   (refquant's addition) the quantized ``<a>_quantized`` dequantized with ``<a>_scale`` /
   ``<a>_zero_point``; each compared with the float model's ``<a>``.
 
+A per-channel weight is dequantized along the axis its operator's definition gives it (DequantizeLinear's
+``axis``; :data:`CHANNEL_RULES` for QLinearConv, QLinearMatMul, MatMulInteger, QGemm, ...), never along an
+axis guessed from the lengths (a square MatMul weight has two).
+
 Per tensor: SQNR = 20 log10(|x| / |x - y|) (onnxruntime's formula and epsilon), max |x - y|, and the
 cosine similarity of x and y. Both models run on the reference interpreter.
 """
@@ -18,18 +22,20 @@ cosine similarity of x and y. Both models run on the reference interpreter.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import ModelProto, numpy_helper
+from onnx import ModelProto, NodeProto, numpy_helper
 
 from . import arith
 from .calibration.data import select_tensors
+from .errors import QuantParamError
 from .model import load_model
+from .ops.integer import matmul_param
 from .session import Session
 
-__all__ = ["TensorError", "sqnr", "weight_errors", "activation_errors", "debug"]
+__all__ = ["TensorError", "sqnr", "weight_errors", "activation_errors", "debug", "CHANNEL_RULES"]
 
 QUANT_INPUT_SUFFIX = "_QuantizeLinear_Input"
 DEQUANT_OUTPUT_SUFFIXES = ("_DequantizeLinear_Output", "_DequantizeLinear_Output_1")
@@ -67,26 +73,101 @@ def _error(name: str, kind: str, x: Sequence[np.ndarray], y: Sequence[np.ndarray
     return TensorError(name, kind, sqnr(list(x), list(y)), max_error, cosine)
 
 
-def _dequantized_initializer(initializers: Mapping[str, np.ndarray], base: str) -> np.ndarray | None:
+# -- where a quantized operand's per-channel parameters lie --------------------------------------------
+#
+# A rule takes (node, operand shape, parameter, what) and returns the parameter shaped to broadcast against
+# the operand, with the helpers the kernels use (arith.param_for, ops.integer.matmul_param). Per-tensor
+# parameters (one value) need no rule; a parameter of several values on an operand no rule covers is not
+# guessed (the weight is left out).
+
+
+def _per_tensor(node: NodeProto | None, shape, param: np.ndarray, what: str) -> np.ndarray:
+    """Any operand without a rule: one value (param_for with no axis refuses several)."""
+    return arith.param_for(param, shape, axis=None, what=what)
+
+
+def _per_output_channel(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndarray:
+    """w of a convolution, (M, C/group, k1, ...): one value per output channel M, axis 0."""
+    return arith.param_for(param, shape, axis=0, what=what)
+
+
+def _per_row(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndarray:
+    """a of a matmul, (..., M, K): one value per row, 1-D [M] or N-D [..., M, 1] (axis -2)."""
+    return matmul_param(param, tuple(shape), per_row=True, what=what)
+
+
+def _per_column(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndarray:
+    """b of a matmul, (..., K, N): one value per column, 1-D [N] or N-D [..., 1, N] (axis -1)."""
+    return matmul_param(param, tuple(shape), per_row=False, what=what)
+
+
+def _per_column_of_b_prime(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndarray:
+    """B of QGemm: one value per column of B' = transB ? B^T : B, i.e. axis 0 of B with transB, else axis 1."""
+    trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+    return arith.param_for(param, shape, axis=0 if trans_b else 1, what=what)
+
+
+#: (domain, op_type, input index of the quantized operand) -> its per-channel rule, as the operator's
+#: definition states it (the kernels of refquant/ops/integer.py and contrib_linear.py apply the same):
+CHANNEL_RULES: dict[tuple[str, str, int], Callable] = {
+    # ONNX QLinearConv: "w_scale ... per output channel ... its number of elements should be equal to the
+    # number of output channels (M)"; w is (M x C/group x kH x kW). ConvInteger's w_zero_point: the same.
+    ("", "QLinearConv", 3): _per_output_channel,
+    ("", "ConvInteger", 1): _per_output_channel,
+    # ONNX QLinearMatMul: "either scalar (per tensor) or N-D tensor (per row for 'a' and per column for 'b')";
+    # MatMulInteger: a_zero_point "per row", b_zero_point "per col quantization" (N elements for [K, N]).
+    ("", "QLinearMatMul", 0): _per_row,
+    ("", "QLinearMatMul", 3): _per_column,
+    ("", "MatMulInteger", 0): _per_row,
+    ("", "MatMulInteger", 1): _per_column,
+    # com.microsoft QLinearConv (channels_last or not, w stays (M, C/group, k...)): as ONNX QLinearConv.
+    ("com.microsoft", "QLinearConv", 3): _per_output_channel,
+    # com.microsoft QGemm: "b_scale ... per column", of B' (B transposed with transB).
+    ("com.microsoft", "QGemm", 3): _per_column_of_b_prime,
+    # com.microsoft MatMulIntegerToFloat / DynamicQuantizeMatMul: a per row, b per column.
+    ("com.microsoft", "MatMulIntegerToFloat", 0): _per_row,
+    ("com.microsoft", "MatMulIntegerToFloat", 1): _per_column,
+    ("com.microsoft", "DynamicQuantizeMatMul", 1): _per_column,
+}
+
+
+def _channel_rule(node: NodeProto, index: int):
+    return CHANNEL_RULES.get(("" if node.domain in ("", "ai.onnx") else node.domain, node.op_type, index))
+
+
+def _dequantized_initializer(
+    initializers: Mapping[str, np.ndarray], base: str, node: NodeProto | None = None, index: int = -1
+) -> np.ndarray | None:
     """``<base>_quantized`` dequantized with ``<base>_scale`` and ``<base>_zero_point`` (QOperator naming).
 
-    A per-channel scale applies along the first axis of matching length (Conv weights: output
-    channels, axis 0; MatMul weights: columns, the last axis)."""
+    Per-channel parameters lie where the operator that reads ``<base>_quantized`` as its input ``index``
+    puts them (:data:`CHANNEL_RULES`); without a rule only per-tensor parameters are read (None otherwise)."""
     q = initializers.get(base + QUANTIZED_SUFFIX)
     scale = initializers.get(base + "_scale")
     if q is None or scale is None:
         return None
-    axis = next((i for i, n in enumerate(q.shape) if n == np.size(scale)), None) if np.size(scale) > 1 else None
-    if np.size(scale) > 1 and axis is None:
+    zero_point = initializers.get(base + "_zero_point")
+    rule = (_channel_rule(node, index) if node is not None else None) or _per_tensor
+    try:
+        scale = rule(node, q.shape, scale, f"{base}_scale")
+        if zero_point is not None:
+            zero_point = rule(node, q.shape, zero_point, f"{base}_zero_point")
+    except QuantParamError:  # parameters that do not fit the operand: nothing to compare
         return None
-    return _dequantize(q, scale, initializers.get(base + "_zero_point"), axis)
+    return arith.dequantize(q, scale, zero_point, np.float32)
 
 
-def _dequantize(q: np.ndarray, scale: np.ndarray, zero_point, axis: int | None) -> np.ndarray:
-    per_axis = np.size(scale) > 1
-    scale = arith.param_for(scale, q.shape, axis=axis if per_axis else None, what="scale")
+def _dequantize_linear(q: np.ndarray, scale: np.ndarray, zero_point, node: NodeProto) -> np.ndarray:
+    """What the DequantizeLinear ``node`` computes from an initializer: its own ``axis`` (default 1) and
+    ``block_size`` (default 0) place the parameters."""
+    attrs = {a.name: a.i for a in node.attribute}
+    axis, block_size = attrs.get("axis", 1), attrs.get("block_size", 0)
+    per_axis = np.size(scale) > 1 or block_size
+    scale = arith.param_for(scale, q.shape, axis=axis if per_axis else None, block_size=block_size, what="scale")
     if zero_point is not None:
-        zero_point = arith.param_for(zero_point, q.shape, axis=axis if per_axis else None, what="zero point")
+        zero_point = arith.param_for(
+            zero_point, q.shape, axis=axis if per_axis else None, block_size=block_size, what="zero point"
+        )
     return arith.dequantize(q, scale, zero_point, np.float32)
 
 
@@ -101,18 +182,24 @@ def weight_errors(float_model, quant_model) -> list[TensorError]:
             name = node.input[0]
             if not name.endswith(QUANTIZED_SUFFIX):
                 continue
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             zero_point = quants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            dequantized = _dequantize(quants[name], quants[node.input[1]], zero_point, axis)
-        else:  # QOperator: weights of QLinearConv / QLinearMatMul / ... by naming convention
-            name = next((i for i in node.input if i.endswith(QUANTIZED_SUFFIX) and i in quants), None)
-            if name is None:
-                continue
-            dequantized = _dequantized_initializer(quants, name[: -len(QUANTIZED_SUFFIX)])
-        base = name[: -len(QUANTIZED_SUFFIX)]
-        if dequantized is not None and base in floats and base not in results:
-            results[base] = _error(base, "weight", [floats[base]], [dequantized])
+            dequantized = _dequantize_linear(quants[name], quants[node.input[1]], zero_point, node)
+            _add_weight(results, floats, name, dequantized)
+            continue
+        # QOperator: weights of QLinearConv / QLinearMatMul / ... by naming convention, per channel where
+        # the operator's definition says (CHANNEL_RULES)
+        for index, name in enumerate(node.input):
+            if name.endswith(QUANTIZED_SUFFIX) and name in quants:
+                base = name[: -len(QUANTIZED_SUFFIX)]
+                if base in floats and base not in results:
+                    _add_weight(results, floats, name, _dequantized_initializer(quants, base, node, index))
     return list(results.values())
+
+
+def _add_weight(results: dict, floats: Mapping[str, np.ndarray], name: str, dequantized: np.ndarray | None) -> None:
+    base = name[: -len(QUANTIZED_SUFFIX)]
+    if dequantized is not None and base in floats and base not in results:
+        results[base] = _error(base, "weight", [floats[base]], [dequantized])
 
 
 def _qdq_pair(name: str, saved: Mapping[str, np.ndarray]) -> tuple[str, str, str] | None:

@@ -1,6 +1,6 @@
 """Known backend divergences, as data, and the classifier of differing elements.
 
-``spec/divergences.toml`` lists each divergence: the backends and operators it
+``divergences.toml`` (shipped beside this module; spec/ links to it) lists each divergence: the backends and operators it
 concerns, the profile options under which refquant reproduces it, and the
 evidence. An element where a backend differs from the spec profile is
 
@@ -18,7 +18,7 @@ No tolerance is involved: an explanation is a reproduction or a recognised, docu
 from __future__ import annotations
 
 import fnmatch
-import sys
+import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,11 +29,6 @@ from onnx import helper, numpy_helper
 from .errors import RefquantError
 from .profiles import SPEC, Profile, get_profile
 from .window import same_total
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["Divergence", "OutputReport", "load_divergences", "classify", "DIVERGENCES_FILE"]
 
@@ -171,7 +166,7 @@ def _profile_options(name: str | None, path: Path) -> dict:
 
 
 def load_divergences(path: str | Path | None = None) -> list[Divergence]:
-    """Parse the divergences file (default: the one shipped with refquant, spec/divergences.toml)."""
+    """Parse the divergences file (default: the one shipped beside this module)."""
     path = Path(path or DIVERGENCES_FILE)
     try:
         entries = tomllib.loads(path.read_text(encoding="utf-8")).get("divergence", [])

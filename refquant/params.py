@@ -5,14 +5,16 @@
 
 after widening the range to hold zero (rmin <= 0 <= rmax), so that zero is
 exactly representable. spec/calibration.md states every step and where it
-comes from (onnxruntime 1.31 ``compute_scale_zp`` / ``get_qmin_qmax_for_qType``).
+comes from (onnxruntime's ``compute_scale_zp`` / ``get_qmin_qmax_for_qType``).
+The newest onnxruntime release's rules by default; an older release's with
+``onnxruntime_version`` (the releases and their differences: refquant.ort_releases).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import arith
+from . import arith, ort_releases
 from .dtypes import QTYPES, QType, qtype as _qtype_of
 from .errors import DTypeError, QuantParamError
 
@@ -95,7 +97,7 @@ def compute_scale_zero_point(
     symmetric: bool = False,
     reduce_range: bool = False,
     min_real_range: float | None = None,
-    fp16_subnormal_scales: bool = False,
+    onnxruntime_version: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(scale, zero_point) for the range [rmin, rmax], elementwise for per-channel arrays.
 
@@ -103,14 +105,17 @@ def compute_scale_zero_point(
     2. rmax = max(rmax, rmin + min_real_range) when ``min_real_range`` is given;
     3. symmetric: rmin, rmax = -m, m with m = max(|rmin|, |rmax|);
     4. scale64 = (f64(rmax) - f64(rmin)) / (qmax - qmin);
-    5. scale64 < tiny (smallest normal of the input type) gives scale 1, zero point 0;
+    5. a degenerate scale gives scale 1, zero point 0: float32 ranges: scale64 < tiny
+       (float32's smallest normal); float16 ranges: float16(scale64) == 0 (onnxruntime
+       >= 1.32), or scale64 < 2**-14, float16's smallest normal (1.31);
     6. zero point: symmetric round((qmin + qmax) / 2), else round(qmin - rmin / scale64),
        half to even;
     7. scale = scale64 rounded to the input type (float32, or float16 for float16 inputs).
 
-    ``fp16_subnormal_scales=True`` takes onnxruntime 1.32's step 5 instead: a
-    float16 scale is degenerate only when it rounds to zero in float16.
+    ``onnxruntime_version``: the release whose rules to follow ("1.31", "1.32";
+    None: the newest, :data:`refquant.ort_releases.LATEST`).
     """
+    release = ort_releases.rules(onnxruntime_version)
     qt = _integer_type(qtype)
     qmin, qmax = qrange(qt, symmetric=symmetric, reduce_range=reduce_range)
     lo, hi = _as_range_values(rmin, "rmin"), _as_range_values(rmax, "rmax")
@@ -127,7 +132,7 @@ def compute_scale_zero_point(
     lo64 = lo.astype(np.float64)
     scale64 = (hi.astype(np.float64) - lo64) / (np.float64(qmax) - np.float64(qmin))
     stored = arith.narrow(scale64, dtype)
-    if fp16_subnormal_scales and dtype == np.float16:
+    if dtype == np.float16 and release.fp16_degenerate_scale == "rounds-to-zero":
         degenerate = stored < np.finfo(np.float16).smallest_subnormal
     else:
         degenerate = scale64 < np.finfo(dtype).tiny

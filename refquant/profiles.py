@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 
+from . import host
 from .errors import RefquantError
 
 __all__ = ["Profile", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "OPENVINO", "PROFILES", "get_profile"]
@@ -44,9 +45,13 @@ class Profile:
         ``"error"``. A warning names the node in the first two cases. Internal
         accumulators of QLinear ops are always exact (int64).
     avx2_u8s8_saturation:
-        Emulate onnxruntime's U8S8 kernels on AVX2 CPUs without VNNI (MatMulInteger, QLinearMatMul,
-        ConvInteger, QLinearConv with uint8 x and int8 w): VPMADDUBSW adds adjacent products of the
-        stored bytes along K in int16 with saturation; zero-point terms stay exact.
+        Emulate onnxruntime's U8S8 GEMM and symmetric-convolution kernels on CPUs without VNNI (MLAS
+        families "avx2" and "avx512core", :mod:`refquant.host`): VPMADDUBSW adds adjacent products of
+        the stored bytes along K in int16 with saturation; zero-point terms stay exact. Applies where
+        onnxruntime runs a uint8 x int8 GEMM: MatMulInteger, QLinearMatMul, QLinearConv (K in
+        onnxruntime's order: kernel tap, then input channel; not depthwise), com.microsoft QGemm,
+        MatMulIntegerToFloat, DynamicQuantizeMatMul and QLinearConv. Not ConvInteger (int8 weights
+        are MLAS's A operand: an exact S8U8 GEMM). The "onnxruntime" profile sets it from the host.
     dynamic_zero_range_scale:
         Scale DynamicQuantizeLinear returns when min(x, 0) == max(x, 0), where
         the spec formula would divide by zero (onnxruntime: 1.0; onnx.reference: 1/255).
@@ -142,11 +147,13 @@ class Profile:
 
 SPEC = Profile(name="spec")
 
-#: onnxruntime CPU kernels (spec/profiles.md gives the evidence for each option)
+#: onnxruntime CPU kernels on this host (spec/profiles.md gives the evidence for each option):
+#: avx2_u8s8_saturation follows the MLAS integer kernels onnxruntime picks here (refquant.host)
 ONNXRUNTIME = Profile(
     name="onnxruntime",
     requantize_precision="float32",
     nan="qmin",
+    avx2_u8s8_saturation=host.u8s8_pairs_saturate(),
     qlinear_pipeline="mlas-float32",
     float_pipeline="mlas-float32",
     quantize_division="float32",

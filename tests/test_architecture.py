@@ -10,7 +10,7 @@ from pathlib import Path
 REFQUANT = Path(__file__).resolve().parent.parent / "refquant"
 FORBIDDEN = {"backends", "onnxruntime", "openvino"}
 OPTIONAL = {"hypothesis", "matplotlib", "tqdm", "flatbuffers"}  # allowed only inside functions / optional modules
-ALLOWED_TOP_LEVEL = {"numpy", "onnx", "ml_dtypes", "google", "tomli"} | set(sys.stdlib_module_names)
+ALLOWED_TOP_LEVEL = {"numpy", "onnx", "ml_dtypes", "google"} | set(sys.stdlib_module_names)
 
 
 def _imports(tree):

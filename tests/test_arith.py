@@ -36,10 +36,62 @@ def test_narrow_to_float8_rounds_once(dtype, value):
     assert got == _nearest_even(Fraction(value), dtype)
 
 
+def _nearest_even_binary(exact: Fraction, significand_bits: int) -> Fraction:
+    """``exact`` in [1, 2) rounded to nearest-even with ``significand_bits`` bits (the leading 1 included)."""
+    quantum = Fraction(1, 2 ** (significand_bits - 1))
+    scaled = exact / quantum
+    return round(scaled) * quantum  # Fraction.__round__: nearest integer, ties to even
+
+
 def test_narrow_to_bfloat16_avoids_double_rounding():
-    value = 1 + 2**-8 + 2**-30  # just above the bfloat16 tie 1 + 2**-8; float32 would round it onto the tie
-    assert float(np.array([value]).astype(ml_dtypes.bfloat16)[0]) == 1.0  # the trap: ml_dtypes goes via float32
-    assert float(arith.narrow(np.array([value]), ml_dtypes.bfloat16)[0]) == 1 + 2**-7
+    """Derived by hand, independent of how any library narrows float64.
+
+    value = 1 + 2**-8 + 2**-30 lies just above the bfloat16 (8 significant bits) tie 1 + 2**-8, so its
+    nearest bfloat16 is 1 + 2**-7. Rounded to float32 (24 bits) first, the 2**-30 is below half a float32
+    ulp (2**-24) and vanishes: 1 + 2**-8, exactly the tie, which a second rounding sends to the even 1.0.
+    """
+    value = Fraction(1) + Fraction(1, 2**8) + Fraction(1, 2**30)
+    assert _nearest_even_binary(value, 8) == 1 + Fraction(1, 2**7)  # once
+    via_float32 = _nearest_even_binary(value, 24)
+    assert via_float32 == 1 + Fraction(1, 2**8)  # the trap: a narrowing through float32 lands on the tie
+    assert _nearest_even_binary(via_float32, 8) == 1  # and rounds twice
+    assert float(arith.narrow(np.array([float(value)]), ml_dtypes.bfloat16)[0]) == 1 + 2**-7
+
+
+_SMALL_FLOATS = [
+    ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2,
+    ml_dtypes.float8_e5m2fnuz, ml_dtypes.float6_e2m3fn, ml_dtypes.float6_e3m2fn, ml_dtypes.float4_e2m1fn,
+]  # fmt: skip
+
+
+def _finite_values(dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Every finite value of ``dtype`` (decoded from each bit pattern), ascending, and whether its code is even."""
+    dtype = np.dtype(dtype)
+    bits = ml_dtypes.finfo(dtype).bits
+    codes = np.arange(2**bits, dtype=np.uint32).astype(np.dtype(f"u{dtype.itemsize}"))
+    with np.errstate(invalid="ignore"):
+        decoded = codes.view(dtype).astype(np.float64)
+    keep = np.isfinite(decoded) & ~((decoded == 0) & np.signbit(decoded))  # one zero: +0
+    order = np.argsort(decoded[keep], kind="stable")
+    return decoded[keep][order], (codes[keep][order] % 2 == 0)
+
+
+@pytest.mark.parametrize("dtype", _SMALL_FLOATS, ids=lambda d: np.dtype(d).name)
+def test_narrow_rounds_every_midpoint_once_to_nearest_even(dtype):
+    """Every value, every midpoint between neighbours, and a float64 step either side of each midpoint.
+
+    The oracle picks the nearer neighbour from the decoded table of the type's values (ties: the even code):
+    no library conversion is involved, so the test holds whichever ml_dtypes rounds the way narrow() builds on.
+    """
+    values, even = _finite_values(dtype)
+    below, above = values[:-1], values[1:]
+    mid = (below + above) / 2  # exact: neighbours differ in at most a few low bits
+    tie_goes_up = ~even[:-1]
+    points = np.concatenate([values, mid, np.nextafter(mid, -np.inf), np.nextafter(mid, np.inf)])
+    want = np.concatenate([values, np.where(tie_goes_up, above, below), below, above])
+    got = arith.narrow(points, dtype).astype(np.float64)
+    bad = got != want
+    assert not bad.any(), f"{np.dtype(dtype)}: {points[bad][:3]} -> {got[bad][:3]}, want {want[bad][:3]}"
 
 
 @given(st.integers(-(2**33), 2**33), st.floats(1e-3, 1e3).map(lambda v: float(np.float32(v))))
@@ -79,3 +131,40 @@ def test_param_for_shapes():
     assert blocked.shape == x_shape and (blocked[:, 4] == blocked[:, 0]).all()
     with pytest.raises(QuantParamError, match="block_size must be >= 0"):
         arith.param_for(np.ones((2, 1, 3)), x_shape, axis=1, block_size=-1, what="s")
+
+
+@pytest.mark.parametrize(
+    "dtype, halfway, max_is_odd, beyond",
+    [
+        # max = 1.1111111 * 2**127 (significand 255, odd): the halfway point rounds up, out of range -> inf
+        (ml_dtypes.bfloat16, (2 - 2**-8) * 2.0**127, True, np.inf),
+        # 448 = 1.110 * 2**8 (significand 14, even): 464 rounds down to 448; beyond it NaN (no inf)
+        (ml_dtypes.float8_e4m3fn, 464.0, False, np.nan),
+        # 240 = 1.111 * 2**7 (significand 15, odd): 248 rounds up -> NaN
+        (ml_dtypes.float8_e4m3fnuz, 248.0, True, np.nan),
+        # 57344 = 1.11 * 2**15 (significand 7, odd): 61440 rounds up -> inf
+        (ml_dtypes.float8_e5m2, 61440.0, True, np.inf),
+        (ml_dtypes.float8_e5m2fnuz, 61440.0, True, np.nan),
+        # float4 6 = 1.1 * 2**2 (significand 3, odd): beyond it float4.md saturates to 6
+        (ml_dtypes.float4_e2m1fn, 7.0, True, 6.0),
+    ],
+    ids=lambda v: np.dtype(v).name if isinstance(v, type) else None,
+)
+def test_narrow_applies_the_overflow_rule_itself(dtype, halfway, max_is_odd, beyond):
+    """The Cast operator's out-of-range rules, derived by hand from each type's largest value."""
+    largest = float(ml_dtypes.finfo(dtype).max)
+    points = np.array([halfway, np.nextafter(halfway, 0), np.nextafter(halfway, np.inf), np.inf])
+    got = arith.narrow(np.concatenate([points, -points]), dtype).astype(np.float64)
+    want = np.array([beyond if max_is_odd else largest, largest, beyond, beyond])
+    want = np.concatenate([want, -want])
+    assert ((got == want) | (np.isnan(got) & np.isnan(want))).all(), (got, want)
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.float8_e4m3fnuz, ml_dtypes.float8_e5m2fnuz])
+def test_narrow_gives_plus_zero_for_minus_zero_in_fnuz_types(dtype):
+    # every value rounding to zero, down to minus half the smallest subnormal (a tie: to the even 0), is +0x00;
+    # 0x80 is their NaN
+    half = float(ml_dtypes.finfo(dtype).smallest_subnormal) / 2
+    zeros = arith.narrow(np.array([-0.0, -1e-30, -half]), dtype)
+    assert zeros.view(np.uint8).tolist() == [0, 0, 0]
+    assert float(arith.narrow(np.array([-np.nextafter(half, 1)]), dtype)[0]) == -2 * half

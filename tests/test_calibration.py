@@ -103,7 +103,53 @@ def mlp_model(seed=1):
     )
 
 
-MODELS = {"cnn": (cnn_model, (2, 3, 8, 8)), "mlp": (mlp_model, (4, 16))}
+def plain_cnn_model(seed=2):
+    """A plain float CNN of 13 activation tensors: Conv-Relu-MaxPool-Conv-Relu-Conv(1x1)-Add-Relu-
+    GlobalAveragePool-Flatten-Gemm-Softmax on 3x16x16 images. Its float kernels (Conv, Gemm,
+    GlobalAveragePool, Softmax) are the ones the onnxruntime profile replays (spec/mlas.md); the others
+    are exact in any arithmetic."""
+    rng = np.random.default_rng(seed)
+
+    def init(name, *shape, scale=0.4):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]),
+        helper.make_node("Add", ["c3", "p1"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r3"]),
+        helper.make_node("GlobalAveragePool", ["r3"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
+        helper.make_node("Softmax", ["y"], ["s"], axis=1),
+    ]
+    inits = [
+        init("w1", 8, 3, 3, 3),
+        init("b1", 8),
+        init("w2", 8, 8, 3, 3, scale=0.2),
+        init("b2", 8),
+        init("w3", 8, 8, 1, 1),
+        init("b3", 8),
+        init("wf", 10, 8),
+        init("bf", 10),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", T.FLOAT, ["N", 3, 16, 16])],
+        [helper.make_tensor_value_info("s", T.FLOAT, ["N", 10])],
+        inits,
+    )
+
+
+MODELS = {
+    "cnn": (cnn_model, (2, 3, 8, 8)),
+    "mlp": (mlp_model, (4, 16)),
+    "plain_cnn": (plain_cnn_model, (2, 3, 16, 16)),
+}
 
 
 def make_batches(shape, count, seed=0):
@@ -185,14 +231,17 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("runner", ["onnxruntime", "default"])
 @pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("method, options", CASES)
-def test_ranges_equal_onnxruntime(model_files, tmp_path, model, method, options):
+def test_ranges_equal_onnxruntime(model_files, tmp_path, model, method, options, runner):
+    """Through onnxruntime's activations, and through the default runner (the onnxruntime profile): exact."""
     shape = MODELS[model][1]
     batches = make_batches(shape, 5, seed=len(options))
     path = model_files[model]
     expected = ort_ranges(path, batches, method, options, tmp_path)
-    got = refquant.calibrate(path, Reader(batches), method, runner=make_runner(path), **options)
+    run = make_runner(path) if runner == "onnxruntime" else None
+    got = refquant.calibrate(path, Reader(batches), method, runner=run, **options)
     assert_matches_onnxruntime(got, expected, method)
 
 
@@ -218,11 +267,19 @@ def test_float16_tensors_equal_onnxruntime(tmp_path, method, options):
     assert got["y"].low.dtype == np.float16
 
 
-def test_float16_percentile_fails_like_onnxruntime():
-    """2048 float16 bins do not fit a range of about 7: numpy (so onnxruntime) refuses; refquant names the tensor."""
-    batches = [{"x": (np.random.default_rng(0).standard_normal((4, 8)) * 3).astype(np.float16)}]
-    with pytest.raises(CalibrationError, match="tensor 'x': no 2048 float16 bins"):
-        refquant.calibrate(_relu_model(), batches, "percentile", runner=_relu_runner, tensors=["x"])
+def test_float16_percentile_fails_where_onnxruntime_fails():
+    """onnxruntime's Percentile collector bins float16 data with numpy.histogram itself. numpy 2.1 and later refuse
+    2048 float16 bins over a range of about 7 ("too many bins"), numpy 2.0 makes them: refquant follows the
+    numpy that onnxruntime runs with, and where it refuses refquant names the tensor."""
+    x = (np.random.default_rng(0).standard_normal((4, 8)) * 3).astype(np.float16)
+    try:
+        np.histogram(np.abs(x), 2048, range=(np.float16(0), np.abs(x).max()))
+    except ValueError:
+        with pytest.raises(CalibrationError, match="tensor 'x': no 2048 float16 bins"):
+            refquant.calibrate(_relu_model(), [{"x": x}], "percentile", runner=_relu_runner, tensors=["x"])
+    else:
+        ranges = refquant.calibrate(_relu_model(), [{"x": x}], "percentile", runner=_relu_runner, tensors=["x"])
+        assert list(ranges) == ["x"]
 
 
 def test_op_types_select_like_onnxruntime(model_files):
@@ -251,20 +308,49 @@ def test_max_intermediate_outputs_compat_and_fixed(model_files, tmp_path):
         refquant.calibrate(path, batches[:4], "minmax", runner=runner, max_intermediate_outputs=2)
 
 
+@pytest.mark.parametrize("method", list(ORT_METHODS))
+def test_default_runner_gives_onnxruntime_calibrators_ranges(model_files, tmp_path, method):
+    """No runner given: the interpreter's onnxruntime profile computes the activations, and every range of a
+    plain CNN (13 tensors) is the one create_calibrator(...).collect_data / compute_data gives, bit for bit."""
+    path = model_files["plain_cnn"]
+    batches = make_batches(MODELS["plain_cnn"][1], 4, seed=3)
+    expected = ort_ranges(path, batches, method, {}, tmp_path)
+    assert len(expected.data) == 13
+    got = refquant.calibrate(path, Reader(batches), method)
+    assert_matches_onnxruntime(got, expected, method)
+
+
 @pytest.mark.parametrize("model", list(MODELS))
-def test_default_runner_is_the_refquant_interpreter(model_files, model):
+def test_default_runner_equals_onnxruntime_runner(model_files, model):
+    """The onnxruntime profile's activations are onnxruntime's: the same ranges, bit for bit (no tolerance)."""
     path = model_files[model]
-    used = {node.op_type for node in MODELS[model][0]().graph.node}
-    missing = used - {op for _, op, _ in refquant.supported_ops()}
-    if missing:
-        pytest.skip(f"refquant has no float kernel for {sorted(missing)} yet")
     batches = make_batches(MODELS[model][1], 3)
     ours = refquant.calibrate(path, batches, "minmax")
     theirs = refquant.calibrate(path, batches, "minmax", runner=make_runner(path))
     assert list(ours) == list(theirs)
-    for name in ours:  # two engines' float32 matmuls may differ in the last bits
-        np.testing.assert_allclose(ours[name].low, theirs[name].low, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(ours[name].high, theirs[name].high, rtol=1e-5, atol=1e-6)
+    for name in ours:
+        assert_identical(ours[name].low, theirs[name].low, f"{name} low")
+        assert_identical(ours[name].high, theirs[name].high, f"{name} high")
+
+
+def test_profile_chooses_the_default_runner(model_files):
+    """compat="fixed" (or profile="spec") computes activations in the spec's arithmetic: exactly the ranges of
+    the spec interpreter's tensors; compat="onnxruntime" those of the onnxruntime profile."""
+    path = model_files["plain_cnn"]
+    batches = make_batches(MODELS["plain_cnn"][1], 2, seed=5)
+    for profile, compat in (("spec", "fixed"), ("onnxruntime", "onnxruntime")):
+        session = refquant.Session(path, profile=profile)
+        activations = [session.run_all(feeds) for feeds in batches]
+        for options in ({"compat": compat}, {"compat": "onnxruntime", "profile": profile}):
+            got = refquant.calibrate(path, batches, "minmax", **options)
+            for name, r in got.items():
+                assert r.low[0] == min(a[name].min() for a in activations), (profile, name)
+                assert r.high[0] == max(a[name].max() for a in activations), (profile, name)
+    spec = refquant.calibrate(path, batches, "minmax", compat="fixed")
+    ort = refquant.calibrate(path, batches, "minmax")
+    assert any(spec[name] != ort[name] for name in spec)  # the two arithmetics differ on this model
+    with pytest.raises(CalibrationError, match="no effect with runner="):
+        refquant.calibrate(path, batches, "minmax", runner=make_runner(path), profile="spec")
 
 
 # ----------------------------------------------------------------------------
@@ -748,6 +834,13 @@ def test_cli_writes_tables_and_ranges(tmp_path, capsys):
     assert {name: TensorRange.from_dict(r) for name, r in saved.items()} == expected
     captured = capsys.readouterr()
     assert "pass 2/2 [" in captured.err and "3/3 batches" in captured.err and "percentile: 2 tensors" in captured.out
+    assert "activations: onnxruntime " in captured.out  # installed, so the default runs onnxruntime itself
+    assert _cli([*argv, "--quiet", "--runner", "refquant"]) == 0
+    assert "activations: refquant interpreter, profile onnxruntime" in capsys.readouterr().out
+    assert _cli([*argv, "--quiet", "--compat", "fixed"]) == 0
+    assert "activations: refquant interpreter, profile spec" in capsys.readouterr().out
+    with pytest.raises(refquant.errors.RefquantError, match="no effect with --runner onnxruntime"):
+        _cli([*argv, "--runner", "onnxruntime", "--profile", "spec"])
     with pytest.raises(refquant.errors.RefquantError, match="unknown table format"):
         _cli([*argv, "--format", "json,xml"])
     with pytest.raises(CalibrationError, match="minmax takes the options"):

@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 
 import refquant
 from backends import conformance, report
+from backends.base import BackendError, UnsupportedOnBackend
 from backends.reference import Reference
 from refquant import cli
 
@@ -183,6 +184,89 @@ def test_cli_compare_and_check_exit_status(tmp_path, capsys, shifty, monkeypatch
     assert "shifty: unexplained" in out and json.loads((tmp_path / "c.json").read_text())[0]["verdict"] == "unexplained"
     assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "warp-drive"]) == 1
     assert "unknown backend(s) ['warp-drive']" in capsys.readouterr().err
+
+
+class _Refuser(Reference):
+    """A fake engine that refuses every model (a documented limit)."""
+
+    def _execute(self, prepared, feeds):
+        raise UnsupportedOnBackend(self.name, "no kernel for this op at this opset")
+
+
+class _Crasher(Reference):
+    """A fake engine that crashes on a model it claims to run."""
+
+    def _execute(self, prepared, feeds):
+        raise BackendError(self.name, "run failed: ValueError: operands could not be broadcast")
+
+
+def test_cli_compare_exit_status_tells_a_refusal_from_a_crash(tmp_path, capsys, monkeypatch):
+    """A backend that refuses the model is unsupported, with its reason, and exits 0; one that fails on a
+    model it does not refuse is an error and exits 1, as an unexplained difference does."""
+    import onnx
+
+    fakes = {"refuser": _Refuser, "crasher": _Crasher}
+    real_create = conformance.create
+    monkeypatch.setattr(
+        conformance, "create", lambda name, **o: fakes[name](name=name) if name in fakes else real_create(name, **o)
+    )
+    monkeypatch.setattr("backends.names", lambda: ["reference", *fakes])
+    model, _ = two_node_model()
+    onnx.save(model, tmp_path / "m.onnx")
+    argv = ["compare", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "c.json"), "--backends"]
+    assert cli.main([*argv, "reference,refuser"]) == 0
+    assert "refuser: unsupported (no kernel for this op at this opset)" in capsys.readouterr().out
+    refused = json.loads((tmp_path / "c.json").read_text())[1]
+    assert refused["status"] == "unsupported" and refused["message"] == "no kernel for this op at this opset"
+    assert cli.main([*argv, "reference,crasher"]) == 1
+    assert "crasher: error (run failed: ValueError" in capsys.readouterr().out
+    assert json.loads((tmp_path / "c.json").read_text())[1]["verdict"] == "error"
+
+
+def _dequantize_model(opset: int):
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["q", "s"], ["y"])], "dq",
+        [helper.make_tensor_value_info("q", T.UINT8, [3])], [helper.make_tensor_value_info("y", T.FLOAT, [3])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "s")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def test_onnx_reference_refuses_an_op_older_than_its_implementations_and_fails_on_the_rest():
+    """onnx.reference implements DequantizeLinear from opset 19: at 13 it refuses (unsupported, saying so);
+    an exception of its op code on a model it loads stays an error."""
+    from backends.onnx_reference import OnnxReference
+
+    backend = OnnxReference()
+    q = np.array([0, 4, 255], np.uint8)
+    assert backend.run(_dequantize_model(19), {"q": q})["y"].tolist() == [0.0, 2.0, 127.5]
+    with pytest.raises(UnsupportedOnBackend) as refused:
+        backend.run(_dequantize_model(13), {"q": q})
+    assert "no DequantizeLinear for ai.onnx opset 13; it implements versions 19" in refused.value.message
+    (result,) = conformance.compare(_dequantize_model(13), {"q": q}, ["onnx-reference"])
+    assert result.status == "unsupported" and "DequantizeLinear" in result.message
+    crash = backend._error(ValueError("operands could not be broadcast together"), "run failed")
+    assert type(crash) is BackendError and crash.message == "run failed: ValueError: operands could not be broadcast together"
+    other_runtime_error = backend._error(RuntimeError("Unable to run the node"), "run failed")
+    assert type(other_runtime_error) is BackendError
+    unknown = backend._error(NotImplementedError("Node type 'Foo' from domain 'com.x' is unknown"), "cannot load the model")
+    assert type(unknown) is UnsupportedOnBackend
+
+
+def test_onnxruntime_refuses_an_op_it_does_not_know():
+    """onnxruntime's "is not a registered function/op" (status FAIL) is a refusal like NOT_IMPLEMENTED."""
+    import backends
+
+    if not backends.available()["ort-cpu"]:
+        pytest.skip("onnxruntime is not available")
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOp", ["x"], ["y"], domain="com.microsoft")], "unknown",
+        [helper.make_tensor_value_info("x", T.FLOAT, [2])], [helper.make_tensor_value_info("y", T.FLOAT, [2])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=8)
+    with pytest.raises(UnsupportedOnBackend, match="com.microsoft:NoSuchOp.* is not a registered function/op"):
+        backends.get("ort-cpu").run(model, {"x": np.zeros(2, np.float32)})
 
 
 def test_pytest_plugin_fixture_and_assert_conforms(pytester):

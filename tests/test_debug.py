@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import onnx
@@ -138,3 +139,78 @@ def test_cli_debug_with_unrelated_models_is_a_clear_error(pair, tmp_path, capsys
     _, float_path, _, data = pair
     assert cli.main(["debug", str(float_path), str(float_path), "--data", str(data)]) == 1
     assert "no tensor of the quantized model matches" in capsys.readouterr().err
+
+
+# -- per-channel axis of a square QOperator weight --------------------------------------------------------------
+
+
+def _square_matmul_pair(directory):
+    """x [4, 32] @ W [32, 32], quantized by quantize_static QOperator per channel: QLinearMatMul with a
+    per-column b_scale of 32 values. W's columns span two decades of magnitude, so the axis matters."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((32, 32)) * np.geomspace(0.01, 1.0, 32)[None, :]).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="proj")], "proj",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 32])],
+        [numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    float_path, quant_path = directory / "float.onnx", directory / "quant.onnx"
+    onnx.save(model, float_path)
+    batches = [{"x": rng.standard_normal((4, 32)).astype(np.float32)} for _ in range(4)]
+    quantization.quantize_static(
+        str(float_path), str(quant_path), Reader(batches), quant_format=quantization.QuantFormat.QOperator,
+        activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8, per_channel=True,
+    )
+    data = directory / "data"
+    data.mkdir()
+    np.savez(data / "batch0.npz", x=rng.standard_normal((4, 32)).astype(np.float32))
+    return w, float_path, quant_path, data
+
+
+def test_square_qlinear_matmul_weight_is_dequantized_per_column(tmp_path):
+    """QLinearMatMul's b_scale is per column of b (ONNX: "per row for 'a' and per column for 'b'"): for a
+    square weight the scale's length matches both axes, and the SQNR must be the per-column one."""
+    w, float_path, quant_path, data = _square_matmul_pair(tmp_path)
+    quant = onnx.load(quant_path)
+    assert [n.op_type for n in quant.graph.node if n.op_type.startswith("QLinear")] == ["QLinearMatMul"]
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in quant.graph.initializer}
+    q, scale, zero_point = inits["W_quantized"], inits["W_scale"], inits["W_zero_point"]
+    assert q.shape == (32, 32) and scale.shape == zero_point.shape == (32,)
+
+    # by hand: w_deq[i, j] = (q[i, j] - zp[j]) * scale[j], in float32 as DequantizeLinear computes it
+    w_deq = (q.astype(np.int32) - zero_point.astype(np.int32)[None, :]).astype(np.float32) * scale[None, :]
+    # spec/debug.md: SQNR = 20 log10(max(|x|, eps) / max(|x - y|, eps)), eps = float64 machine epsilon
+    eps = np.finfo(float).eps
+    expected = 20 * math.log10(max(np.linalg.norm(w), eps) / max(np.linalg.norm(w - w_deq), eps))
+    w64, d64 = w.astype(np.float64), w_deq.astype(np.float64)
+    assert expected == pytest.approx(10 * math.log10((w64**2).sum() / ((w64 - d64) ** 2).sum()), abs=1e-4)
+    per_row = (q.astype(np.int32) - zero_point.astype(np.int32)[:, None]).astype(np.float32) * scale[:, None]
+    assert expected > 40 > 20 > 20 * math.log10(np.linalg.norm(w) / np.linalg.norm(w - per_row))
+
+    (weight,) = weight_errors(float_path, quant_path)
+    assert weight.name == "W" and weight.sqnr == expected
+    assert cli.main(["debug", str(float_path), str(quant_path), "--data", str(data), "--json", str(tmp_path / "d.json")]) == 0
+    rows = {(r["name"], r["kind"]): r for r in json.loads((tmp_path / "d.json").read_text())}
+    assert rows["W", "weight"]["sqnr"] == expected
+
+
+def test_channel_rules_follow_the_operator_definitions():
+    """The axis of a per-channel parameter comes from the operator and input index, not from lengths."""
+    from onnx import helper
+
+    from refquant.debug import CHANNEL_RULES
+
+    scale = np.arange(1, 5, dtype=np.float32)
+    matmul = helper.make_node("QLinearMatMul", list("abcdefgh"), ["y"])
+    assert CHANNEL_RULES["", "QLinearMatMul", 3](matmul, (4, 4), scale, "b_scale").shape == (4,)  # columns
+    assert CHANNEL_RULES["", "QLinearMatMul", 0](matmul, (4, 4), scale, "a_scale").shape == (4, 1)  # rows
+    assert CHANNEL_RULES["", "QLinearConv", 3](None, (4, 4, 3, 3), scale, "w_scale").shape == (4, 1, 1, 1)
+    gemm = helper.make_node("QGemm", list("abcdef"), ["y"], domain="com.microsoft", transB=1)
+    assert CHANNEL_RULES["com.microsoft", "QGemm", 3](gemm, (4, 4), scale, "b_scale").shape == (4, 1)
+    gemm = helper.make_node("QGemm", list("abcdef"), ["y"], domain="com.microsoft")
+    assert CHANNEL_RULES["com.microsoft", "QGemm", 3](gemm, (4, 4), scale, "b_scale").shape == (1, 4)

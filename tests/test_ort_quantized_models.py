@@ -1,8 +1,8 @@
 """Models quantized by onnxruntime.quantization run on refquant, checked against onnxruntime CPU.
 
 QOperator models use only quantization ops, MaxPool and Flatten: with the float32 requantization that
-onnxruntime's kernels use (profile option requantize_precision="float32") refquant must match
-bit for bit. QDQ models run float Conv/MatMul between DequantizeLinear and QuantizeLinear; float32
+onnxruntime's kernels use (profile option requantize_precision="float32") and this host's integer
+kernels (avx2_u8s8_saturation, as the "onnxruntime" profile sets it) refquant must match bit for bit. QDQ models run float Conv/MatMul between DequantizeLinear and QuantizeLinear; float32
 accumulation order differs between engines, so their quantized outputs may differ by one step.
 """
 
@@ -19,6 +19,9 @@ from refquant import cli
 
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
+
+#: the integer kernels onnxruntime runs on this host (refquant.host): U8S8 pair saturation without VNNI
+HOST_KERNELS = {"avx2_u8s8_saturation": refquant.get_profile("onnxruntime").avx2_u8s8_saturation}
 
 
 def float_cnn() -> onnx.ModelProto:
@@ -107,8 +110,8 @@ def _output_step(path) -> float:
 
 def test_quantized_model_matches_onnxruntime(quantized):
     form, path = quantized
-    float32_requant = refquant.get_profile("spec").with_options(requantize_precision="float32")
-    spec = refquant.Session(path)
+    float32_requant = refquant.get_profile("spec").with_options(requantize_precision="float32", **HOST_KERNELS)
+    spec = refquant.Session(path, profile=refquant.get_profile("spec").with_options(**HOST_KERNELS))
     emulating = refquant.Session(path, profile=float32_requant)
     step = _output_step(path)
     for feeds in _inputs(4, seed=2):
@@ -130,6 +133,5 @@ def test_cli_runs_the_quantized_model(quantized, capsys):
 def test_bundled_example_matches_onnxruntime():
     path = cli.EXAMPLES / "qcnn.onnx"
     feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32)}
-    profile = refquant.get_profile("spec").with_options(requantize_precision="float32")
-    (got,) = refquant.Session(path, profile=profile).run(None, feeds)
+    (got,) = refquant.Session(path, profile="onnxruntime").run(None, feeds)  # onnxruntime on this host
     np.testing.assert_array_equal(got, _ort_run(path, feeds)[0])

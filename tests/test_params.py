@@ -14,9 +14,11 @@ from refquant.errors import DTypeError, QuantParamError
 quant_utils = pytest.importorskip("onnxruntime.quantization.quant_utils")
 import onnxruntime  # noqa: E402
 
-ORT_VERSION = tuple(int(p) for p in onnxruntime.__version__.split(".")[:2])
-#: onnxruntime >= 1.32 treats float16 scales as degenerate only when they round to 0
-FP16_SUBNORMAL = ORT_VERSION >= (1, 32)
+from refquant import ort_releases  # noqa: E402
+from refquant.errors import RefquantError  # noqa: E402
+
+#: the installed onnxruntime's release ("1.32"), as refquant.ort_releases names releases
+INSTALLED = ".".join(onnxruntime.__version__.split(".")[:2])
 
 TYPES = {"uint8": T.UINT8, "int8": T.INT8, "uint16": T.UINT16, "int16": T.INT16, "uint4": T.UINT4, "int4": T.INT4}
 
@@ -65,13 +67,109 @@ def test_degenerate_ranges():
     assert zp.tolist() == [0, 255, 0]
 
 
-def test_tiny_scale_rule_of_onnxruntime_1_31_for_float16():
-    """1.31: scale64 < tiny(float16) = 2**-14 gives (1, 0); 1.32 keeps the subnormal scale."""
-    rmax = np.float16(2.0**-14 * 255 / 2)  # scale64 = 2**-15: subnormal in float16
-    scale, zp = params.compute_scale_zero_point(np.float16(0), rmax, "uint8")
-    assert (scale, zp) == (np.float16(1.0), 0)
-    scale, zp = params.compute_scale_zero_point(np.float16(0), rmax, "uint8", fp16_subnormal_scales=True)
-    assert scale == np.float16(2.0**-15) and scale.dtype == np.float16 and zp == 0
+#: float16 ranges at the tiny-scale boundary, with the results derived by hand from the documented rules:
+#: 1.31: scale64 < 2**-14 (float16's smallest normal) gives (1, 0);
+#: 1.32: only float16(scale64) == 0 does, so subnormal float16 scales are kept.
+#: 2039 * 2**-17 is the float16 just below 255 * 2**-14 = 2040 * 2**-17; over 255 steps the scale is
+#: 2039 / 255 * 2**-17 = 1023.498... * 2**-24, rounded to the float16 subnormal 1023 * 2**-24.
+FP16_BOUNDARY = [
+    # rmin, rmax, type, symmetric, (1.31 scale, zp), (1.32 scale, zp)
+    (0.0, 2.0**-14 * 255 / 2, "uint8", False, (1.0, 0), (2.0**-15, 0)),
+    (0.0, 2039 * 2.0**-17, "uint8", False, (1.0, 0), (1023 * 2.0**-24, 0)),
+    (-2039 * 2.0**-17, 0.0, "uint8", False, (1.0, 0), (1023 * 2.0**-24, 255)),  # zp = round(0 + 255.0...)
+    (0.0, 2040 * 2.0**-17, "uint8", False, (2.0**-14, 0), (2.0**-14, 0)),  # scale64 = 2**-14: normal
+    # symmetric int8 (-127..127): scale64 = 2 * 2**-10 / 254 = 2**-24 * 2**15 / 254 = 129.008 * 2**-24 < 2**-14,
+    # rounded to the float16 subnormal 129 * 2**-24; zero point round(0 / 2) = 0
+    (-(2.0**-10), 2.0**-11, "int8", True, (1.0, 0), (129 * 2.0**-24, 0)),
+    # below half the smallest subnormal: 127 * 2**-24 / 255 = 0.498 * 2**-24 rounds to 0 in float16: (1, 0) in both
+    (0.0, 127 * 2.0**-24, "uint8", False, (1.0, 0), (1.0, 0)),
+]
+
+
+@pytest.mark.parametrize("rmin, rmax, name, symmetric, rule_131, rule_132", FP16_BOUNDARY)
+def test_float16_tiny_scale_rule_by_release(rmin, rmax, name, symmetric, rule_131, rule_132):
+    lo, hi = np.float16(rmin), np.float16(rmax)
+    assert (float(lo), float(hi)) == (rmin, rmax)  # each bound is exactly a float16
+    for version, (scale, zero_point) in (("1.31", rule_131), ("1.32", rule_132), (None, rule_132)):
+        got_scale, got_zp = params.compute_scale_zero_point(
+            lo, hi, name, symmetric=symmetric, onnxruntime_version=version
+        )
+        assert got_scale.dtype == np.float16 and float(got_scale) == scale, (version, got_scale)
+        assert got_zp.dtype == params._resolve(name).dtype and int(got_zp) == zero_point, (version, got_zp)
+
+
+def test_float32_tiny_scale_rule_is_the_same_in_both_releases():
+    """float32: scale64 < 2**-126 gives (1, 0) in 1.31 and 1.32: 2**-120 / 255 < 2**-127."""
+    for version in ("1.31", "1.32"):
+        scale, zp = params.compute_scale_zero_point(
+            np.float32(0), np.float32(2.0**-120), "uint8", onnxruntime_version=version
+        )
+        assert (float(scale), int(zp)) == (1.0, 0)
+        scale, zp = params.compute_scale_zero_point(
+            np.float32(0), np.float32(2.0**-100), "uint8", onnxruntime_version=version
+        )
+        assert float(scale) == float(np.float32(2.0**-100 / 255)) and int(zp) == 0
+
+
+def test_release_table():
+    assert ort_releases.LATEST == ort_releases.RELEASES[-1] == "1.32"
+    assert ort_releases.rules().version == "1.32"
+    assert ort_releases.rules("1.31.1").fp16_degenerate_scale == "below-tiny"
+    assert ort_releases.rules("1.32.0").fp16_degenerate_scale == "rounds-to-zero"
+    with pytest.raises(RefquantError, match="1.20-1.23 use 0..254"):
+        params.compute_scale_zero_point(-1.0, 2.0, "uint8", onnxruntime_version="1.23")
+    with pytest.raises(RefquantError, match="newer than the releases refquant knows"):
+        params.compute_scale_zero_point(-1.0, 2.0, "uint8", onnxruntime_version="1.99")
+    with pytest.raises(RefquantError, match="must look like"):
+        params.compute_scale_zero_point(-1.0, 2.0, "uint8", onnxruntime_version="latest")
+    with pytest.raises(TypeError):  # the undocumented pre-release switch is gone: onnxruntime_version="1.32"
+        params.compute_scale_zero_point(-1.0, 2.0, "uint8", fp16_subnormal_scales=True)
+
+
+def test_installed_onnxruntime_is_a_known_release():
+    """A newer onnxruntime than refquant.ort_releases knows: review its compute_scale_zp and add a row."""
+    assert INSTALLED in ort_releases.RELEASES, (
+        f"onnxruntime {onnxruntime.__version__} is installed; refquant.ort_releases knows {ort_releases.RELEASES}"
+    )
+
+
+def _ort_elementwise(lows, highs, name, symmetric, reduce_range, min_real_range=None):
+    """onnxruntime's compute_scale_zp (scalars only) on each element."""
+    scales, zero_points = [], []
+    for lo, hi in zip(lows, highs):
+        scale, zero_point = ort_scale_zp(np.array(lo), np.array(hi), name, symmetric, reduce_range, min_real_range)
+        scales.append(scale)
+        zero_points.append(zero_point)
+    return np.array(scales), np.array(zero_points)
+
+
+#: float16 and float32 ranges; the float16 ones include scales that are subnormal in float16
+#: (1.31 and 1.32 differ there), zero-width, one-sided, huge and tiny ranges
+RANGE_ARRAYS = {
+    np.float16: (
+        [0.0, 0.0, -2039 * 2.0**-17, -(2.0**-10), 0.0, -1.0, 0.0, -65504.0, -(2.0**-24), -3e-4, 5.0, -5.0],
+        [2039 * 2.0**-17, 2.0**-14 * 127, 0.0, 2.0**-11, 2.0**-24 * 200, 2.0, 0.0, 65504.0, 2.0**-24, 7e-4, 5.0, -5.0],
+    ),
+    np.float32: (
+        [0.0, -(2.0**-130), -1.0, -3.4e38, 0.0, -1e-3, 1.5, -(2.0**-120), -0.1],
+        [2.0**-120, 2.0**-128, 2.0, 3.4e38, 0.0, 2e-3, 1.5, 0.0, 7.25],
+    ),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32], ids=["float16", "float32"])
+@pytest.mark.parametrize("name", TYPES)
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("reduce_range", [False, True])
+def test_default_equals_installed_onnxruntime(dtype, name, symmetric, reduce_range):
+    """The default (no onnxruntime_version) is today's release: the installed compute_scale_zp, bit for bit."""
+    lows, highs = (np.array(v, dtype) for v in RANGE_ARRAYS[dtype])
+    expected_scale, expected_zp = _ort_elementwise(lows, highs, name, symmetric, reduce_range)
+    scale, zero_point = params.compute_scale_zero_point(
+        lows, highs, name, symmetric=symmetric, reduce_range=reduce_range
+    )
+    assert_same(scale, expected_scale)
+    assert_same(zero_point, expected_zp)
 
 
 range_values = st.one_of(
@@ -103,7 +201,7 @@ def test_scale_zero_point_bit_identical(rmin, rmax, name, symmetric, reduce_rang
         symmetric=symmetric,
         reduce_range=reduce_range,
         min_real_range=min_real_range,
-        fp16_subnormal_scales=FP16_SUBNORMAL,
+        onnxruntime_version=INSTALLED,
     )
     assert_same(got[0], expected[0])
     assert_same(got[1], expected[1])

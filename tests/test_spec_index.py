@@ -43,3 +43,25 @@ def test_every_profile_option_and_named_profile_is_documented():
         assert f"| `{option}` |" in page, f"profile option {option} has no row in spec/profiles.md"
     for name in PROFILES:
         assert f"`{name}`" in page, f"profile {name} is not described in spec/profiles.md"
+
+
+MARKDOWN_LINK = re.compile(r"\]\((?P<target>[^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_every_relative_link_in_spec_and_readme_resolves():
+    """spec/ points to files elsewhere in the tree (the packaged divergences.toml): every such link must exist."""
+    pages = [*SPEC.rglob("*.md"), SPEC.parent / "README.md"]
+    broken = [
+        f"{page.relative_to(SPEC.parent)} -> {match['target']}"
+        for page in pages
+        for match in MARKDOWN_LINK.finditer(page.read_text())
+        if "://" not in match["target"] and not (page.parent / match["target"]).exists()
+    ]
+    assert broken == []
+
+
+def test_divergences_have_one_copy_shipped_with_the_package():
+    from refquant.divergence import DIVERGENCES_FILE
+
+    copies = sorted(p.relative_to(SPEC.parent) for p in SPEC.parent.rglob("divergences.toml") if ".venv" not in p.parts)
+    assert copies == [DIVERGENCES_FILE.resolve().relative_to(SPEC.parent)]

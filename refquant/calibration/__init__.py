@@ -3,7 +3,9 @@
     refquant.calibrate(model, data, method="minmax" | "entropy" | "percentile" | "distribution", **options)
 
 spec/calibration.md states each method's formulas, where refquant matches
-onnxruntime 1.31 bit for bit, and what ``compat="fixed"`` corrects;
+onnxruntime bit for bit (the releases of refquant.ort_releases; activations
+computed with onnxruntime's float arithmetic by default), and what
+``compat="fixed"`` corrects;
 spec/tables.md the calibration table formats.
 """
 

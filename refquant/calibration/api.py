@@ -10,8 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from onnx import ModelProto
 
 from ..model import load_model
+from ..profiles import Profile
 from .core import CalibrationError, Calibrator, TensorRange
-from .data import Runner, activations_of, default_runner, feed_source, select_tensors
+from .data import Runner, activations_of, default_profile, default_runner, feed_source, select_tensors
 from .histogram import DistributionCalibrator, EntropyCalibrator, PercentileCalibrator
 from .minmax import MinMaxCalibrator
 
@@ -53,6 +54,7 @@ def calibrate(
     method: str = "minmax",
     *,
     runner: Runner | None = None,
+    profile: str | Profile | None = None,
     op_types: Sequence[str] | None = None,
     tensors: Sequence[str] | None = None,
     progress: Progress | None = None,
@@ -65,8 +67,14 @@ def calibrate(
     (``compat="onnxruntime"``, the default) in memory O(num_bins x tensors).
 
     runner: ``runner(feeds) -> {name: array}`` returning at least the
-    calibrated tensors (default: the refquant interpreter's ``run_all``);
-    ``backends.ort_runner.make_runner`` builds one on onnxruntime.
+    calibrated tensors. Default: the refquant interpreter's ``run_all`` under
+    ``profile``; ``backends.ort_runner.make_runner`` builds one on onnxruntime.
+    profile: the interpreter profile of the default runner. Default: with
+    ``compat="onnxruntime"`` the ``"onnxruntime"`` profile, whose float kernels
+    replay onnxruntime's (MLAS) arithmetic, so the activations, and the ranges,
+    are onnxruntime's bit for bit where the profile replays the model's float
+    ops (spec/calibration.md, "The forward pass"); with ``compat="fixed"`` the ``"spec"``
+    profile (each float result the exact value rounded once).
     op_types: calibrate only the inputs and outputs of these node types;
     tensors: calibrate exactly these tensors instead.
     """
@@ -75,7 +83,11 @@ def calibrate(
     names = list(tensors) if tensors is not None else select_tensors(proto, op_types)
     if not names:
         raise CalibrationError("no tensor to calibrate (no float tensor among the selected nodes' inputs and outputs)")
-    run = runner if runner is not None else default_runner(proto)
+    if runner is not None and profile is not None:
+        raise CalibrationError("profile= chooses the default runner's arithmetic; it has no effect with runner=")
+    if profile is None:
+        profile = default_profile(options.get("compat", "onnxruntime"))
+    run = runner if runner is not None else default_runner(proto, profile)
     initializers = {t.name for t in proto.graph.initializer}
     inputs = [i.name for i in proto.graph.input if i.name not in initializers]
     source = feed_source(data, inputs)

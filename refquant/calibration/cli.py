@@ -4,23 +4,30 @@
                        [method options] --out DIR [--format json,flatbuffers,cache,trt] [--plot DIR]
 
 Writes the requested tables and ``ranges.json`` (every TensorRange, exactly)
-into DIR. ``--runner onnxruntime`` computes the activations with onnxruntime
-(imported only then); the default runner is the refquant interpreter.
+into DIR. Who computes the activations (``--runner``): ``auto`` (the default)
+runs onnxruntime itself when it is installed and ``--compat onnxruntime``, with
+the session settings of onnxruntime's calibrators, so the tables are the ones
+onnxruntime writes on this machine; otherwise the refquant interpreter under
+``--profile`` (default: ``onnxruntime`` for ``--compat onnxruntime``, which replays
+onnxruntime's float kernels, ``spec`` for ``--compat fixed``). onnxruntime is
+imported only inside :func:`_runner`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .. import ort_releases
 from ..errors import RefquantError
 from .api import CALIBRATORS, calibrate
 from .core import COMPAT_MODES
-from .data import DATA_HELP
+from .data import DATA_HELP, default_profile
 from .tables import AMAX_RULES, FORMATS, write_tables
 
 __all__ = ["add_parser", "run"]
@@ -58,7 +65,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--amax", default="onnxruntime", choices=AMAX_RULES, help="value of the one-value tables")
     parser.add_argument("--compat", default="onnxruntime", choices=COMPAT_MODES)
-    parser.add_argument("--runner", default="refquant", choices=("refquant", "onnxruntime"))
+    parser.add_argument(
+        "--runner",
+        default="auto",
+        choices=("auto", "onnxruntime", "refquant"),
+        help="who computes the activations: onnxruntime itself, or the refquant interpreter (auto: onnxruntime "
+        "when installed and --compat onnxruntime, else refquant)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="interpreter profile of --runner refquant (default: onnxruntime with --compat onnxruntime, "
+        "spec with --compat fixed)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help="intra-op threads of the onnxruntime runner (default 0: onnxruntime's default, as its calibrators)",
+    )
     parser.add_argument("--op-types", metavar="LIST", help="calibrate only these node types (comma-separated)")
     parser.add_argument("--plot", metavar="DIR", help="save a PNG histogram per tensor (needs matplotlib)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -100,14 +126,37 @@ def _formats(text: str) -> list[str]:
     return formats
 
 
+def _onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 def _runner(args):
-    if args.runner == "refquant":
-        return None
+    """(runner or None for refquant.calibrate's default, profile or None, a description of who runs the model)."""
+    choice = args.runner
+    if choice == "auto":
+        choice = "onnxruntime" if args.compat == "onnxruntime" and _onnxruntime_installed() else "refquant"
+    if choice == "refquant":
+        profile = args.profile or default_profile(args.compat)
+        return None, profile, f"refquant interpreter, profile {profile}"
+    if args.profile:
+        raise RefquantError(
+            "--profile sets the refquant interpreter's arithmetic; it has no effect with --runner onnxruntime"
+        )
     try:
+        import onnxruntime
+
         from backends.ort_runner import make_runner
     except ImportError as exc:
-        raise RefquantError(f"--runner onnxruntime needs onnxruntime installed ({exc})") from None
-    return make_runner(args.model, op_types=_op_types(args))
+        raise RefquantError(f"--runner onnxruntime needs onnxruntime and refquant's backends package ({exc})") from None
+    release = ".".join(onnxruntime.__version__.split(".")[:2])
+    if release not in ort_releases.RELEASES:
+        print(
+            f"warning: onnxruntime {onnxruntime.__version__} runs the model, but refquant reproduces the "
+            f"calibrators of onnxruntime {', '.join(ort_releases.RELEASES)} (refquant/ort_releases.py)",
+            file=sys.stderr,
+        )
+    runner = make_runner(args.model, op_types=_op_types(args), intra_op_threads=args.threads)
+    return runner, None, f"onnxruntime {onnxruntime.__version__}"
 
 
 def _op_types(args):
@@ -157,11 +206,13 @@ def run(args) -> int:
     if args.plot and args.method == "minmax":
         raise RefquantError("--plot draws histograms; use a histogram method (entropy, percentile, distribution)")
     plt = _pyplot() if args.plot else None
+    runner, profile, runner_text = _runner(args)
     ranges = calibrate(
         args.model,
         args.data,
         args.method,
-        runner=_runner(args),
+        runner=runner,
+        profile=profile,
         op_types=_op_types(args),
         compat=args.compat,
         progress=None if args.quiet else _ProgressBar(),
@@ -173,7 +224,10 @@ def run(args) -> int:
     width = max(len(name) for name in ranges)
     for name, tensor_range in ranges.items():
         print(f"  {name:{width}}  {_show(tensor_range.low):>14} {_show(tensor_range.high):>14}")
-    print(f"{args.method}: {len(ranges)} tensors; wrote {', '.join(p.name for p in written)}, ranges.json to {out}/")
+    print(
+        f"{args.method}: {len(ranges)} tensors (activations: {runner_text}); "
+        f"wrote {', '.join(p.name for p in written)}, ranges.json to {out}/"
+    )
     if args.plot:
         print(f"plotted {_plot(ranges, Path(args.plot), plt)} histograms to {args.plot}/")
     return 0

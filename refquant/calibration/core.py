@@ -20,7 +20,9 @@ from ..errors import CalibrationError
 
 __all__ = ["CalibrationError", "TensorRange", "Calibrator", "COMPAT_MODES", "check_same_dtype", "encode_value", "decode_value"]
 
-#: "onnxruntime": the numbers onnxruntime 1.31 gives; "fixed": its defects corrected (spec/calibration.md)
+#: "onnxruntime": the numbers onnxruntime's calibrators give (every release in refquant.ort_releases:
+#: calibrate.py did not change between them), activations included (the default runner replays
+#: onnxruntime's float arithmetic); "fixed": its defects corrected, the spec's arithmetic (spec/calibration.md)
 COMPAT_MODES = ("onnxruntime", "fixed")
 
 

@@ -26,7 +26,7 @@ from onnx import ModelProto, TensorProto
 from ..errors import FeedError, ModelError
 from .core import CalibrationError
 
-__all__ = ["select_tensors", "FeedSource", "feed_source", "default_runner", "DATA_HELP"]
+__all__ = ["select_tensors", "FeedSource", "feed_source", "default_profile", "default_runner", "DATA_HELP"]
 
 #: the --data help of the commands that read batches from a path
 DATA_HELP = (
@@ -224,11 +224,27 @@ def _path_source(path: Path, input_names: Sequence[str]) -> FeedSource:
 # ----------------------------------------------------------------------------
 
 
-def default_runner(model: ModelProto) -> Runner:
-    """Run the float model on the refquant interpreter and return every tensor."""
+#: the interpreter profile of the default runner for each compat mode (spec/calibration.md, "The forward pass")
+DEFAULT_PROFILES = {"onnxruntime": "onnxruntime", "fixed": "spec"}
+
+
+def default_profile(compat: str) -> str:
+    """The interpreter profile that computes the activations by default under ``compat``.
+
+    "onnxruntime": the ``onnxruntime`` profile (MLAS's float kernels replayed), so
+    the activations are the ones onnxruntime's calibrators see; "fixed": ``spec``.
+    """
+    try:
+        return DEFAULT_PROFILES[compat]
+    except (KeyError, TypeError):
+        raise CalibrationError(f"compat must be one of {tuple(DEFAULT_PROFILES)}, got {compat!r}") from None
+
+
+def default_runner(model: ModelProto, profile="onnxruntime") -> Runner:
+    """Run the float model on the refquant interpreter under ``profile`` and return every tensor."""
     from ..session import Session
 
-    session = Session(model)
+    session = Session(model, profile=profile)
     return session.run_all
 
 

@@ -6,7 +6,8 @@
     DynamicQuantizeMatMul= MatMulIntegerToFloat(DynamicQuantizeLinear(A), B)
     QLinearConv          = ai.onnx QLinearConv; channels_last=1 reads x and writes y as (N, D1, ..., C)
 
-Products go through arith.exact_matmul (exact by its bound). The requantization and
+Products go through arith.exact_matmul (exact by its bound), plus AVX2's pair saturation where the
+profile asks for it (avx2_u8s8_saturation, uint8 A x int8 B). The requantization and
 the scaling to float follow the profile's requantize_precision: "float64" (spec) or
 onnxruntime's "float32" (spec/ops/contrib.md).
 """
@@ -34,6 +35,7 @@ from .integer import (
     qlinear_conv,
     scalar_param,
     squeeze_axes,
+    u8s8_pair_excess,
     warn_if_beyond_int32,
     zero_point_of,
 )
@@ -60,6 +62,14 @@ def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision:
     if bias is not None:
         real = real + bias.astype(np.float64)
     return arith.narrow(real, out_dtype)
+
+
+def _mlas_accumulator(node: Node, a, a_zp, b, b_zp) -> np.ndarray:
+    """(a - a_zp) @ (b - b_zp) as int64, exact, plus what onnxruntime's U8S8 GEMM without VNNI changes
+    (profile option avx2_u8s8_saturation: these ops run MlasGemm with A = a, B = b)."""
+    acc = arith.exact_matmul(minus_zero_point(a, a_zp), minus_zero_point(b, b_zp))
+    excess = u8s8_pair_excess(node, a, b)
+    return acc if excess is None else acc + excess
 
 
 def _product(values: tuple, dtype) -> np.ndarray:
@@ -105,7 +115,7 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
     if b_scale.ndim > 1 or b_zero_point.ndim > 1:
         raise QuantParamError(f"b_scale and b_zero_point must be scalars or 1-D (one per column), got shapes {b_scale.shape}, {b_zero_point.shape}")
     b_scale, b_zp = operand_params(b_scale, zero_point_of(b_zero_point, b, "b"), b2.shape, per_row=False, what="b")
-    acc = arith.exact_matmul(minus_zero_point(a2, a_zp), minus_zero_point(b2, b_zp))
+    acc = _mlas_accumulator(node, a2, a_zp, b2, b_zp)
     if c is not None:
         require_dtype(c, {T.INT32}, "C")
         check_unidirectional(c.shape, acc.shape, "C")
@@ -153,7 +163,7 @@ def _integer_matmul_to_float(node: Node, a, a_scale, a_zp, b, b_scale, b_zp, bia
     """a_scale * b_scale * ((a - a_zp) @ (b - b_zp)) + bias, numpy.matmul shapes, as ``out_dtype``."""
     check_matmul_shapes(a, b)
     a2, b2, squeeze = as_matrices(a, b)
-    acc = arith.exact_matmul(minus_zero_point(a2, a_zp), minus_zero_point(b2, b_zp))
+    acc = _mlas_accumulator(node, a2, a_zp, b2, b_zp)
     if bias is not None:
         require_dtype(bias, {T.FLOAT, T.FLOAT16}, "bias")
         if bias.dtype != out_dtype:

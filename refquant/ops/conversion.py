@@ -8,8 +8,15 @@ Cast follows the rules of the Cast operator and of ONNX's float4/float6/int4/int
   float8e8m0 rounds to a power of two per ``round_mode``.
 - to an integer type: integers wrap (two's complement); floats truncate toward
   zero, except int4/uint4/int2/uint2, which round half to even and keep the
-  low bits. Where ONNX leaves the result undefined (NaN, inf, a value outside
-  the type) refquant raises NonFiniteError.
+  low bits ("rounding to the nearest-even integer and truncating", ONNX
+  int4.md / int2.md "Cast"). Where ONNX leaves the result undefined (NaN, inf,
+  a value outside the type) refquant raises NonFiniteError.
+
+Every out-of-range, NaN and overflow rule is computed here, explicitly: numpy /
+ml_dtypes only ever convert a value the target type holds exactly, or round an
+in-range value to nearest-even. Their own out-of-range conversions changed
+between releases (ml_dtypes 0.5/0.6 keep an integer's low bits, 0.7 gives 0 and
+maps NaN to -0 in float4) and are never relied on.
 - to bool: x != 0. From bool: 0 or 1.
 
 spec/ops/float.md (Cast) states every choice.
@@ -55,6 +62,19 @@ def _require_defined(defined: np.ndarray, values: np.ndarray, target: np.dtype) 
     )
 
 
+def _wrap_sub_byte(values: np.ndarray, target: np.dtype) -> np.ndarray:
+    """int64 ``values`` reduced modulo 2**bits into int4/uint4/int2/uint2 (two's complement), as ``target``.
+
+    The residue is formed here, so the final conversion only sees values the type holds.
+    """
+    info = ml_dtypes.iinfo(target)
+    span = 1 << info.bits
+    low = np.asarray(values, np.int64) & (span - 1)  # & on int64 is two's complement: the low bits
+    if info.min < 0:
+        low = np.where(low > info.max, low - span, low)
+    return low.astype(target)
+
+
 def _float_to_integer(values: np.ndarray, target: np.dtype) -> np.ndarray:
     """float64 ``values`` to an integer type.
 
@@ -65,7 +85,7 @@ def _float_to_integer(values: np.ndarray, target: np.dtype) -> np.ndarray:
     if target in _SUB_BYTE_INTS:
         _require_defined(np.isfinite(values), values, target)
         # fmod is exact and keeps the value's residue mod 2**bits; the wrap does the rest
-        return np.fmod(np.rint(values), 2.0**info.bits).astype(np.int64).astype(target)
+        return _wrap_sub_byte(np.fmod(np.rint(values), 2.0**info.bits).astype(np.int64), target)
     truncated = np.trunc(values)
     # info.min and info.max + 1 are powers of two, so both bounds are exact in float64
     _require_defined((truncated >= info.min) & (truncated < 2.0**info.bits + info.min), values, target)
@@ -113,7 +133,7 @@ def _to_float(x: np.ndarray, target: np.dtype, *, saturate: bool, round_mode: st
     if target in _FINITE_FLOATS or (target in _FLOAT8 and saturate):
         # clipping before the rounding is exact: values beyond +-max round to +-max anyway
         values = np.clip(values, -largest, largest)
-    return arith.narrow(values, target)
+    return arith.narrow(values, target)  # one rounding; beyond +-max: +-inf (bfloat16, e5m2) or NaN (float8)
 
 
 def cast_array(x: np.ndarray, target: np.dtype, *, saturate: bool = True, round_mode: str = "up") -> np.ndarray:
@@ -126,7 +146,8 @@ def cast_array(x: np.ndarray, target: np.dtype, *, saturate: bool = True, round_
         x = x.astype(np.uint8)
     if _is_integer_type(target):
         if _is_integer_type(x.dtype):
-            # two's complement wrap, through int64 (ml_dtypes casts int4 to uint2 no other way)
-            return x.astype(np.int64).astype(target)
+            # two's complement wrap, through int64 (numpy wraps; the sub-byte residue is formed explicitly)
+            wide = x.astype(np.int64)
+            return _wrap_sub_byte(wide, target) if target in _SUB_BYTE_INTS else wide.astype(target)
         return _float_to_integer(x.astype(np.float64), target)
     return _to_float(x, target, saturate=saturate, round_mode=round_mode)

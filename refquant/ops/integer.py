@@ -257,11 +257,13 @@ def _tap_sum(padded: np.ndarray, weights: np.ndarray, window, dtype) -> np.ndarr
     return finish(acc.reshape(n, channels * weights.shape[1], *grid))
 
 
-def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group) -> tuple[np.ndarray, int]:
+def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group, *, mlas_gemm: bool) -> tuple[np.ndarray, int]:
     """(acc, bound): conv(x - x_zp, w - w_zp) as a float array (N, M, *output) of exact integers, |acc| <= bound.
 
     ``w_zero_point`` is the node's input (None when absent): with w, the key of the prepared weights.
     One input channel per group sums taps element-wise; otherwise im2col and one product per group.
+    ``mlas_gemm``: onnxruntime computes this convolution as a uint8 x int8 GEMM with x as MLAS's A
+    operand (QLinearConv; ConvInteger makes w the A operand), so AVX2 pair saturation may apply.
     """
     w_zp = zero_point_of(w_zero_point, w, "w")
     weights = _cached(node, "conv weights", (w, w_zero_point), lambda: _conv_weights(w, w_zp, group))
@@ -274,11 +276,31 @@ def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, grou
     else:
         products = arith.exact_float_matmul(weights.values, conv_columns(padded, window, group), term=term, bound=bound)
         acc = conv_output(products, window)
-    if _avx2_saturates(node, x, w):  # raw u8 bytes of x (padding: the zero point) against raw s8 bytes of w
-        columns = conv_columns(pad(x, window, x_zero_point), window, group)
-        excess = conv_output(arith.pairwise_saturation_excess(grouped_weights(w, group), columns), window)
-        return acc + excess, _UNBOUNDED
+    depthwise = w.shape[1] == 1 and w.shape[0] == group  # MLAS's depthwise kernels multiply in int32: exact
+    if mlas_gemm and not depthwise and _pairs_may_saturate(node, x, w):
+        # raw u8 bytes of x (padding: the zero point) against raw s8 bytes of w, K in MLAS's order
+        columns, weights_k = _mlas_conv_operands(pad(x, window, x_zero_point), w, window, group)
+        excess = u8s8_pair_excess(node, weights_k, columns, transposed=True)
+        if excess is not None:
+            return acc + conv_output(excess, window), _UNBOUNDED
     return acc, bound
+
+
+def _mlas_conv_operands(padded: np.ndarray, w: np.ndarray, window, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, weights) of a grouped convolution with K ordered as onnxruntime's QLinearConv orders it:
+    kernel tap outer, input channel inner (NHWC im2col and the K1..Kn C M weight reorder of
+    qlinearconv.cc; MlasConvSymPackW packs the symmetric kernel's filter the same way).
+
+    columns: (N, group, taps * C/group, prod(output)); weights: (group, M/group, taps * C/group).
+    """
+    taps = int(np.prod(window.kernel))
+    columns = conv_columns(padded, window, group)
+    n, groups, k, points = columns.shape
+    columns = columns.reshape(n, groups, k // taps, taps, points).swapaxes(2, 3).reshape(n, groups, k, points)
+    weights = grouped_weights(w, group)
+    per_group = weights.shape[1]
+    weights = weights.reshape(groups, per_group, k // taps, taps).swapaxes(2, 3).reshape(groups, per_group, k)
+    return columns, weights
 
 
 def _matmul_accumulator(node: Node, a, a_zero_point, b, b_zero_point, b_input) -> tuple[np.ndarray, int]:
@@ -291,14 +313,37 @@ def _matmul_accumulator(node: Node, a, a_zero_point, b, b_zero_point, b_input) -
     term = a_max * weights.max_abs
     bound = min(a.shape[-1] * term, a_max * weights.max_l1)
     acc = arith.exact_float_matmul(_centered_float(a, a_zero_point), weights.values, term=term, bound=bound)
-    if _avx2_saturates(node, a, b):
-        return acc + arith.pairwise_saturation_excess(a, b), _UNBOUNDED
+    excess = u8s8_pair_excess(node, a, b)
+    if excess is not None:
+        return acc + excess, _UNBOUNDED
     return acc, bound
 
 
-def _avx2_saturates(node: Node, a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether to emulate AVX2's U8S8 pair saturation: profile option avx2_u8s8_saturation, uint8 a, int8 b."""
-    return node.profile.avx2_u8s8_saturation and a.dtype == np.uint8 and b.dtype == np.int8
+def _pairs_may_saturate(node: Node, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether onnxruntime's pair saturation can change a product of a and b: profile option
+    avx2_u8s8_saturation, uint8 a, int8 b, and some pair a0 b0 + a1 b1 leaves int16 by the extremes."""
+    if not (node.profile.avx2_u8s8_saturation and a.dtype == np.uint8 and b.dtype == np.int8):
+        return False
+    if a.size == 0 or b.size == 0:
+        return False
+    a_max = int(a.max())
+    return 2 * a_max * int(b.max()) > 2**15 - 1 or 2 * a_max * int(b.min()) < -(2**15)
+
+
+def u8s8_pair_excess(node: Node, a: np.ndarray, b: np.ndarray, *, transposed: bool = False) -> np.ndarray | None:
+    """What onnxruntime's U8S8 kernels without VNNI add to the exact ``a @ b`` of stored bytes, as int64,
+    or None where nothing can change (profile option avx2_u8s8_saturation off, not uint8 a x int8 b,
+    or no pair can leave int16). Shared by every op onnxruntime runs through a U8S8 GEMM.
+
+    ``a`` holds the uint8 operand (K its last axis) and ``b`` the int8 one (K its second-to-last axis);
+    ``transposed=True`` swaps the roles: ``a`` int8 (..., M, K) and ``b`` uint8 (..., K, N), as a
+    convolution's weights times its columns. Pairs are consecutive elements along K
+    (arith.pairwise_saturation_excess: MLAS packs K in groups of four and VPMADDUBSW sums pairs).
+    """
+    unsigned, signed = (b, a) if transposed else (a, b)
+    if not _pairs_may_saturate(node, unsigned, signed):
+        return None
+    return arith.pairwise_saturation_excess(a, b)
 
 
 #: a bound that proves nothing: the int32 result is checked element by element
@@ -413,7 +458,7 @@ def conv_integer(node: Node, x, w, x_zero_point=None, w_zero_point=None):
     require_dtype(w, INT8_TYPES, "w")
     x_zp = scalar_param(zero_point_of(x_zero_point, x, "x"), "x_zero_point")
     window, group = conv_window(node, x.shape, w.shape)
-    acc, bound = _conv_accumulator(node, x, x_zp, w, w_zero_point, window, group)
+    acc, bound = _conv_accumulator(node, x, x_zp, w, w_zero_point, window, group, mlas_gemm=False)
     return (_int32_result(node, acc, bound),)
 
 
@@ -443,7 +488,9 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
     if B is not None:
         require_dtype(B, {T.INT32}, "B")
         bias = conv_bias(B, channels, rank)
-    acc, bound = _conv_accumulator(node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group)
+    acc, bound = _conv_accumulator(
+        node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group, mlas_gemm=True
+    )
     if bias is not None:
         bound += arith.max_abs(B)
     if bound > INT32.qmax:
