@@ -675,3 +675,31 @@ def test_matmul_integer_to_float_per_row_and_per_column_parameters(data):
     acc = (centered_a[..., :, :, None] * centered_b[None, :, :]).sum(axis=-2)
     real = acc.astype(np.float64) * (a_scale.astype(np.float64) * b_scale.astype(np.float64)) + bias.astype(np.float64)
     assert_bit_exact(got, real.astype(np.float32))
+
+
+# -- NhwcMaxPool ---------------------------------------------------------------------------------------------------
+
+
+def test_nhwc_max_pool_by_hand():
+    """A 1x3x3x2 NHWC tensor, 2x2 windows, stride 1: each output is the largest stored value of its window,
+    channel by channel (read off the array below)."""
+    x = np.array([[[[1, 9], [5, 0], [2, 2]],
+                   [[7, 3], [0, 8], [6, 1]],
+                   [[3, 3], [4, 7], [9, 9]]]], np.uint8)  # fmt: skip
+    model = ms_model("NhwcMaxPool", [("x", x)], T.UINT8, kernel_shape=[2, 2])
+    expected = np.array([[[[7, 9], [6, 8]],
+                          [[7, 8], [9, 9]]]], np.uint8)  # fmt: skip
+    assert_bit_exact(run_ref(model, {"x": x}), expected)
+
+
+@given(data=st.data())
+def test_nhwc_max_pool_matches_onnxruntime(data):
+    dtype = data.draw(st.sampled_from([np.uint8, np.int8]))
+    spatial = data.draw(st.lists(st.integers(2, 6), min_size=1, max_size=2))
+    x = values(data.draw, dtype, (1, *spatial, data.draw(st.integers(1, 4))))
+    kernel = [data.draw(st.integers(1, s)) for s in spatial]
+    attrs = {"kernel_shape": kernel, "strides": [data.draw(st.integers(1, 2)) for _ in spatial]}
+    if data.draw(st.booleans()):
+        attrs["pads"] = [data.draw(st.integers(0, k - 1)) for k in kernel] * 2
+    model = ms_model("NhwcMaxPool", [("x", x)], proto_of(np.dtype(dtype)), **attrs)
+    assert_bit_exact(run_ref(model, {"x": x}), run_ort(model, {"x": x}))

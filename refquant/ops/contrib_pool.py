@@ -22,7 +22,7 @@ from ..registry import MS_DOMAIN, register
 from ..window import Window, pad, resolve_window, tap_coordinates, windows
 from .common import flag, normalize_axis, require_dtype, require_input
 from .contrib_common import EIGHT_BIT, FLOAT32, QParams, mlas_pipeline, qparams, round_float32
-from .nn import taps_inside
+from .nn import taps_inside, window_max
 
 
 def _operand(x, x_scale, x_zero_point, y_scale, y_zero_point, names=("X", "x", "y"), *, zero_points_required=False):
@@ -163,3 +163,17 @@ def qlinear_reduce_mean(node: Node, data, data_scale=None, data_zero_point=None,
     if count == 0:
         raise ShapeError(f"the mean over axes {list(axes)} of shape {data.shape} has no elements")
     return (_exact_mean(_centered(data, px).sum(axis=axes, keepdims=keepdims), count, px, py),)
+
+
+@register("NhwcMaxPool", since=(1,), domain=MS_DOMAIN)
+def nhwc_max_pool(node: Node, x):
+    """MaxPool of an 8-bit (N, D1, ..., C) tensor, the layout onnxruntime's NHWC rewrite gives a quantized MaxPool:
+    Y = moveaxis(MaxPool(moveaxis(X, -1, 1)), 1, -1), exact (a maximum of stored values needs no scale)."""
+    require_dtype(x, EIGHT_BIT, "x")
+    if x.ndim < 3:
+        raise ShapeError(f"x must have shape (N, D1, ..., C) with at least one spatial axis, got {x.shape}")
+    ceil_mode = node.attr("ceil_mode", 0, int)
+    if ceil_mode not in (0, 1):
+        raise AttributeValueError(f"ceil_mode must be 0 or 1, got {ceil_mode}")
+    _, _, y = window_max(node, np.moveaxis(x, -1, 1), ceil_mode=bool(ceil_mode))
+    return (_restore_layout(y, True),)

@@ -167,16 +167,22 @@ def max_pool(node: Node, x):
     for name, value in (("ceil_mode", ceil_mode), ("storage_order", storage_order)):
         if value not in (0, 1):
             raise AttributeValueError(f"{name} must be 0 or 1, got {value}")
-    window = resolve_window(node, x.shape[2:], ceil_mode=bool(ceil_mode))
-    taps = tap_coordinates(window)
-    inside = taps_inside(taps, window, x.shape[2:])
-    lowest = np.iinfo(x.dtype).min if _is_integer(x.dtype) else -np.inf  # never above a real element
-    view = windows(pad(x, window, lowest), window)
-    y = _window_max(view, window.kernel)
+    window, view, y = window_max(node, x, ceil_mode=bool(ceil_mode))
     wants_indices = len(node.proto.output) > 1 and node.proto.output[1]
     if not wants_indices:
         return (y,)
+    taps = tap_coordinates(window)
+    inside = taps_inside(taps, window, x.shape[2:])
     return y, _argmax_indices(view, y, inside, taps, x.shape, column_major=bool(storage_order))
+
+
+def window_max(node: Node, x: np.ndarray, *, ceil_mode: bool):
+    """(window, padded window view, Y) of MaxPool on (N, C, D1, ...) ``x``: the maximum over each window,
+    padding excluded (it is filled with a value never above a real element)."""
+    window = resolve_window(node, x.shape[2:], ceil_mode=ceil_mode)
+    lowest = np.iinfo(x.dtype).min if _is_integer(x.dtype) else -np.inf
+    view = windows(pad(x, window, lowest), window)
+    return window, view, _window_max(view, window.kernel)
 
 
 @register("GlobalMaxPool", since=(1, 22))
