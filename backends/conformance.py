@@ -5,7 +5,7 @@
     fuzz(ops, backends, examples, seed)   hypothesis campaign; each unexplained mismatch shrunk and saved
     replay(directory)                     re-run a saved reproducer
 
-Every differing element is ``exact``, ``explained:<divergence>`` or ``unexplained``
+Every differing element is ``exact``, ``explained:<divergence>``, ``attributed:<defect>`` or ``unexplained``
 (:mod:`refquant.divergence`); there is no tolerance anywhere.
 """
 
@@ -77,11 +77,12 @@ class BackendResult:
 
     @property
     def verdict(self) -> str:
-        """exact, explained, unexplained, unsupported, unavailable or error."""
+        """exact, explained, attributed, unexplained, unsupported, unavailable or error (attributed: some
+        difference is accounted for only by a defect, which reproduces nothing; not a failure)."""
         if self.status != "ok":
             return self.status
         statuses = {r.status for r in self.reports}
-        for verdict in ("unexplained", "explained"):
+        for verdict in ("unexplained", "attributed", "explained"):
             if verdict in statuses:
                 return verdict
         return "exact"
@@ -178,6 +179,13 @@ def node_case_suite() -> Iterator[Case]:
 
 
 def _strategy(op: str):
+    """The fuzz campaign's strategy for ``op``: the broad one, or any stratum of the check suite."""
+    from hypothesis import strategies as st
+
+    return st.one_of(_broad_strategy(op), *(strategy for _, _, strategy in suite_strata(op)))
+
+
+def _broad_strategy(op: str):
     from refquant import strategies
 
     return {
@@ -251,11 +259,119 @@ def draw_cases(strategy, count: int, *, seed: int = 0) -> list:
     return drawn
 
 
+def suite_strata(op: str) -> list[tuple[str, int, object]]:
+    """(name, weight, strategy) of each stratum of ``op``'s generated cases (spec/conformance.md).
+
+    The strata aim at the edges where an implementation goes wrong (rounding, requantization and
+    zero-point ties, saturation ends, negative axes, square shapes, every auto_pad, per-channel zero
+    points, long accumulators, float16/bfloat16 and subnormal scales, 1-D and 3-D convolutions) with
+    what the backends here run: the products mostly in the common 8-bit combinations, float8 seldom.
+    """
+    from hypothesis import strategies as st
+    from onnx import TensorProto as T
+
+    from refquant import strategies as rqs
+
+    ints8, ints = [T.UINT8, T.INT8], [T.UINT8, T.INT8, T.UINT16, T.INT16]
+    float8 = [T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2FNUZ]
+    square = st.sampled_from([(3, 3), (2, 2), (2, 4, 4), (4, 4, 2)])
+    # onnxruntime refuses dilations with SAME_UPPER/SAME_LOWER: keep them to NOTSET/VALID here
+    geometry = functools.partial(rqs.conv_geometries, same_dilations=False)
+
+    def convs(make, **options):
+        return [
+            ("same-upper", 3, make(geometries=geometry(auto_pads=["SAME_UPPER"]), **options)),
+            ("same-lower", 3, make(geometries=geometry(auto_pads=["SAME_LOWER"]), **options)),
+            ("valid", 2, make(geometries=geometry(auto_pads=["VALID"]), **options)),
+            ("explicit-pads", 3, make(geometries=geometry(auto_pads=["NOTSET"]), **options)),
+        ]
+
+    if op == "QuantizeLinear":
+        q = rqs.quantize_linear_models
+        return [
+            ("ties-per-tensor", 4, q(element_types=ints8, granularities=["tensor"], values="ties")),
+            # float32 x here: float16 x with a subnormal float16 scale overflows the quotient, and
+            # onnx-reference's answer there is not modelled yet (spec/conformance.md, open issue 1)
+            ("ties-negative-axis", 4, q(element_types=ints, input_types=[T.FLOAT], granularities=["axis"],
+                                        negative_axis=True, values="ties")),
+            ("saturation-edges", 3, q(element_types=ints + [T.UINT4, T.INT4], values="edges")),
+            ("half-scales", 2, q(element_types=ints8, input_types=[T.FLOAT16, T.BFLOAT16], values="ties")),
+            ("subnormal-scales", 1, q(element_types=ints8, values="ties", scale_bounds={"max_value": 2.0**-127})),
+            # 8/16-bit, float32 x: blocked int4 with extreme scales differs on onnx-reference (open issue 2)
+            ("blocked", 2, q(element_types=ints, input_types=[T.FLOAT], granularities=["block"])),
+            ("float8", 2, q(element_types=float8, values="arbitrary")),
+            ("any", 2, q()),
+        ]
+    if op == "DequantizeLinear":
+        dq = rqs.dequantize_linear_models
+        return [
+            ("negative-axis", 4, dq(element_types=ints, granularities=["axis"], negative_axis=True, zero_point=True)),
+            ("square-per-axis", 3, dq(element_types=ints, granularities=["axis"], shapes=square, zero_point=True)),
+            ("int32", 3, dq(element_types=[T.INT32])),
+            ("half-scales", 3, dq(scale_types=[T.FLOAT16, T.BFLOAT16], element_types=ints)),
+            ("blocked", 3, dq(granularities=["block"], zero_point=True)),
+            ("any", 4, dq()),
+        ]
+    if op == "DynamicQuantizeLinear":
+        dql = rqs.dynamic_quantize_linear_models
+        return [
+            ("zero-point-ties", 8, dql(values="zero-point-ties")),
+            ("ties", 4, dql(values="ties")),
+            ("one-sided", 3, dql(values="one-sided")),
+            ("any", 5, dql()),
+        ]
+    # Weight 0: left out of the default draw (fuzz still draws them). OpenVINO's QLinearConv and
+    # QLinearMatMul requantization at ties (and float16 scales near 65504) is not modelled yet:
+    # spec/conformance.md, open issue 3.
+    if op == "QLinearConv":
+        qc = rqs.qlinear_conv_models
+        return [
+            *convs(qc),
+            ("per-channel", 3, qc(per_channel=True, geometries=geometry())),
+            ("ties", 0, qc(values="ties", geometries=geometry())),
+            ("any", 6, qc(geometries=geometry())),
+        ]
+    if op == "QLinearMatMul":
+        qm = rqs.qlinear_matmul_models
+        return [("ties", 0, qm(values="ties")), ("float-scales", 14, qm(scale_types=[T.FLOAT])), ("any", 6, qm())]
+    if op == "MatMulInteger":
+        mi = rqs.matmul_integer_models
+        # long K, every partial sum below 2**24 (258 * 255 * 255 < 2**24): OpenVINO accumulates in
+        # float32, and its rounding beyond 2**24 is not modelled yet (open issue 4); so the int32 limit
+        # (K * 255 * 255 and K * 128 * 128 at their largest below 2**31) is left out of the default draw
+        long_k = st.integers(128, 258).map(lambda k: ((2, k), (k, 3)))
+        return [
+            ("any", 14, mi()),
+            ("long-k", 6, mi(shapes=long_k)),
+            ("int32-limit", 0, mi(flavors=["U8U8", "S8S8"], extremes=True,
+                                  shapes=st.sampled_from([((1, 33025), (33025, 1)), ((1, 131071), (131071, 1))]))),
+        ]
+    if op == "ConvInteger":
+        ci = functools.partial(rqs.conv_integer_models, flavors=["U8U8", "U8S8", "S8S8", "S8U8"])
+        return [*convs(ci), ("any", 9, ci(geometries=geometry()))]
+    return [("any", 20, _broad_strategy(op))]
+
+
+def _allocate(weights: Sequence[int], total: int) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders first; ties to the earlier)."""
+    whole = sum(weights)
+    shares = [total * w // whole for w in weights]
+    order = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
+    for i in order[: total - sum(shares)]:
+        shares[i] += 1
+    return shares
+
+
 def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: int = 0) -> Iterator[Case]:
-    """``per_op`` models drawn from refquant.strategies for each op, the same ones for the same seed."""
+    """``per_op`` models for each op, split between its strata (:func:`suite_strata`) in proportion to
+    their weights, the same ones for the same seed. A case is named ``<op>-seed<S>-<index>-<stratum>``."""
     for op in ops:
-        for index, case in enumerate(draw_cases(_strategy(op), per_op, seed=seed)):
-            yield Case(f"{op.lower()}-seed{seed}-{index}", op, case.model, case.feeds)
+        strata = suite_strata(op)
+        index = 0
+        for (name, _, strategy), count in zip(strata, _allocate([w for _, w, _ in strata], per_op)):
+            for case in draw_cases(strategy, count, seed=seed) if count else []:
+                yield Case(f"{op.lower()}-seed{seed}-{index}-{name}", op, case.model, case.feeds)
+                index += 1
 
 
 @dataclass
@@ -267,14 +383,20 @@ class CheckRow:
     cases: int = 0
     exact: int = 0
     explained: int = 0
+    attributed: int = 0
     unexplained: int = 0
     unsupported: int = 0
     errors: int = 0
+    #: why cases were unsupported: the first line of the backend's message -> count
+    unsupported_reasons: dict[str, int] = field(default_factory=dict)
 
-    def add(self, verdict: str) -> None:
+    def add(self, verdict: str, message: str | None = None) -> None:
         self.cases += 1
         field_name = {"unavailable": "errors", "error": "errors"}.get(verdict, verdict)
         setattr(self, field_name, getattr(self, field_name) + 1)
+        if verdict == "unsupported":
+            reason = (message or "no reason given").strip().splitlines()[0][:110]
+            self.unsupported_reasons[reason] = self.unsupported_reasons.get(reason, 0) + 1
 
 
 def check(
@@ -295,7 +417,7 @@ def check(
             progress(index, len(cases), case.name)
         for result in compare(case.model, case.feeds, backends):
             row = rows.setdefault((result.backend, case.op), CheckRow(result.backend, case.op))
-            row.add(result.verdict)
+            row.add(result.verdict, result.message)
             if result.verdict in ("unexplained", "error"):
                 failures.append((case, result))
     if progress:

@@ -7,19 +7,21 @@ from collections.abc import Sequence
 
 from .conformance import BackendResult, CheckRow
 
-__all__ = ["check_table", "comparison", "Progress"]
+__all__ = ["check_table", "unsupported_summary", "comparison", "Progress"]
 
-_COLUMNS = ("cases", "exact", "explained", "unexplained", "unsupported", "errors")
+_COLUMNS = ("cases", "exact", "explained", "attributed", "unexplained", "unsupported", "errors")
 
 
 def check_table(rows: Sequence[CheckRow]) -> str:
-    """backend x op: cases, exact, explained, unexplained, unsupported, errors; then a total per backend."""
-    header = ("backend", "op") + _COLUMNS
-    body = [(r.backend, r.op) + tuple(str(getattr(r, c)) for c in _COLUMNS) for r in rows]
+    """backend x op: cases, exact, explained, attributed, unexplained, unsupported, errors; then a total per
+    backend. The attributed column (cases only a defect accounts for) is left out while it is all zero."""
+    columns = tuple(c for c in _COLUMNS if c != "attributed" or any(r.attributed for r in rows))
+    header = ("backend", "op") + columns
+    body = [(r.backend, r.op) + tuple(str(getattr(r, c)) for c in columns) for r in rows]
     totals: dict[str, list[int]] = {}
     for r in rows:
-        sums = totals.setdefault(r.backend, [0] * len(_COLUMNS))
-        for i, column in enumerate(_COLUMNS):
+        sums = totals.setdefault(r.backend, [0] * len(columns))
+        for i, column in enumerate(columns):
             sums[i] += getattr(r, column)
     body += [(backend, "(all)") + tuple(map(str, sums)) for backend, sums in totals.items()]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
@@ -28,7 +30,26 @@ def check_table(rows: Sequence[CheckRow]) -> str:
         return "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *map(line, body)])
+    return "\n".join([line(header), rule, *map(line, body), *unsupported_summary(rows)])
+
+
+def unsupported_summary(rows: Sequence[CheckRow], top: int = 3) -> list[str]:
+    """Per backend: the cases that ran (exact, explained, unexplained: coverage) against the unsupported
+    ones (no coverage), and the most frequent reasons for the latter."""
+    backends: dict[str, list] = {}
+    for r in rows:
+        ran_unsupported_reasons = backends.setdefault(r.backend, [0, 0, {}])
+        ran_unsupported_reasons[0] += r.cases - r.unsupported - r.errors
+        ran_unsupported_reasons[1] += r.unsupported
+        for reason, count in getattr(r, "unsupported_reasons", {}).items():
+            key = f"{r.op}: {reason}" if not reason.startswith(r.op) else reason
+            ran_unsupported_reasons[2][key] = ran_unsupported_reasons[2].get(key, 0) + count
+    lines = ["", "ran (coverage) / unsupported (no coverage), per backend:"]
+    for backend, (ran, unsupported, reasons) in backends.items():
+        lines.append(f"  {backend}: ran {ran}, unsupported {unsupported}")
+        for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:top]:
+            lines.append(f"    {count:4d}  {reason}")
+    return lines
 
 
 def comparison(results: Sequence[BackendResult], *, all_tensors: bool = False) -> str:
@@ -38,6 +59,7 @@ def comparison(results: Sequence[BackendResult], *, all_tensors: bool = False) -
         lines.append(f"{result.backend}: {result.verdict}" + (f" ({result.message})" if result.message else ""))
         for report in result.reports:
             counts = [f"exact {report.exact}"] + [f"explained:{k} {v}" for k, v in report.explained.items()]
+            counts += [f"attributed:{k} {v}" for k, v in report.attributed.items()]
             if report.unexplained:
                 counts.append(f"UNEXPLAINED {report.unexplained}")
             differing = report.size - report.exact

@@ -33,6 +33,7 @@ __all__ = [
     "float64_for_narrowing",
     "fake_quantize",
     "dequantize_lowered",
+    "dequantize_int32_via_float32",
     "dynamic_quantize_reciprocal",
 ]
 
@@ -118,7 +119,7 @@ def narrow(x: np.ndarray, dtype) -> np.ndarray:
 
 def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(p, e) with p = fl(a*b) and p + e == a*b exactly (Dekker; no overflow assumed)."""
-    p = a * b
+    p = np.asarray(a * b)  # a 0-d product is a numpy scalar, which the caller could not write into
     split = 134217729.0  # 2**27 + 1
     ca, cb = split * a, split * b
     ah, bh = ca - (ca - a), cb - (cb - b)
@@ -252,12 +253,14 @@ def _to_qtype(
     return saturate_int(_apply_nan_policy(values, np.rint(values) + zp, zp, qt, nan), qt)
 
 
-def _int32_indefinite_shift(values: np.ndarray, zero_point) -> np.ndarray:
+def _int32_indefinite_shift(values: np.ndarray, zero_point, out_of_range: float = -(2.0**31)) -> np.ndarray:
     """int32(rint(v)) + zp as x86 computes it: out-of-range and NaN casts give INT32_MIN
-    (the "integer indefinite" of cvtss2si), and the int32 addition wraps."""
+    (the "integer indefinite" of cvtss2si), and the int32 addition wraps.
+    ``out_of_range=0``: ml_dtypes' cast of a bfloat16 to int32, which gives 0 for NaN, +-inf
+    and values outside [-2**31, 2**31) (-2**31 itself converts)."""
     rounded = np.rint(values)
-    fits = np.abs(rounded) < 2.0**31  # False for NaN and inf
-    as_int = np.where(fits, rounded, -(2.0**31)).astype(np.int64)
+    fits = (rounded >= -(2.0**31)) & (rounded < 2.0**31)  # False for NaN and inf
+    as_int = np.where(fits, rounded, out_of_range).astype(np.int64)
     return wrap_int32(as_int + np.asarray(zero_point).astype(np.int64)).astype(np.float64)
 
 
@@ -285,8 +288,15 @@ def _quantize_general(
     so that double rounding is innocuous (Figueroa, 1995).
     """
     precision = np.dtype(precision)
-    quotient = (x.astype(precision) / scale.astype(precision)).astype(np.float64)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # inf / NaN quotients: the rules below
+        quotient = (x.astype(precision) / scale.astype(precision)).astype(np.float64)
+    if overflow == "int32-indefinite" and precision == _BF16 and not qt.is_float:
+        # onnx.reference: np.rint(bfloat16 quotient).astype(np.int32) is ml_dtypes' cast, not x86's
+        return saturate_int(_int32_indefinite_shift(quotient, 0 if zero_point is None else zero_point, 0.0), qt)
     return _to_qtype(quotient, zero_point, qt, saturate=saturate, nan=nan, overflow=overflow)
+
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
 def _dequantize_general(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
@@ -315,6 +325,29 @@ def _dequantize_general(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype)
 # ----------------------------------------------------------------------------
 # Backend lowerings of Q/DQ, replayed step by step (profile options; spec/backends.md)
 # ----------------------------------------------------------------------------
+
+
+def dequantize_int32_via_float32(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype, *, product: str) -> np.ndarray:
+    """DequantizeLinear of int32 ``q`` with x - zp first rounded to float32 (profile option ``dequantize_int32``).
+
+    ``product="float32-first"`` (onnxruntime CPU, quantize_linear.cc:
+    ``static_cast<OutT>(static_cast<float>(static_cast<int32_t>(x) - zp) * sc)``; onnx.reference without a
+    zero-point input): y = out(f32(f32(x - zp) * f32(scale))), two roundings after the first.
+    ``product="float32-input"`` (onnx.reference with a zero-point input: float64 arithmetic after
+    ``x.astype(np.float32)``): y = out(f32(x - zp) * scale), the product exact in float64 (24 + 24 bits)
+    and rounded once. The int32 subtraction wraps, as the C++ one does in practice (zero points of int32 x
+    are 0 anyway). Only elements where x - zp is not a float32 can differ from :func:`dequantize`, plus, for
+    "float32-first" with a float16/bfloat16 output, those whose float32 product is inexact.
+    """
+    diff = q.astype(np.int64) - (0 if zero_point is None else np.asarray(zero_point).astype(np.int64))
+    diff32 = wrap_int32(diff).astype(_F32)
+    scale = np.asarray(scale)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if product == "float32-first":
+            return narrow((diff32 * scale.astype(_F32)).astype(np.float64), out_dtype)
+        if product == "float32-input":
+            return narrow(diff32.astype(np.float64) * scale.astype(np.float64), out_dtype)
+    raise ValueError(f"unknown dequantize_int32 product {product!r}")
 
 _F32 = np.float32
 

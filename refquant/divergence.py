@@ -5,32 +5,39 @@ concerns, the profile options under which refquant reproduces it, and the
 evidence. An element where a backend differs from the spec profile is
 
 - ``exact`` when the two agree bit for bit (NaN agreeing with NaN),
-- ``explained:<name>`` when the reference, run with that divergence's
-  options, computes exactly the backend's value at that element (a
-  *profile* divergence), or when the graph holds a node that a *defect*
-  divergence recognises (a backend bug whose output no arithmetic option
-  reproduces, such as a wrong output shape),
-- ``unexplained`` otherwise.
+- ``explained:<name>`` when the reference, run with that *profile* divergence's options, computes
+  exactly the backend's value at that element, *and* one of those options can change that element:
+  its condition (:mod:`refquant.conditions`) holds at that element of the node that computes it, or
+  at some node upstream of it (the option changed an input);
+- ``attributed:<name>`` when a *defect* divergence (a backend bug no option reproduces) matches a
+  node the element's tensor depends on: the node's own outputs (if the defect is documented to affect
+  values, or a wrong shape or dtype through ``affects``) or any tensor computed from them. A defect
+  reproduces nothing, so this is a weaker verdict, counted apart and never merged into explained;
+- ``unexplained`` otherwise. A tensor of the wrong dtype or shape is unexplained unless a defect
+  whose ``affects`` names "dtype" or "shape" matches the node that produces it (directly, or through
+  single-input elementwise nodes that carry the shape unchanged).
 
-No tolerance is involved: an explanation is a reproduction or a recognised, documented defect.
+No tolerance is involved: an explanation is a reproduction, local to where its option acts.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 from onnx import helper, numpy_helper
 
+from .conditions import condition_for
 from .errors import RefquantError
 from .profiles import SPEC, Profile, get_profile
 from .window import same_total
 
-__all__ = ["Divergence", "OutputReport", "load_divergences", "classify", "DIVERGENCES_FILE"]
+__all__ = ["Divergence", "OutputReport", "Replay", "load_divergences", "classify", "replay", "DIVERGENCES_FILE"]
 
 DIVERGENCES_FILE = Path(__file__).with_name("divergences.toml")
 
@@ -39,6 +46,16 @@ GRAPHS = ("model", "backend-optimized")
 
 #: how many of the largest differences a report keeps
 WORST = 5
+
+#: what a defect may be documented to affect (Divergence.affects)
+AFFECTS = ("values", "shape", "dtype")
+
+#: single-input elementwise operators: a tensor of the wrong shape or dtype passes through them with its
+#: shape unchanged, so a shape defect of the node upstream still accounts for the mismatch of their output
+SHAPE_PASSING = frozenset({
+    "QuantizeLinear", "DequantizeLinear", "Cast", "Identity", "Relu", "Clip", "Sigmoid", "Tanh", "Abs", "Neg",
+    "LeakyRelu", "Floor", "Ceil", "Round", "Sqrt", "Exp", "Erf", "Gelu", "HardSigmoid", "HardSwish",
+})
 
 
 @dataclass(frozen=True)
@@ -59,10 +76,21 @@ class Divergence:
     #: the graph its options are replayed on: "model" (the one given) or "backend-optimized" (the graph
     #: the backend says it runs after its own rewrites, when the caller of classify() can supply it)
     graph: str = "model"
+    #: defects only: what the bug changes in the matching node's outputs ("values", "shape", "dtype"); a
+    #: dtype or shape mismatch is attributed only to a defect documented to cause it
+    affects: tuple[str, ...] = ("values",)
 
     @property
     def is_defect(self) -> bool:
         return not self.options
+
+    def concerns(self, backend: str) -> bool:
+        """True if ``backend`` matches one of the patterns."""
+        return any(fnmatch.fnmatchcase(backend, pattern) for pattern in self.backends)
+
+    def matches(self, node, values: Mapping[str, np.ndarray] | None = None) -> bool:
+        """True if ``node`` is one of the ops and meets ``when``."""
+        return (not self.ops or node.op_type in self.ops) and self._meets(node, values or {})
 
     def applies_to(self, backend: str, nodes: Iterable, values: Mapping[str, np.ndarray] | None = None) -> bool:
         """True if ``backend`` matches a pattern and some node is one of the ops (meeting ``when``).
@@ -70,9 +98,7 @@ class Divergence:
         ``values`` (tensor name -> array: initializers, feeds, computed tensors) decides the tensor
         conditions; a tensor it lacks meets none.
         """
-        if not any(fnmatch.fnmatchcase(backend, pattern) for pattern in self.backends):
-            return False
-        return any((not self.ops or node.op_type in self.ops) and self._meets(node, values or {}) for node in nodes)
+        return self.concerns(backend) and any(self.matches(node, values) for node in nodes)
 
     def _meets(self, node, values: Mapping[str, np.ndarray]) -> bool:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -188,7 +214,13 @@ def load_divergences(path: str | Path | None = None) -> list[Divergence]:
             evidence=entry["evidence"],
             when=dict(entry.get("when", {})),
             graph=entry.get("graph", "model"),
+            affects=tuple(entry.get("affects", ("values",))),
         )
+        if not divergence.affects or set(divergence.affects) - set(AFFECTS) or ("affects" in entry and "when" not in entry):
+            raise RefquantError(
+                f"{path}: divergence '{divergence.name}': affects lists some of {', '.join(AFFECTS)} "
+                "(defects only)"
+            )
         if divergence.graph not in GRAPHS or (divergence.graph != "model" and "when" in entry):
             raise RefquantError(
                 f"{path}: divergence '{divergence.name}': graph must be one of {', '.join(GRAPHS)} "
@@ -224,6 +256,8 @@ class OutputReport:
     size: int = 0
     exact: int = 0
     explained: dict[str, int] = field(default_factory=dict)
+    #: elements a defect accounts for without reproducing them (a weaker verdict than explained)
+    attributed: dict[str, int] = field(default_factory=dict)
     unexplained: int = 0
     max_abs_diff: float = 0.0
     worst: list[dict] = field(default_factory=list)
@@ -232,8 +266,11 @@ class OutputReport:
 
     @property
     def status(self) -> str:
-        if (self.problem and not self.explained) or self.unexplained:
+        """unexplained, attributed, explained or exact: the weakest verdict of its elements."""
+        if (self.problem and not self.attributed) or self.unexplained:
             return "unexplained"
+        if self.attributed:
+            return "attributed"
         return "explained" if self.explained else "exact"
 
     def to_dict(self) -> dict:
@@ -245,6 +282,7 @@ class OutputReport:
             "size": self.size,
             "exact": self.exact,
             "explained": dict(self.explained),
+            "attributed": dict(self.attributed),
             "unexplained": self.unexplained,
             "max_abs_diff": self.max_abs_diff,
             "worst": self.worst,
@@ -257,6 +295,206 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Element-wise equality of values, NaN equal to NaN."""
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     return (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+
+
+# -- the graph's dataflow ------------------------------------------------------------------------------------------
+
+
+def _downstream(nodes: Sequence, sources: Iterable[str]) -> set[str]:
+    """The tensors ``sources`` and every tensor computed from them (``nodes`` in topological order)."""
+    reached = set(sources)
+    for node in nodes:
+        if any(name in reached for name in node.input if name):
+            reached.update(name for name in node.output if name)
+    return reached
+
+
+def _node_key(proto) -> tuple:
+    attrs = tuple(sorted(a.SerializeToString() for a in proto.attribute))
+    return (proto.domain or "", proto.op_type, tuple(proto.input), tuple(proto.output), attrs)
+
+
+def _same_constant(a, b) -> bool:
+    x, y = numpy_helper.to_array(a), numpy_helper.to_array(b)
+    return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
+
+
+def _call_node(node, inputs: list) -> tuple | None:
+    """The node run alone on ``inputs`` (None where refquant refuses them), warnings silenced."""
+    from .session import Session
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            return Session._call(node, inputs)
+        except RefquantError:
+            return None
+
+
+def _partial_run(session, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
+    """Every tensor the spec computes, skipping the nodes it refuses (and what depends on them), and the
+    first refusal's message (None when it refuses nothing)."""
+    from .session import Session
+
+    try:
+        values = dict(session.constants)
+        values.update(session._check_feeds(feeds))
+    except RefquantError as exc:
+        return {}, str(exc)
+    error = None
+    with np.errstate(all="ignore"):
+        for node in session._plan:
+            if any(name and name not in values for name in node.proto.input):
+                continue
+            try:
+                results = Session._call(node, [values[name] if name else None for name in node.proto.input])
+            except RefquantError as exc:
+                error = error or str(exc)
+                continue
+            values.update((name, value) for name, value in zip(node.proto.output, results) if name)
+    return values, error
+
+
+@dataclass
+class Replay:
+    """A profile divergence's options replayed on a graph, and where they can change each tensor.
+
+    ``values`` holds every tensor of the replay. ``masks`` maps a tensor to the elements where some
+    option's condition holds at the node computing it (refquant.conditions); ``tainted`` holds the
+    tensors computed from a node where some condition held (or that the backend's rewrite introduced).
+    """
+
+    values: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    producer_inputs: dict[str, tuple[str, ...]]
+    tainted: set[str]
+
+    def allowed(self, name: str) -> np.ndarray | bool:
+        """Where an option can have changed tensor ``name``: every element when an input of its node was
+        changed, else the elements where a condition holds at its node (False where none does)."""
+        inputs = self.producer_inputs.get(name)
+        if inputs is None:
+            return False
+        if any(i in self.tainted for i in inputs):
+            return True
+        return self.masks.get(name, False)
+
+
+def replay(
+    model,
+    options: Mapping[str, object],
+    feeds: Mapping[str, np.ndarray],
+    *,
+    base_model=None,
+    profile: Profile | None = None,
+) -> Replay:
+    """Run ``model`` with the spec profile plus ``options`` and find, per tensor, where they can act.
+
+    At each node of an op some option concerns, the node is run alone on the replay's inputs with the
+    spec profile: where the spec refuses them and the options do not, every element of the node is the
+    options' doing; otherwise an option with an element-wise condition marks the elements where it holds,
+    and the options without one mark where the node's value under them differs from the spec's.
+    ``base_model``: the model a backend rewrote into ``model``; the nodes that the rewrite added, and
+    those reading an initializer it added or changed, count as changed everywhere. Raises RefquantError
+    where the replay itself fails.
+    """
+    from .session import Session
+
+    profile = profile or SPEC.with_options(name="replay", **options)
+    session = Session(model, profile=profile)
+    takes = {value.name for value in session.model.graph.input}
+    values = session.run_all({name: value for name, value in feeds.items() if name in takes})
+    conditions = {option: condition_for(option) for option in options}
+    differing_options = {o: v for o, v in options.items() if conditions[o].where is None}
+    spec_session = Session(session.model)
+    differs_session = None
+    original, changed = None, set()
+    if base_model is not None:
+        original = {_node_key(proto) for proto in base_model.graph.node}
+        before = {tensor.name: tensor for tensor in base_model.graph.initializer}
+        changed = {tensor.name for tensor in session.model.graph.initializer
+                   if tensor.name not in before or not _same_constant(tensor, before[tensor.name])}
+    masks: dict[str, np.ndarray] = {}
+    producer_inputs: dict[str, tuple[str, ...]] = {}
+    fired: list[str] = []
+    for step, node in enumerate(session._plan):
+        proto = node.proto
+        outputs = [values.get(name) for name in proto.output]
+        for name in proto.output:
+            if name:
+                producer_inputs[name] = tuple(i for i in proto.input if i)
+        if any(o is None for name, o in zip(proto.output, outputs) if name):
+            continue
+        named = [(j, name) for j, name in enumerate(proto.output) if name]
+        if original is not None and (_node_key(proto) not in original or changed.intersection(proto.input)):
+            node_masks = [True] * len(outputs)
+        else:
+            concerned = [o for o in options if conditions[o].concerns(proto.op_type)]
+            if not concerned:
+                continue
+            inputs = [values[name] if name else None for name in proto.input]
+            spec = _call_node(spec_session._plan[step], inputs)
+            if spec is None:
+                node_masks = [True] * len(outputs)
+            else:
+                node_masks = [np.zeros(np.shape(o), bool) for o in outputs]
+                differs = [o for o in concerned if conditions[o].where is None]
+                for option in concerned:
+                    if conditions[option].where is None:
+                        continue
+                    try:
+                        found = conditions[option].where(node, inputs, outputs)
+                    except (RefquantError, ValueError, TypeError, IndexError, KeyError, ArithmeticError):
+                        differs.append(option)  # no answer: fall back on running the node
+                        continue
+                    for j, mask in enumerate(found[: len(outputs)]):
+                        node_masks[j] = node_masks[j] | np.broadcast_to(np.asarray(mask, bool), np.shape(outputs[j]))
+                if differs:
+                    if differs_session is None or any(o not in differing_options for o in differs):
+                        chosen = {o: options[o] for o in set(differs) | set(differing_options)}
+                        differs_session = Session(session.model, profile=SPEC.with_options(name="differs", **chosen))
+                        differing_options = chosen
+                    other = _call_node(differs_session._plan[step], inputs)
+                    for j, want in enumerate(spec[: len(outputs)]):
+                        got = None if other is None or j >= len(other) else other[j]
+                        shapes = {np.shape(want), np.shape(outputs[j])} | ({np.shape(got)} if got is not None else set())
+                        if got is None or len(shapes) > 1 or got.dtype != want.dtype:
+                            node_masks[j] = np.ones(np.shape(outputs[j]), bool)
+                        else:
+                            node_masks[j] = node_masks[j] | ~_same(got, want)
+        for j, name in named:
+            mask = node_masks[j] if j < len(node_masks) else False
+            masks[name] = mask = np.broadcast_to(np.asarray(mask, bool), np.shape(outputs[j]))
+            if np.any(mask):
+                fired.append(name)
+    tainted = _downstream([node.proto for node in session._plan], fired)
+    return Replay(values, masks, producer_inputs, tainted)
+
+
+@dataclass
+class _DefectScope:
+    """The tensors a defect can concern: computed from a matching node (values) or carrying its shape."""
+
+    own: set[str]  # the matching nodes' outputs
+    downstream: set[str]  # own, and every tensor computed from them
+    shaped: set[str]  # own, and the outputs of shape-passing nodes fed by them
+
+    def attributes_values(self, defect: Divergence, name: str) -> bool:
+        if name not in self.downstream:
+            return False
+        return name not in self.own or "values" in defect.affects
+
+    def attributes_mismatch(self, defect: Divergence, name: str, kind: str) -> bool:
+        return kind in defect.affects and name in self.shaped
+
+
+def _defect_scope(defect: Divergence, protos: Sequence, values: Mapping[str, np.ndarray]) -> _DefectScope:
+    own = {name for proto in protos if defect.matches(proto, values) for name in proto.output if name}
+    shaped = set(own)
+    for proto in protos:
+        if proto.op_type in SHAPE_PASSING and proto.input and proto.input[0] in shaped:
+            shaped.update(name for name in proto.output if name)
+    return _DefectScope(own, _downstream(protos, own), shaped)
 
 
 def classify(
@@ -272,38 +510,41 @@ def classify(
     """Compare a backend's ``outputs`` (tensor name -> array) with the spec reference, element by element.
 
     ``reference`` may pass precomputed spec-profile tensors (e.g. from ``Session.run_all``);
-    emulating sessions run only when some element differs. When the spec profile refuses the
-    input (NaN, say), no element is exact and only a divergence can explain the backend's values.
-    ``optimized_model`` returns the graph the backend runs after its own rewrites (or None); it is
-    called only if a ``graph = "backend-optimized"`` divergence is needed.
+    emulating sessions run only when some element differs. When the spec profile refuses a node
+    (NaN, say), the tensors computed from it have no reference: no element of them is exact and only
+    a divergence can account for the backend's values. ``optimized_model`` returns the graph the
+    backend runs after its own rewrites (or None); it is called only if a ``graph = "backend-optimized"``
+    divergence is needed.
     """
     from .session import Session
 
     session = Session(model)
     reference_error = None
     if reference is None:
-        try:
-            reference = session.run_all(feeds)
-        except RefquantError as exc:
-            reference, reference_error = {}, str(exc)
-    nodes = list(session.model.graph.node)
+        reference, reference_error = _partial_run(session, feeds)
+    protos = [node.proto for node in session._plan]  # in topological order
     known = {tensor.name: numpy_helper.to_array(tensor) for tensor in session.model.graph.initializer}
     known.update(feeds)
     known.update(reference)
     candidates = [d for d in (divergences if divergences is not None else load_divergences())
-                  if d.applies_to(backend, nodes, known)]
-    defect = next((d for d in candidates if d.is_defect), None)
+                  if d.applies_to(backend, protos, known)]
+    defects = [(d, _defect_scope(d, protos, known)) for d in candidates if d.is_defect]
     candidates = [d for d in candidates if not d.is_defect]
-    emulated: dict[str, Mapping[str, np.ndarray] | None] = {}
+    replays: dict[str, Replay | None] = {}
 
-    def emulation(divergence: Divergence):
-        if divergence.name not in emulated:
-            graph = session.model if divergence.graph == "model" else optimized_model and optimized_model()
+    def replayed(divergence: Divergence) -> Replay | None:
+        if divergence.name not in replays:
+            base = None
+            graph = session.model
+            if divergence.graph != "model":
+                graph, base = optimized_model and optimized_model(), session.model
             try:
-                emulated[divergence.name] = None if graph is None else _run_all(graph, divergence.profile(), feeds)
+                replays[divergence.name] = None if graph is None else replay(
+                    graph, divergence.options, feeds, base_model=base, profile=divergence.profile()
+                )
             except RefquantError:
-                emulated[divergence.name] = None
-        return emulated[divergence.name]
+                replays[divergence.name] = None
+        return replays[divergence.name]
 
     reports = []
     for name, got in outputs.items():
@@ -317,8 +558,10 @@ def classify(
             report = OutputReport(name, str(want.dtype), tuple(want.shape), size=int(want.size))
             if got.dtype != want.dtype or got.shape != want.shape:
                 report.problem = f"backend gives {got.dtype} {list(got.shape)}, reference {want.dtype} {list(want.shape)}"
+                kind = "dtype" if got.dtype != want.dtype else "shape"
+                defect = next((d for d, scope in defects if scope.attributes_mismatch(d, name, kind)), None)
                 if defect is not None:
-                    report.explained[defect.name] = int(got.size)
+                    report.attributed[defect.name] = int(got.size)
                 reports.append(report)
                 continue
             differ = np.asarray(~_same(got, want))  # an array, not a numpy scalar, for a 0-d tensor
@@ -327,33 +570,26 @@ def classify(
         for divergence in candidates:
             if not differ.any():
                 break
-            other = emulation(divergence)
-            if other is None or name not in other:
+            other = replayed(divergence)
+            if other is None or name not in other.values or np.shape(other.values[name]) != got.shape:
                 continue
-            explained = differ & _same(got, other[name])
+            explained = differ & _same(got, other.values[name])
+            if explained.any():
+                explained &= other.allowed(name)
             if explained.any():
                 labels[explained] = f"explained:{divergence.name}"
                 report.explained[divergence.name] = int(explained.sum())
                 differ &= ~explained
-        if defect is not None and differ.any():
-            labels[differ] = f"explained:{defect.name}"
-            report.explained[defect.name] = int(differ.sum())
-            differ[...] = False
+        for defect, scope in defects:
+            if differ.any() and scope.attributes_values(defect, name):
+                labels[differ] = f"attributed:{defect.name}"
+                report.attributed[defect.name] = int(differ.sum())
+                differ[...] = False
         labels[differ] = "unexplained"
         report.unexplained = int(differ.sum())
         _note_worst(report, got, want, labels)
         reports.append(report)
     return reports
-
-
-def _run_all(model, profile: Profile, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every tensor of ``model`` under ``profile``, fed the feeds it takes (a backend's rewritten graph
-    may hold some inputs as initializers)."""
-    from .session import Session
-
-    session = Session(model, profile=profile)
-    takes = {value.name for value in session.model.graph.input}
-    return session.run_all({name: value for name, value in feeds.items() if name in takes})
 
 
 def _note_worst(report: OutputReport, got: np.ndarray, want: np.ndarray, labels: np.ndarray) -> None:

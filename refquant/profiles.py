@@ -34,7 +34,9 @@ class Profile:
         ``"int32-indefinite"``: the x86 float->int32 cast gives INT32_MIN, the
         zero point is added in wrapping int32, then the result is clipped
         (onnx.reference: 1e10 -> 0 for uint8). NaN takes the same path, so the
-        ``nan`` option does not apply in this mode.
+        ``nan`` option does not apply in this mode. A bfloat16 quotient is cast by
+        ml_dtypes instead, which gives 0 (not INT32_MIN) for NaN, +-inf and values
+        outside [-2**31, 2**31) (onnx.reference: bfloat16 3e38 / 1 -> zero point).
     nan:
         What QuantizeLinear / DynamicQuantizeLinear do with NaN input to an
         integer type: ``"error"`` raises :class:`~refquant.errors.NonFiniteError`;
@@ -50,8 +52,9 @@ class Profile:
         the stored bytes along K in int16 with saturation; zero-point terms stay exact. Applies where
         onnxruntime runs a uint8 x int8 GEMM: MatMulInteger, QLinearMatMul, QLinearConv (K in
         onnxruntime's order: kernel tap, then input channel; not depthwise), com.microsoft QGemm,
-        MatMulIntegerToFloat, DynamicQuantizeMatMul and QLinearConv. Not ConvInteger (int8 weights
-        are MLAS's A operand: an exact S8U8 GEMM). The "onnxruntime" profile sets it from the host.
+        MatMulIntegerToFloat, DynamicQuantizeMatMul and QLinearConv, and ConvInteger with uint8 weights
+        (MLAS's A operand; K in im2col's order; int8 weights make an exact S8U8 GEMM). The "onnxruntime"
+        profile sets it from the host.
     dynamic_zero_range_scale:
         Scale DynamicQuantizeLinear returns when min(x, 0) == max(x, 0), where
         the spec formula would divide by zero (onnxruntime: 1.0; onnx.reference: 1/255).
@@ -90,6 +93,14 @@ class Profile:
         rounded once) or ``"mlas-float32"``: onnxruntime's MLAS kernels replayed operation by
         operation in float32 (:mod:`refquant.mlas`; SGEMM blocking and fused multiply-add chains,
         MLAS's exp polynomial and lane sums, the LayerNorm kernel's double-precision mean).
+    dequantize_int32:
+        DequantizeLinear of int32 x: ``"exact"`` ((x - zp) * scale rounded once to the output type),
+        ``"float32-first"``: ``x - zp`` (int32) rounded to float32, the product with float32(scale) rounded
+        to float32, then to the output type (onnxruntime CPU; onnx.reference without a zero-point input), or
+        ``"float32-input"``: ``x - zp`` rounded to float32, the product exact, rounded once to the output
+        type (onnx.reference's float64 path when a zero-point input is given). Elements where x - zp is
+        exact in float32 (|x - zp| <= 2**24, say) differ from "exact" only through "float32-first"'s second
+        rounding into a float16/bfloat16 output.
     mlas_threads:
         Intra-op threads of the onnxruntime session being replayed (``float_pipeline="mlas-float32"``):
         MLAS splits a float GEMM of more than 65536 multiply-adds between threads, and each
@@ -111,6 +122,7 @@ class Profile:
     quantize_division: Literal["scale-type", "float32"] = "scale-type"
     float_pipeline: Literal["exact", "mlas-float32"] = "exact"
     mlas_threads: int = 1
+    dequantize_int32: Literal["exact", "float32-first", "float32-input"] = "exact"
 
     def __post_init__(self):
         allowed = {
@@ -125,6 +137,7 @@ class Profile:
             "dynamic_quantize_formula": ("exact", "reciprocal"),
             "quantize_division": ("scale-type", "float32"),
             "float_pipeline": ("exact", "mlas-float32"),
+            "dequantize_int32": ("exact", "float32-first", "float32-input"),
         }
         for key, values in allowed.items():
             if getattr(self, key) not in values:
@@ -157,6 +170,7 @@ ONNXRUNTIME = Profile(
     qlinear_pipeline="mlas-float32",
     float_pipeline="mlas-float32",
     quantize_division="float32",
+    dequantize_int32="float32-first",
 )
 
 #: onnx.reference.ReferenceEvaluator (onnx 1.23)
@@ -166,6 +180,7 @@ ONNX_REFERENCE = Profile(
     quantize_overflow="int32-indefinite",
     nan="qmin",
     dynamic_zero_range_scale=float(1 / 255),
+    dequantize_int32="float32-first",
 )
 
 #: OpenVINO's CPU plugin (2026.4) reading the ONNX model (spec/backends.md gives the evidence)

@@ -190,6 +190,7 @@ def tie_tensors(
     *,
     axis: int | None = None,
     dtype=None,
+    edges: bool = False,
 ) -> np.ndarray:
     """x (of the scale's type, or ``dtype``) whose x / scale sits on the rounding decisions of QuantizeLinear.
 
@@ -197,7 +198,9 @@ def tie_tensors(
     integer types, the midpoint of two neighbours for float types), others
     sit one ulp below or above it, or on a representable value; the values
     reach a little past both saturation bounds. ``scale`` and ``zero_point``
-    broadcast against ``shape``, or are 1-D along ``axis``.
+    broadcast against ``shape``, or are 1-D along ``axis``. ``edges`` (integer
+    types) puts every x / scale + zero point on the saturation edges instead:
+    qmin - 1, qmin, qmax, qmax + 1 and the ties qmin +- 0.5, qmax +- 0.5.
     """
     shape = tuple(shape)
     scale, zero_point = np.asarray(scale), np.asarray(0 if zero_point is None else zero_point)
@@ -215,6 +218,11 @@ def tie_tensors(
         grid = _float_grid(qt.dtype)
         index = draw(hnp.arrays(np.int64, shape, elements=st.integers(0, len(grid) - 2)))
         targets = np.where(kinds == 3, grid[index], (grid[index] + grid[index + 1]) / 2) - zero_point
+    elif edges:
+        ends = np.array([qt.qmin - 1, qt.qmin, qt.qmax, qt.qmax + 1], np.float64)
+        end = draw(hnp.arrays(np.int64, shape, elements=st.integers(0, 3)))
+        offset = np.where(kinds == 3, 0.0, np.where(end % 2, 0.5, -0.5))  # the ties just inside/outside
+        targets = ends[end] + offset - zero_point
     else:
         low = int(qt.qmin) - int(zero_point.max(initial=0)) - 2
         high = int(qt.qmax) - int(zero_point.min(initial=0)) + 2
@@ -241,12 +249,20 @@ def quantized_tensors(shape: Sequence[int], element_type: int) -> st.SearchStrat
     )
 
 
-def _float_inputs(shape, scale, zero_point, element_type, dtype):
+#: what QuantizeLinear's x holds: ties (x / scale on k + 0.5), saturation edges, arbitrary floats, or any of them
+VALUE_KINDS = ("any", "ties", "edges", "arbitrary")
+
+
+def _float_inputs(shape, scale, zero_point, element_type, dtype, values: str = "any"):
     """Tie-hitting values (``scale``/``zero_point`` broadcast against ``shape``) mixed with arbitrary floats."""
+    if values not in VALUE_KINDS:
+        raise InvalidArgument(f"values must be one of {VALUE_KINDS}, got {values!r}")
     finite = hnp.arrays(np.float32, tuple(shape), elements=st.floats(-1e4, 1e4, width=32)).map(
         lambda x: x.astype(dtype)
     )
-    return st.one_of(tie_tensors(shape, scale, zero_point, element_type, dtype=dtype), finite)
+    ties = tie_tensors(shape, scale, zero_point, element_type, dtype=dtype)
+    edges = tie_tensors(shape, scale, zero_point, element_type, dtype=dtype, edges=True)
+    return {"any": st.one_of(ties, finite, edges), "ties": ties, "edges": edges, "arbitrary": finite}[values]
 
 
 def _expand(param: np.ndarray, shape: tuple[int, ...], axis: int | None, block: int) -> np.ndarray:
@@ -305,17 +321,32 @@ def _zero_point_array(draw, element_type: int, count: int | None) -> np.ndarray:
     return np.asarray([draw(zero_points(element_type)) for _ in range(count)])
 
 
-def _granularity(draw, opset: int, shape: tuple[int, ...], *, blocked: bool) -> tuple[int | None, int, tuple[int, ...]]:
-    """(axis, block_size, parameter shape): per-tensor, per-axis (opset >= 13) or blocked (opset >= 21)."""
+GRANULARITIES = ("tensor", "axis", "block")
+
+
+def _granularity(
+    draw, opset: int, shape: tuple[int, ...], *, blocked: bool, granularities: Sequence[str] | None = None,
+    negative_axis: bool | None = None,
+) -> tuple[int | None, int, tuple[int, ...]]:
+    """(axis, block_size, parameter shape): per-tensor, per-axis (opset >= 13) or blocked (opset >= 21).
+
+    ``granularities`` narrows the kinds (those impossible for the shape or opset fall back to
+    per-tensor); ``negative_axis`` True/False writes the axis as -rank..-1 / 0..rank-1 (None: either).
+    """
     choices = ["tensor"]
     if shape and opset >= 13:
         choices.append("axis")
     if shape and blocked and opset >= 21:
         choices.append("block")
+    if granularities is not None:
+        choices = [c for c in choices if c in granularities] or ["tensor"]
     kind = draw(st.sampled_from(choices))
     if kind == "tensor":
         return None, 0, ()
-    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    if negative_axis is None:
+        axis = draw(st.integers(-len(shape), len(shape) - 1))
+    else:
+        axis = draw(st.integers(0, len(shape) - 1)) - (len(shape) if negative_axis else 0)
     if kind == "axis":
         return axis, 0, (shape[axis],)
     block = draw(st.integers(1, max(1, shape[axis])))
@@ -355,6 +386,10 @@ def quantize_linear_models(
     input_types: Sequence[int] | None = None,
     shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
     blocked: bool = True,
+    granularities: Sequence[str] | None = None,
+    negative_axis: bool | None = None,
+    values: str = "any",
+    scale_bounds: dict | None = None,
 ) -> Case:
     """One QuantizeLinear: x (graph input) -> y, scale and zero point as initializers.
 
@@ -362,13 +397,18 @@ def quantize_linear_models(
     the scale has x's type), per-tensor / per-axis / blocked parameters,
     whether the zero point is given (without it, ``output_dtype`` names the
     type from opset 21, else the output is uint8) and ``saturate`` for float8.
+    ``granularities`` and ``negative_axis`` narrow the parameters' layout
+    (:data:`GRANULARITIES`), ``values`` what x holds (:data:`VALUE_KINDS`),
+    ``scale_bounds`` (min_value, max_value) the scales.
     """
     _require_opset(opset, 10, "QuantizeLinear")
     element_type = draw(quantized_types(opset, include=element_types))
     x_type = draw(_allowed(_q_input_types(opset), input_types, "x type"))
-    shape = draw(shapes or _shapes())
-    axis, block, params_shape = _granularity(draw, opset, shape, blocked=blocked)
-    scale, zero_point = _draw_params(draw, np_dtype(x_type), element_type, params_shape)
+    shape = draw(_shapes() if shapes is None else shapes)
+    axis, block, params_shape = _granularity(
+        draw, opset, shape, blocked=blocked, granularities=granularities, negative_axis=negative_axis
+    )
+    scale, zero_point = _draw_params(draw, np_dtype(x_type), element_type, params_shape, **(scale_bounds or {}))
     x = draw(
         _float_inputs(
             shape,
@@ -376,6 +416,7 @@ def quantize_linear_models(
             _expand(zero_point, shape, axis, block),
             element_type,
             np_dtype(x_type),
+            values,
         )
     )
     attrs = {"axis": axis} if axis is not None else {}
@@ -401,52 +442,107 @@ def dequantize_linear_models(
     scale_types: Sequence[int] | None = None,
     shapes: st.SearchStrategy[tuple[int, ...]] | None = None,
     blocked: bool = True,
+    granularities: Sequence[str] | None = None,
+    negative_axis: bool | None = None,
+    zero_point: bool | None = None,
 ) -> Case:
     """One DequantizeLinear: x (graph input: a quantized type, or int32) -> y.
 
     Draws per-tensor / per-axis / blocked parameters, the scale's type
     (float; float16/bfloat16 from opset 19) and whether the zero point is
-    given (never for int32, which has none).
+    given (never for int32, which has none; ``zero_point`` True/False decides
+    for the others). int32 x is mostly beyond 2**24 in magnitude, where the
+    product with the scale rounds. ``granularities``, ``negative_axis``: as
+    for :func:`quantize_linear_models`.
     """
     _require_opset(opset, 10, "DequantizeLinear")
     candidates = sorted(types_at(QUANTIZED_TYPES, opset)) + [T.INT32]
     element_type = draw(_allowed(candidates, element_types, "x type"))
     scale_type = draw(_allowed(_q_input_types(opset), scale_types, "scale type"))
-    shape = draw(shapes or _shapes())
-    axis, block, params_shape = _granularity(draw, opset, shape, blocked=blocked)
+    shape = draw(_shapes() if shapes is None else shapes)
+    axis, block, params_shape = _granularity(
+        draw, opset, shape, blocked=blocked, granularities=granularities, negative_axis=negative_axis
+    )
     if element_type == T.INT32:
         x = draw(hnp.arrays(np.int32, shape, elements=st.integers(-(2**31), 2**31 - 1)))
     else:
         x = draw(quantized_tensors(shape, element_type))
-    scale, zero_point = _draw_params(draw, np_dtype(scale_type), element_type, params_shape)
+    scale, zero_point_value = _draw_params(draw, np_dtype(scale_type), element_type, params_shape)
     attrs = {"axis": axis} if axis is not None else {}
     if block:
         attrs["block_size"] = block
     initializers = {"x_scale": scale}
-    if element_type != T.INT32 and draw(st.booleans()):
-        initializers["x_zero_point"] = zero_point
+    if element_type != T.INT32 and (draw(st.booleans()) if zero_point is None else zero_point):
+        initializers["x_zero_point"] = zero_point_value
     node = helper.make_node("DequantizeLinear", ["x", *initializers], ["y"], **attrs)
     return _model([node], {"x": x}, initializers, {"y": scale_type}, opset, "dequantize_linear")
 
 
+def _dynamic_zero_point(x_min: np.float32, x_max: np.float32) -> np.float32:
+    """DynamicQuantizeLinear's intermediate zero point, in the ONNX function's float32 steps."""
+    scale = (np.float32(max(x_max, 0)) - np.float32(min(x_min, 0))) / np.float32(255)
+    return np.float32(0) - np.float32(min(x_min, 0)) / scale
+
+
+@st.composite
+def _dynamic_zero_point_ties(draw, shape: tuple[int, ...]) -> np.ndarray:
+    """x whose intermediate zero point is exactly k + 0.5 in float32 (round half to even decides it).
+
+    min(x) = -(2k + 1) t and max(x) = (509 - 2k) t make the exact zero point 255 (2k + 1) / 510
+    = k + 0.5; t a power of two keeps every float32 step exact, t = 1 / (2k + 1) (min(x) = -1; k = 42
+    is x = [-1, 5]) and decimal t make the ties float32 roundings. The other elements lie in between.
+    """
+    k = draw(st.integers(0, 254))
+    t = draw(
+        st.one_of(
+            st.integers(-6, 6).map(lambda e: 2.0**e),
+            st.just(1.0 / (2 * k + 1)),
+            st.sampled_from([0.1, 0.3, 0.01, 1 / 3, 1 / 7]),
+        )
+    )
+    low, high = np.float32(-(2 * k + 1) * t), np.float32((509 - 2 * k) * t)
+    if _dynamic_zero_point(low, high) != np.float32(k + 0.5):  # a decimal t that missed: exact one
+        low, high = np.float32(-(2 * k + 1)), np.float32(509 - 2 * k)
+    x = draw(hnp.arrays(np.float32, shape, elements=st.floats(float(low), float(high), width=32)))
+    flat = x.reshape(-1)
+    first, second = draw(st.permutations(range(flat.size)))[:2] if flat.size > 1 else (0, None)
+    flat[first] = low
+    if second is None:
+        flat[first] = high if draw(st.booleans()) else low  # one element: a one-sided range
+    else:
+        flat[second] = high
+    return x
+
+
 @st.composite
 def dynamic_quantize_linear_models(
-    draw, opset: int = 21, *, shapes: st.SearchStrategy[tuple[int, ...]] | None = None
+    draw, opset: int = 21, *, shapes: st.SearchStrategy[tuple[int, ...]] | None = None, values: str = "any"
 ) -> Case:
     """One DynamicQuantizeLinear: float32 x -> (y uint8, y_scale, y_zero_point).
 
     x mixes arbitrary floats, all-zero and constant tensors, ranges on one
-    side of zero, and values on the ties of a decimal-scale grid.
+    side of zero, values on the ties of a decimal-scale grid, and ranges whose
+    intermediate zero point is a tie (k + 0.5). ``values``: "any", or only one
+    kind: "arbitrary", "constant", "one-sided", "ties", "zero-point-ties".
     """
     _require_opset(opset, 11, "DynamicQuantizeLinear")
-    shape = draw(shapes or _shapes(min_rank=1))
+    shape = draw(_shapes(min_rank=1) if shapes is None else shapes)
     arbitrary = hnp.arrays(np.float32, shape, elements=st.floats(-1e4, 1e4, width=32))
     constant = st.floats(-10, 10, width=32).map(lambda v: np.full(shape, v, np.float32))
     one_sided = arbitrary.map(np.abs) | arbitrary.map(lambda x: -np.abs(x))
     ties = scales(np.float32, min_value=1e-3, max_value=1.0).flatmap(
         lambda scale: tie_tensors(shape, scale, np.uint8(128), T.UINT8)
     )
-    x = draw(st.one_of(arbitrary, constant, one_sided, ties))
+    kinds = {
+        "arbitrary": arbitrary,
+        "constant": constant,
+        "one-sided": one_sided,
+        "ties": ties,
+        "zero-point-ties": _dynamic_zero_point_ties(shape),
+    }
+    if values != "any" and values not in kinds:
+        raise InvalidArgument(f"values must be 'any' or one of {list(kinds)}, got {values!r}")
+    x = draw(st.one_of(*kinds.values()) if values == "any" else kinds[values])
     node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "y_scale", "y_zero_point"])
     outputs = {"y": T.UINT8, "y_scale": T.FLOAT, "y_zero_point": T.UINT8}
     return _model([node], {"x": x}, {}, outputs, opset, "dynamic_quantize_linear")
@@ -471,6 +567,8 @@ def conv_geometries(
     depthwise: bool | None = None,
     max_channels: int = 3,
     kernel_shapes: bool = True,
+    auto_pads: Sequence[str] = ("NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"),
+    same_dilations: bool = True,
 ) -> ConvGeometry:
     """Input/weight shapes and Conv attributes with at least one output element.
 
@@ -478,7 +576,9 @@ def conv_geometries(
     per group; None: either), kernels up to 3, strides, dilations, explicit
     pads or each ``auto_pad`` mode, and whether defaulted attributes are
     written out (``kernel_shapes=False`` sometimes leaves kernel_shape to be
-    inferred from w).
+    inferred from w). ``auto_pads``: the modes to draw from (NOTSET: explicit
+    pads); ``same_dilations=False`` keeps dilations at 1 with SAME_UPPER/SAME_LOWER
+    (onnxruntime refuses that combination).
     """
     rank = draw(st.sampled_from(list(spatial_ranks)))
     is_depthwise = draw(st.booleans()) if depthwise is None else depthwise
@@ -487,9 +587,10 @@ def conv_geometries(
     maps_per_group = draw(st.integers(1, max_channels))
     kernel = [draw(st.integers(1, 3)) for _ in range(rank)]
     strides = [draw(st.integers(1, 3)) for _ in range(rank)]
-    dilations = [draw(st.integers(1, 2)) for _ in range(rank)]
+    auto_pad = draw(st.sampled_from(list(auto_pads)))
+    same = auto_pad in ("SAME_UPPER", "SAME_LOWER")
+    dilations = [1 if same and not same_dilations else draw(st.integers(1, 2)) for _ in range(rank)]
     extent = [(k - 1) * d + 1 for k, d in zip(kernel, dilations, strict=True)]
-    auto_pad = draw(st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
     pads = [0] * (2 * rank)
     if auto_pad == "NOTSET":  # pads smaller than the kernel, as onnxruntime's pooling requires
         pads = [draw(st.integers(0, k - 1)) for k in kernel * 2]
@@ -521,6 +622,47 @@ def conv_geometries(
 _OPERATOR_SCALES = {"min_value": 2.0**-20, "max_value": 2.0**10}
 
 
+#: (x, w, y) types of the 8-bit integer products that onnxruntime's CPU kernels (and most engines) run
+COMMON_PRODUCT_TYPES = ((T.UINT8, T.UINT8, T.UINT8), (T.UINT8, T.INT8, T.UINT8), (T.INT8, T.INT8, T.INT8))
+
+
+def _product_types(draw, combos: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+    """One of ``combos``: four times in five one of the common 8-bit integer ones among them, else any."""
+    common = [c for c in combos if tuple(c) in COMMON_PRODUCT_TYPES]
+    if common and draw(st.integers(0, 4)) < 4:
+        return draw(st.sampled_from(common))
+    return draw(st.sampled_from(list(combos)))
+
+
+#: what the integer operators' inputs hold: "any" (the whole range) or "ties" (values near their zero
+#: points and an output scale making the requantization multiplier 2**-e, so that odd accumulators
+#: land on k + 0.5: exactly in float64 for power-of-two scales, in float32 only for decimal ones)
+PRODUCT_VALUES = ("any", "ties")
+
+
+def _product_operand(draw, shape, element_type: int, zero_point, values: str, along: int | None = None):
+    """A quantized operand: the whole range, or (``values="ties"``) zero point +- 3."""
+    if values == "any" or qtype(element_type).is_float:
+        return draw(quantized_tensors(shape, element_type))
+    qt = qtype(element_type)
+    zp = np.asarray(zero_point).astype(np.int64)
+    if zp.ndim and along is not None:
+        view = [1] * len(shape)
+        view[along] = -1
+        zp = zp.reshape(view)
+    offsets = draw(hnp.arrays(np.int64, tuple(shape), elements=st.integers(-3, 3)))
+    return np.clip(offsets + zp, int(qt.qmin), int(qt.qmax)).astype(qt.dtype)
+
+
+def _tie_output_scale(draw, product_scale: float, dtype=np.float32) -> np.ndarray:
+    """y_scale = product_scale * 2**e (e in 1..3) rounded to ``dtype``: the multiplier is 2**-e (exactly
+    in ``dtype``, and in float64 too when product_scale is)."""
+    info = ml_dtypes.finfo(dtype)
+    rounded = float(np.asarray(product_scale, np.float64).astype(dtype))
+    value = np.clip(rounded * 2.0 ** draw(st.integers(1, 3)), float(info.tiny), float(info.max))
+    return np.asarray(value).astype(dtype)
+
+
 def _flavor_types(draw, flavors: Sequence[str] | None) -> tuple[int, int]:
     names = list(FLAVORS) if flavors is None else list(flavors)
     unknown = set(names) - set(FLAVORS)
@@ -549,36 +691,47 @@ def qlinear_conv_models(
     per_channel: bool | None = None,
     bias: bool | None = None,
     geometries: st.SearchStrategy[ConvGeometry] | None = None,
+    values: str = "any",
 ) -> Case:
     """One QLinearConv: x (graph input) with constant weights, scales, zero points and optional bias.
 
-    Draws the flavour (x and w types), y's type, per-tensor or per-channel
-    weight scales and zero points, the bias, and the geometry
-    (:func:`conv_geometries`: every attribute, groups, depthwise, 1-D to 3-D).
+    Draws the flavour (x and w types), y's type (mostly the common (x, w, y)
+    combinations: :data:`COMMON_PRODUCT_TYPES`), per-tensor or per-channel
+    weight scales and zero points (per channel: one each, nonzero where the type allows), the bias,
+    and the geometry (:func:`conv_geometries`: every attribute, groups, depthwise, 1-D to 3-D).
+    ``values="ties"``: requantization ties (:data:`PRODUCT_VALUES`).
     """
     _require_opset(opset, 10, "QLinearConv")
-    x_type, w_type = _flavor_types(draw, flavors)
-    y_type = draw(_allowed(_INTEGER_8, output_types, "output type"))
-    geometry = draw(geometries or conv_geometries())
+    if values not in PRODUCT_VALUES:
+        raise InvalidArgument(f"values must be one of {PRODUCT_VALUES}, got {values!r}")
+    names = list(FLAVORS) if flavors is None else list(flavors)
+    _flavor_types(draw, names)  # validates the names
+    combos = [(*FLAVORS[n], y) for n in names for y in _INTEGER_8 if output_types is None or y in output_types]
+    if not combos:
+        raise InvalidArgument(f"none of {output_types} is a possible output type here (possible: {list(_INTEGER_8)})")
+    x_type, w_type, y_type = _product_types(draw, combos)
+    geometry = draw(geometries if geometries is not None else conv_geometries())
     channels = geometry.w_shape[0]
     channel_count = channels if (draw(st.booleans()) if per_channel is None else per_channel) else None
     x_scale, x_zero_point = _draw_params(draw, np.float32, x_type, (), **_OPERATOR_SCALES)
     w_scale = _scale_array(draw, np.float32, channel_count, **_OPERATOR_SCALES)
     w_zero_point = _zero_point_array(draw, w_type, channel_count)
-    y_scale = _output_scale(draw, float(x_scale) * float(w_scale.max()))
+    product_scale = float(x_scale) * float(w_scale.max())
+    y_scale = _tie_output_scale(draw, product_scale) if values == "ties" else _output_scale(draw, product_scale)
     y_zero_point = draw(zero_points(y_type))
     initializers = {
         "x_scale": x_scale,
         "x_zero_point": x_zero_point,
-        "w": draw(quantized_tensors(geometry.w_shape, w_type)),
+        "w": _product_operand(draw, geometry.w_shape, w_type, w_zero_point, values, along=0),
         "w_scale": w_scale,
         "w_zero_point": w_zero_point,
         "y_scale": y_scale,
         "y_zero_point": np.asarray(y_zero_point),
     }
     if draw(st.booleans()) if bias is None else bias:
-        initializers["B"] = draw(hnp.arrays(np.int32, (channels,), elements=st.integers(-(2**20), 2**20)))
-    x = draw(quantized_tensors(geometry.x_shape, x_type))
+        bound = 2**20 if values == "any" else 8
+        initializers["B"] = draw(hnp.arrays(np.int32, (channels,), elements=st.integers(-bound, bound)))
+    x = _product_operand(draw, geometry.x_shape, x_type, x_zero_point, values)
     names = ["x", "x_scale", "x_zero_point", "w", "w_scale", "w_zero_point", "y_scale", "y_zero_point"]
     node = helper.make_node("QLinearConv", names + (["B"] if "B" in initializers else []), ["y"], **geometry.attrs)
     return _model([node], {"x": x}, initializers, {"y": y_type}, opset, "qlinear_conv")
@@ -603,24 +756,40 @@ def qlinear_matmul_models(
     *,
     element_types: Sequence[tuple[int, int, int]] | None = None,
     scale_types: Sequence[int] | None = None,
+    values: str = "any",
+    shapes: st.SearchStrategy | None = None,
 ) -> Case:
     """One QLinearMatMul: a and b (graph inputs), constant per-tensor scales and zero points.
 
-    Draws the (a, b, y) types (8-bit integers; float8 from opset 21), the
+    Draws the (a, b, y) types (8-bit integers, mostly the common combinations
+    :data:`COMMON_PRODUCT_TYPES`; float8 from opset 21, now and then), the
     scales' type (float; float16/bfloat16 from opset 21) and matmul shapes
-    with 1-D operands and broadcast batch dimensions.
+    with 1-D operands and broadcast batch dimensions (or ``shapes``: (a_shape, b_shape)).
+    ``values="ties"``: requantization ties (:data:`PRODUCT_VALUES`).
     """
     _require_opset(opset, 10, "QLinearMatMul")
+    if values not in PRODUCT_VALUES:
+        raise InvalidArgument(f"values must be one of {PRODUCT_VALUES}, got {values!r}")
     possible = _INTEGER_8 + (_FLOAT8 if opset >= 21 else ())
     combos = [(a, b, y) for a in possible for b in possible for y in possible]
-    a_type, b_type, y_type = draw(_allowed(combos, element_types, "(a, b, y) types"))
+    allowed = [c for c in combos if element_types is None or c in element_types]
+    draw(_allowed(combos, element_types, "(a, b, y) types"))  # validates element_types
+    integer = [c for c in allowed if all(t in _INTEGER_8 for t in c)]
+    if integer and (len(integer) == len(allowed) or draw(st.integers(0, 9)) < 9):
+        a_type, b_type, y_type = _product_types(draw, integer)
+    else:
+        a_type, b_type, y_type = draw(st.sampled_from([c for c in allowed if c not in integer] or allowed))
     scale_type = np_dtype(
         draw(_allowed(_q_input_types(opset) if opset >= 21 else [T.FLOAT], scale_types, "scale type"))
     )
-    a_shape, b_shape = draw(_matmul_shapes())
+    a_shape, b_shape = draw(_matmul_shapes() if shapes is None else shapes)
     a_scale, a_zero_point = _draw_params(draw, scale_type, a_type, (), **_OPERATOR_SCALES)
     b_scale, b_zero_point = _draw_params(draw, scale_type, b_type, (), **_OPERATOR_SCALES)
-    y_scale = _output_scale(draw, float(a_scale) * float(b_scale), dtype=scale_type)
+    product_scale = float(a_scale) * float(b_scale)
+    if values == "ties":
+        y_scale = _tie_output_scale(draw, product_scale, dtype=scale_type)
+    else:
+        y_scale = _output_scale(draw, product_scale, dtype=scale_type)
     initializers = {
         "a_scale": a_scale,
         "a_zero_point": a_zero_point,
@@ -629,24 +798,45 @@ def qlinear_matmul_models(
         "y_scale": y_scale,
         "y_zero_point": np.asarray(draw(zero_points(y_type))),
     }
-    inputs = {"a": draw(quantized_tensors(a_shape, a_type)), "b": draw(quantized_tensors(b_shape, b_type))}
+    inputs = {
+        "a": _product_operand(draw, a_shape, a_type, a_zero_point, values),
+        "b": _product_operand(draw, b_shape, b_type, b_zero_point, values),
+    }
     names = ["a", "a_scale", "a_zero_point", "b", "b_scale", "b_zero_point", "y_scale", "y_zero_point"]
     node = helper.make_node("QLinearMatMul", names, ["y"])
     return _model([node], inputs, initializers, {"y": y_type}, opset, "qlinear_matmul")
 
 
 @st.composite
-def matmul_integer_models(draw, opset: int = 21, *, flavors: Sequence[str] | None = None) -> Case:
+def matmul_integer_models(
+    draw,
+    opset: int = 21,
+    *,
+    flavors: Sequence[str] | None = None,
+    shapes: st.SearchStrategy | None = None,
+    extremes: bool = False,
+) -> Case:
     """One MatMulInteger: a and b (graph inputs) -> int32.
 
-    Zero points are absent, per-tensor, per-row (a) or per-column (b).
+    Zero points are absent, per-tensor, per-row (a; now and then: few engines
+    take it) or per-column (b). ``shapes`` draws (a_shape, b_shape), e.g. a long K;
+    ``extremes`` fills a and b with their types' largest magnitude (qmax for
+    uint8, qmin for int8) and leaves the zero points out, so that a long K takes
+    the accumulator to its int32 limit (K * 255 * 255 for uint8: K = 33025 is
+    2147450625, just below 2**31).
     """
     _require_opset(opset, 10, "MatMulInteger")
     a_type, b_type = _flavor_types(draw, flavors)
-    a_shape, b_shape = draw(_matmul_shapes())
+    a_shape, b_shape = draw(_matmul_shapes() if shapes is None else shapes)
+    if extremes:
+        ends = {T.UINT8: np.uint8(255), T.INT8: np.int8(-128)}
+        inputs = {"a": np.full(a_shape, ends[a_type]), "b": np.full(b_shape, ends[b_type])}
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["y"])
+        return _model([node], inputs, {}, {"y": T.INT32}, opset, "matmul_integer")
     inputs = {"a": draw(quantized_tensors(a_shape, a_type)), "b": draw(quantized_tensors(b_shape, b_type))}
     initializers = {}
-    a_kind = draw(st.sampled_from(["absent", "tensor", "row"] if len(a_shape) >= 2 else ["absent", "tensor"]))
+    a_kinds = ["absent", "tensor"] + (["row"] if len(a_shape) >= 2 and draw(st.integers(0, 4)) == 4 else [])
+    a_kind = draw(st.sampled_from(a_kinds))
     if a_kind != "absent":
         initializers["a_zero_point"] = _zero_point_array(draw, a_type, a_shape[-2] if a_kind == "row" else None)
     b_kind = draw(st.sampled_from(["absent", "tensor", "column"] if len(b_shape) >= 2 else ["absent", "tensor"]))
@@ -667,15 +857,23 @@ def conv_integer_models(
     per_channel: bool | None = None,
     geometries: st.SearchStrategy[ConvGeometry] | None = None,
 ) -> Case:
-    """One ConvInteger: x (graph input) and constant w -> int32; zero points absent, per-tensor or (w) per-channel."""
+    """One ConvInteger: x (graph input) and constant w -> int32; zero points absent, per-tensor or (w) per-channel.
+
+    Mostly x's zero point is given where w's is (an omitted input before a given one trips some
+    engines), and w's is per-tensor (per-channel now and then, unless ``per_channel`` says).
+    """
     _require_opset(opset, 10, "ConvInteger")
     x_type, w_type = _flavor_types(draw, flavors)
-    geometry = draw(geometries or conv_geometries())
+    geometry = draw(geometries if geometries is not None else conv_geometries())
     initializers = {"w": draw(quantized_tensors(geometry.w_shape, w_type))}
-    if draw(st.booleans()):
+    has_x_zp, has_w_zp = draw(st.booleans()), draw(st.booleans())
+    if has_w_zp and not has_x_zp and draw(st.integers(0, 4)) < 4:
+        has_x_zp = True
+    if has_x_zp:
         initializers["x_zero_point"] = np.asarray(draw(zero_points(x_type)))
-    if draw(st.booleans()):
-        channels = geometry.w_shape[0] if (draw(st.booleans()) if per_channel is None else per_channel) else None
+    if has_w_zp:
+        channelwise = draw(st.integers(0, 4)) == 4 if per_channel is None else per_channel
+        channels = geometry.w_shape[0] if channelwise else None
         initializers["w_zero_point"] = _zero_point_array(draw, w_type, channels)
     names = _present(["x", "w", "x_zero_point", "w_zero_point"], {"x", *initializers})
     node = helper.make_node("ConvInteger", names, ["y"], **geometry.attrs)

@@ -184,8 +184,8 @@ def test_depthwise_qlinear_conv_stays_exact():
     assert refquant.Session(model, profile=AVX2).run(None, {"x": x})[0].ravel().tolist() == [253, 253]
 
 
-def test_conv_integer_stays_exact():
-    """ConvInteger runs MlasGemm with the weights as A: an S8U8 GEMM, no VPMADDUBSW pairs.
+def test_conv_integer_with_int8_weights_stays_exact():
+    """ConvInteger runs MlasGemm with the weights as A: int8 weights make an S8U8 GEMM, no VPMADDUBSW pairs.
     1x1 kernel over two channels of 255 against 127s: 64770, not 32767."""
     init = {"w": np.full((1, 2, 1, 1), 127, np.int8), "xz": np.array(0, np.uint8), "wz": np.array(0, np.int8)}
     model = single_node_model(
@@ -194,6 +194,55 @@ def test_conv_integer_stays_exact():
     )
     x = np.full((1, 2, 1, 1), 255, np.uint8)
     assert refquant.Session(model, profile=AVX2).run(None, {"x": x})[0].item() == 64770
+
+
+def test_conv_integer_with_uint8_weights_pairs_along_im2col():
+    """uint8 weights as MLAS's A against the im2col of int8 x as B: a U8S8 GEMM, K in im2col's order (input
+    channel, then kernel tap). One channel, kernel 2, x = [127, 127, 127], w = [130, 130] (a fuzz reproducer):
+    each output is one pair 130*127 + 130*127 = 33020, beyond int16: 32767 on a saturating host."""
+    init = {"w": np.full((1, 1, 2), 130, np.uint8)}
+    model = single_node_model(
+        "ConvInteger", {"x": (T.INT8, [1, 1, 3]), "w": None}, {"y": T.INT32}, opset=13, initializers=init
+    )
+    x = np.full((1, 1, 3), 127, np.int8)
+    assert refquant.Session(model, profile=EXACT).run(None, {"x": x})[0].ravel().tolist() == [33020, 33020]
+    assert refquant.Session(model, profile=AVX2).run(None, {"x": x})[0].ravel().tolist() == [32767, 32767]
+    if host.u8s8_pairs_saturate():  # measured: onnxruntime on this host agrees
+        assert _ort(model, {"x": x}).ravel().tolist() == [32767, 32767]
+
+
+def test_conv_integer_pairs_channels_before_taps():
+    """Two channels, kernel 2: im2col's K is (c0t0, c0t1, c1t0, c1t1), pairs (c0t0, c0t1) and (c1t0, c1t1).
+    w = c0 [255, 255], c1 [0, 0]; x = c0 [127, 127], c1 [127, 127]: the pair over c0 is 2*255*127 = 64770,
+    saturating to 32767; the c1 pair is 0. (Tap-first pairs (c0t0, c1t0), (c0t1, c1t1) would each be
+    32385, within int16, giving the exact 64770.)"""
+    init = {"w": np.array([[[255, 255], [0, 0]]], np.uint8)}
+    model = single_node_model(
+        "ConvInteger", {"x": (T.INT8, [1, 2, 2]), "w": None}, {"y": T.INT32}, opset=13, initializers=init
+    )
+    x = np.full((1, 2, 2), 127, np.int8)
+    assert refquant.Session(model, profile=EXACT).run(None, {"x": x})[0].item() == 64770
+    assert refquant.Session(model, profile=AVX2).run(None, {"x": x})[0].item() == 32767
+    if host.u8s8_pairs_saturate():
+        assert _ort(model, {"x": x}).item() == 32767
+
+
+def test_padding_holds_the_zero_point_in_the_pairs():
+    """The padding MLAS multiplies is the stored zero point, even when no element of x is that far out.
+    ConvInteger, kernel 2, pads 2, x = [5], x_zp = -116, w = [145, 145] uint8: the im2col rows are
+    (pad, pad), (pad, x), (x, pad), (pad, pad). An all-padding pair sums 2 * (-116 * 145) = -33640 -> -32768,
+    and the zero-point correction adds back 116 * 290 = 33640: 872 instead of the exact 0. The mixed rows
+    (-116 + 5) * 145 = -16095 stay within int16: (5 + 116) * 145 = 17545 exactly."""
+    init = {"w": np.full((1, 1, 2), 145, np.uint8), "xz": np.array(-116, np.int8)}
+    model = single_node_model(
+        "ConvInteger", {"x": (T.INT8, [1, 1, 1]), "w": None, "xz": None}, {"y": T.INT32}, opset=13,
+        initializers=init, attrs={"pads": [2, 2]},
+    )
+    x = np.array([[[5]]], np.int8)
+    assert refquant.Session(model, profile=EXACT).run(None, {"x": x})[0].ravel().tolist() == [0, 17545, 17545, 0]
+    assert refquant.Session(model, profile=AVX2).run(None, {"x": x})[0].ravel().tolist() == [872, 17545, 17545, 872]
+    if host.u8s8_pairs_saturate():
+        assert _ort(model, {"x": x}).ravel().tolist() == [872, 17545, 17545, 872]
 
 
 # -- com.microsoft ops ------------------------------------------------------------------------

@@ -436,3 +436,202 @@ def test_onnx_reference_profile_reproduces_onnx_reference_corners(data):
         expected = ReferenceEvaluator(model).run(None, {"x": x, "s": s, "zp": zp})[0]
     got = refquant.Session(model, profile="onnx-reference").run(None, {"x": x, "s": s, "zp": zp})[0]
     assert_bit_exact(got, expected)
+
+
+def test_dynamic_quantize_zero_point_tie_rounds_half_to_even():
+    """x = [-1, 5]: the intermediate zero point is exactly 42.5 in float32, and rounds to 42, not 43.
+
+    y_scale = (max(x, 0) - min(x, 0)) / (qmax - qmin) = float32(6 / 255) = 12632257 / 2**29
+    (0x1.818182p-6, a little above 6/255). min(x) / y_scale = -1 * 2**29 / 12632257
+    = -42.49999917 exactly; float32's spacing there is 2**-18 = 3.8e-6, so the division rounds
+    to -42.5 (8.3e-7 away, against 3.0e-6 for -42.499996). intermediate_zero_point =
+    qmin - min(x) / y_scale = 0 + 42.5, an exact tie: half to even gives 42 (half up: 43).
+    y: -1 / y_scale = -42.5 -> -42, + 42 = 0; 5 / y_scale = float32(212.4999958) = 212.5 -> 212, + 42 = 254.
+    """
+    x = np.array([-1, 5], np.float32)
+    scale = np.float32(6) / np.float32(255)
+    assert float(scale) == 12632257 / 2**29
+    assert np.float32(0) - x[0] / scale == np.float32(42.5)  # the tie, in the ONNX function's float32
+    y, y_scale, y_zero_point = refquant.Session(dyn_model()).run(None, {"x": x})
+    assert y_zero_point.dtype == np.uint8 and int(y_zero_point) == 42
+    assert float(y_scale) == float(scale)
+    np.testing.assert_array_equal(y, np.array([0, 254], np.uint8))
+
+
+# -- int32 DequantizeLinear through float32 (profile option dequantize_int32) ------------------------------------
+
+
+def _ort_run(model, feeds):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+def _onnx_reference_run(model, feeds):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ReferenceEvaluator(model).run(None, feeds)[0]
+
+
+def test_dequantize_int32_rounds_x_to_float32_first_in_onnxruntime_and_onnx_reference():
+    """Reproducer of refquant fuzz --seed 23..26: x = 31843145 (int32), scale 10.0.
+
+    spec: the exact product 318431450 lies in [2**28, 2**29), where float32's spacing is 32:
+    318431450 / 32 = 9950982.8125, so it rounds to 9950983 * 32 = 318431456.
+    onnxruntime (static_cast<float>(x - zp) * sc) and onnx.reference (x.astype(float32) * scale): x lies
+    in [2**24, 2**25), spacing 2, and is odd: a tie between 31843144 (= 2 * 15921572, even) and 31843146,
+    so float32(x) = 31843144; 31843144 * 10 = 318431440 = 32 * 9950982.5, a tie between 318431424
+    (9950982, even) and 318431456: 318431424.
+    """
+    x = np.array([31843145], np.int32)
+    s = np.array(10.0, np.float32)
+    model = dq_model(x, s, opset=21)
+    spec = run(model, x=x, s=s)
+    assert spec.dtype == np.float32 and float(spec[0]) == 318431456.0
+    assert float(np.float32(31843145)) == 31843144.0  # the first rounding, as derived above
+    for profile in ("onnxruntime", "onnx-reference"):
+        got = refquant.Session(model, profile=profile).run(None, {"x": x, "s": s})[0]
+        assert float(got[0]) == 318431424.0, profile
+    assert float(_ort_run(model, {"x": x, "s": s})[0]) == 318431424.0
+    assert float(_onnx_reference_run(model, {"x": x, "s": s})[0]) == 318431424.0
+    # exact in float32 (|x| <= 2**24, or a multiple of the spacing): every formula agrees
+    x = np.array([2**24, -(2**24) + 1, 2**30, 12345], np.int32)
+    model = dq_model(x, s, opset=21)
+    for profile in ("spec", "onnxruntime"):
+        np.testing.assert_array_equal(
+            refquant.Session(model, profile=profile).run(None, {"x": x, "s": s})[0],
+            (x.astype(np.float64) * 10.0).astype(np.float32),
+        )
+
+
+def test_dequantize_int32_into_float16_rounds_the_float32_product_again():
+    """x = 164085, float32 scale 0.0022023646 (0x3B10558C), output_dtype float16 (opset 23).
+
+    The exact product p = 361.3749980321154 lies 2.0e-6 below 361.375, float16's tie between 361.25 and
+    361.5 (spacing 0.25 in [256, 512)). spec, and onnx.reference given a zero point (float64 product, one
+    rounding): 361.25. onnxruntime, and onnx.reference without one: float32(p) = 361.375 (float32's spacing
+    there is 2**-15), then the tie goes to even, 361.5 (= 1446 * 0.25). x itself is a float32 here: only
+    the second rounding of "float32-first" differs.
+    """
+    x = np.array([164085], np.int32)
+    s = np.array(np.uint32(0x3B10558C)).view(np.float32)
+    below_tie = Fraction(2891, 8) - Fraction(164085) * Fraction(float(s))  # 361.375 - p = 1.97e-6
+    assert 0 < below_tie < Fraction(1, 2**16)  # under half of float32's spacing 2**-15: float32(p) = 361.375
+    no_zp = dq_model(x, s, opset=23, out=T.FLOAT16, output_dtype=T.FLOAT16)
+    zp = np.array(0, np.int32)
+    with_zp = dq_model(x, s, zp, opset=23, out=T.FLOAT16, output_dtype=T.FLOAT16)
+    assert float(run(no_zp, x=x, s=s)[0]) == 361.25
+    assert float(refquant.Session(no_zp, profile="onnxruntime").run(None, {"x": x, "s": s})[0][0]) == 361.5
+    assert float(refquant.Session(no_zp, profile="onnx-reference").run(None, {"x": x, "s": s})[0][0]) == 361.5
+    float32_input = refquant.get_profile("onnx-reference").with_options(dequantize_int32="float32-input")
+    assert float(refquant.Session(with_zp, profile=float32_input).run(None, {"x": x, "s": s, "zp": zp})[0][0]) == 361.25
+    assert float(_ort_run(no_zp, {"x": x, "s": s})[0]) == 361.5
+    assert float(_onnx_reference_run(no_zp, {"x": x, "s": s})[0]) == 361.5
+    assert float(_onnx_reference_run(with_zp, {"x": x, "s": s, "zp": zp})[0]) == 361.25
+
+
+_large_int32 = st.one_of(
+    st.integers(-(2**31), 2**31 - 1),
+    st.integers(2**24, 2**26).map(lambda v: v | 1),
+    st.integers(-(2**31), -(2**24)),
+    st.sampled_from([2**31 - 1, -(2**31), 2**24 + 1, -(2**24) - 1, 31843145]),
+)
+
+
+@given(data=st.data())
+def test_int32_dequantize_profiles_match_onnxruntime_and_onnx_reference(data):
+    """Large int32 x (beyond 2**24): the "onnxruntime" profile is bit-exact with onnxruntime CPU and the
+    "onnx-reference" profile with onnx.reference (with a zero-point input: dequantize_int32="float32-input")."""
+    n = data.draw(st.integers(1, 6))
+    x = np.array(data.draw(st.lists(_large_int32, min_size=n, max_size=n)), np.int32).reshape(1, n)
+    per_axis = data.draw(st.booleans())
+    scale_type = data.draw(st.sampled_from([np.float32, np.float16]))
+    bound = 1e4 if scale_type == np.float16 else 2.0**93  # beyond 2**97, int32 x * scale overflows float32
+    low = 2.0**-126 if scale_type == np.float32 else 2.0**-14
+    s = np.array(data.draw(st.lists(st.floats(low, bound, width=32), min_size=n, max_size=n) if per_axis else
+                           st.floats(low, bound, width=32)), np.float32).astype(scale_type)
+    with_zp = data.draw(st.booleans())
+    zp = np.zeros(s.shape, np.int32) if with_zp else None
+    output_16 = scale_type == np.float32 and data.draw(st.booleans())
+    attrs = {"axis": 1} if per_axis else {}
+    if output_16:
+        attrs["output_dtype"] = T.FLOAT16
+    out = T.FLOAT16 if (output_16 or scale_type == np.float16) else T.FLOAT
+    model = dq_model(x, s, zp, opset=23 if output_16 else 21, out=out, **attrs)
+    feeds = {"x": x, "s": s} | ({"zp": zp} if with_zp else {})
+    ort_profile = refquant.get_profile("onnxruntime")
+    reference_profile = refquant.get_profile("onnx-reference")
+    if with_zp:
+        reference_profile = reference_profile.with_options(dequantize_int32="float32-input")
+    with np.errstate(over="ignore"):
+        assert_bit_exact(refquant.Session(model, profile=ort_profile).run(None, feeds)[0], _ort_run(model, feeds))
+        assert_bit_exact(
+            refquant.Session(model, profile=reference_profile).run(None, feeds)[0], _onnx_reference_run(model, feeds)
+        )
+
+
+# -- onnx.reference's bfloat16 QuantizeLinear: ml_dtypes' int32 cast (quantize_overflow="int32-indefinite") ------
+
+
+def _bf16(bits):
+    return np.array(bits, np.uint16).view(ml_dtypes.bfloat16)
+
+
+@pytest.mark.parametrize(
+    "x, s_bits, zp, spec, reference",
+    [
+        # 1e30 / 2**-133 (bfloat16 0x0001, the smallest subnormal) = 1.1e70: the float32 division
+        # overflows to inf, rint(inf) = inf, ml_dtypes' int32 cast gives 0, + 7 = 7. spec: inf saturates
+        # to 255; x86's cast would give INT32_MIN + 7 -> 0.
+        (1e30, 0x0001, np.uint8(7), 255, 7),
+        # 1 / 2**-126 (0x0080) = 2**126, finite in bfloat16 but beyond int32: cast to 0, + (-3) = -3.
+        # spec: 127; x86: INT32_MIN - 3 wraps to 2**31 - 3 -> 127.
+        (1.0, 0x0080, np.int8(-3), 127, -3),
+        # -2**31 / 1 = -2**31 fits int32: ml_dtypes gives INT32_MIN too, + (-1) wraps to 2**31 - 1 -> 127.
+        # spec: -128.
+        (-(2.0**31), 0x3F80, np.int8(-1), -128, 127),
+        # NaN: cast to 0, + 9 = 9 (spec refuses NaN).
+        (np.nan, 0x3F80, np.uint8(9), None, 9),
+    ],
+)
+def test_bfloat16_quantize_casts_like_ml_dtypes_in_the_onnx_reference_profile(x, s_bits, zp, spec, reference):
+    xs = np.array([x], np.float32).astype(ml_dtypes.bfloat16)
+    s = _bf16(s_bits)
+    zp = np.asarray(zp)
+    model = q_model(xs, s, zp, opset=21)
+    feeds = {"x": xs, "s": s, "zp": zp}
+    if spec is not None:
+        with np.errstate(all="ignore"):
+            assert int(refquant.Session(model).run(None, feeds)[0][0]) == spec
+    assert int(refquant.Session(model, profile="onnx-reference").run(None, feeds)[0][0]) == reference
+    assert int(_onnx_reference_run(model, feeds)[0]) == reference
+
+
+_bf16_values = st.one_of(
+    st.integers(0, 0xFFFF).map(lambda b: float(_bf16(b))),  # every bfloat16: subnormals, inf, NaN
+    st.floats(-1e6, 1e6, width=32),
+)
+_bf16_scales = st.one_of(
+    st.integers(0x0001, 0x007F),  # subnormal scales
+    st.integers(0x0080, 0x7F7F),  # every positive finite normal one
+    st.sampled_from([0x3F80, 0x3C00, 0x4000]),
+)
+
+
+@given(data=st.data())
+def test_bfloat16_quantize_onnx_reference_profile_is_bit_exact(data):
+    """bfloat16 x and scales (per-tensor and per-axis), including subnormal scales and quotients that
+    overflow: the "onnx-reference" profile equals onnx.reference element by element."""
+    n = data.draw(st.integers(1, 6))
+    x = np.array(data.draw(st.lists(_bf16_values, min_size=n, max_size=n)), np.float32).astype(ml_dtypes.bfloat16)
+    x = x.reshape(1, n)
+    per_axis = data.draw(st.booleans())
+    s = _bf16(data.draw(st.lists(_bf16_scales, min_size=n, max_size=n)) if per_axis else data.draw(_bf16_scales))
+    dtype = data.draw(st.sampled_from([np.uint8, np.int8, np.uint16, np.int16]))
+    info = np.iinfo(dtype)
+    zp = np.array(data.draw(st.lists(st.integers(int(info.min), int(info.max)), min_size=s.size, max_size=s.size)),
+                  dtype).reshape(s.shape)
+    model = q_model(x, s, zp, opset=21, **({"axis": 1} if per_axis else {}))
+    feeds = {"x": x, "s": s, "zp": zp}
+    assert_bit_exact(refquant.Session(model, profile="onnx-reference").run(None, feeds)[0], _onnx_reference_run(model, feeds))

@@ -257,13 +257,14 @@ def _tap_sum(padded: np.ndarray, weights: np.ndarray, window, dtype) -> np.ndarr
     return finish(acc.reshape(n, channels * weights.shape[1], *grid))
 
 
-def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group, *, mlas_gemm: bool) -> tuple[np.ndarray, int]:
+def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group, *, mlas_a: str) -> tuple[np.ndarray, int]:
     """(acc, bound): conv(x - x_zp, w - w_zp) as a float array (N, M, *output) of exact integers, |acc| <= bound.
 
     ``w_zero_point`` is the node's input (None when absent): with w, the key of the prepared weights.
     One input channel per group sums taps element-wise; otherwise im2col and one product per group.
-    ``mlas_gemm``: onnxruntime computes this convolution as a uint8 x int8 GEMM with x as MLAS's A
-    operand (QLinearConv; ConvInteger makes w the A operand), so AVX2 pair saturation may apply.
+    ``mlas_a``: the operand onnxruntime makes MLAS's A of its GEMM, where AVX2 pair saturation may apply
+    when A is uint8 and B int8: ``"x"`` (QLinearConv: K ordered kernel tap, then input channel) or ``"w"``
+    (ConvInteger: im2col's K, input channel then kernel tap; conv_integer.cc passes W as A).
     """
     w_zp = zero_point_of(w_zero_point, w, "w")
     weights = _cached(node, "conv weights", (w, w_zero_point), lambda: _conv_weights(w, w_zp, group))
@@ -277,12 +278,16 @@ def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, grou
         products = arith.exact_float_matmul(weights.values, conv_columns(padded, window, group), term=term, bound=bound)
         acc = conv_output(products, window)
     depthwise = w.shape[1] == 1 and w.shape[0] == group  # MLAS's depthwise kernels multiply in int32: exact
-    if mlas_gemm and not depthwise and _pairs_may_saturate(node, x, w):
-        # raw u8 bytes of x (padding: the zero point) against raw s8 bytes of w, K in MLAS's order
-        columns, weights_k = _mlas_conv_operands(pad(x, window, x_zero_point), w, window, group)
-        excess = u8s8_pair_excess(node, weights_k, columns, transposed=True)
-        if excess is not None:
-            return acc + conv_output(excess, window), _UNBOUNDED
+    excess = None
+    if node.profile.avx2_u8s8_saturation and not (mlas_a == "x" and depthwise):
+        raw = pad(x, window, x_zero_point)  # the stored bytes MLAS multiplies, the padding holding the zero point
+        if mlas_a == "x" and _pairs_may_saturate(node, raw, w):  # K in MLAS's order: tap, then channel
+            columns, weights_k = _mlas_conv_operands(raw, w, window, group)
+            excess = u8s8_pair_excess(node, weights_k, columns, transposed=True)
+        elif mlas_a == "w" and _pairs_may_saturate(node, w, raw):  # K in im2col's order: channel, then tap
+            excess = u8s8_pair_excess(node, grouped_weights(w, group), conv_columns(raw, window, group))
+    if excess is not None:
+        return acc + conv_output(excess, window), _UNBOUNDED
     return acc, bound
 
 
@@ -458,7 +463,7 @@ def conv_integer(node: Node, x, w, x_zero_point=None, w_zero_point=None):
     require_dtype(w, INT8_TYPES, "w")
     x_zp = scalar_param(zero_point_of(x_zero_point, x, "x"), "x_zero_point")
     window, group = conv_window(node, x.shape, w.shape)
-    acc, bound = _conv_accumulator(node, x, x_zp, w, w_zero_point, window, group, mlas_gemm=False)
+    acc, bound = _conv_accumulator(node, x, x_zp, w, w_zero_point, window, group, mlas_a="w")
     return (_int32_result(node, acc, bound),)
 
 
@@ -489,7 +494,7 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
         require_dtype(B, {T.INT32}, "B")
         bias = conv_bias(B, channels, rank)
     acc, bound = _conv_accumulator(
-        node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group, mlas_gemm=True
+        node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group, mlas_a="x"
     )
     if bias is not None:
         bound += arith.max_abs(B)

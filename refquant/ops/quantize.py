@@ -141,6 +141,9 @@ def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
         out_dtype = x_scale.dtype
     scale, zero_point = quant_params(node, x, x_scale, x_zero_point, axis_allowed=v >= 13)
     formula, subnormals = node.profile.dequantize_formula, node.profile.dequantize_subnormals
+    if x.dtype == np.int32 and node.profile.dequantize_int32 != "exact" and formula == "exact":
+        # x - zp rounded to float32 first (onnxruntime, onnx.reference): spec/ops/quantize.md
+        return (arith.dequantize_int32_via_float32(x, scale, zero_point, out_dtype, product=node.profile.dequantize_int32),)
     if formula == "exact" and subnormals == "keep":
         return (arith.dequantize(x, scale, zero_point, out_dtype),)
     return (arith.dequantize_lowered(x, scale, zero_point, out_dtype, formula=formula, subnormals=subnormals),)
