@@ -9,8 +9,8 @@ runs onnxruntime itself when it is installed and ``--compat onnxruntime``, with
 the session settings of onnxruntime's calibrators, so the tables are the ones
 onnxruntime writes on this machine; otherwise the refquant interpreter under
 ``--profile`` (default: ``onnxruntime`` for ``--compat onnxruntime``, which replays
-onnxruntime's float kernels, ``spec`` for ``--compat fixed``). onnxruntime is
-imported only inside :func:`_runner`.
+onnxruntime's float kernels, ``spec`` for ``--compat fixed``). Only backends.ort_runner,
+imported inside :func:`_runner`, touches onnxruntime; this module reads its version from metadata.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from importlib import metadata
 import sys
 from pathlib import Path
 
@@ -143,20 +144,20 @@ def _runner(args):
             "--profile sets the refquant interpreter's arithmetic; it has no effect with --runner onnxruntime"
         )
     try:
-        import onnxruntime
-
         from backends.ort_runner import make_runner
-    except ImportError as exc:
+
+        version = metadata.version("onnxruntime")  # the installed release, read without importing the engine
+    except (ImportError, metadata.PackageNotFoundError) as exc:
         raise RefquantError(f"--runner onnxruntime needs onnxruntime and refquant's backends package ({exc})") from None
-    release = ".".join(onnxruntime.__version__.split(".")[:2])
+    release = ".".join(version.split(".")[:2])
     if release not in ort_releases.RELEASES:
         print(
-            f"warning: onnxruntime {onnxruntime.__version__} runs the model, but refquant reproduces the "
+            f"warning: onnxruntime {version} runs the model, but refquant reproduces the "
             f"calibrators of onnxruntime {', '.join(ort_releases.RELEASES)} (refquant/ort_releases.py)",
             file=sys.stderr,
         )
     runner = make_runner(args.model, op_types=_op_types(args), intra_op_threads=args.threads)
-    return runner, None, f"onnxruntime {onnxruntime.__version__}"
+    return runner, None, f"onnxruntime {version}"
 
 
 def _op_types(args):
