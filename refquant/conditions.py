@@ -62,9 +62,9 @@ DIFFERS_ANYWHERE = OptionCondition()
 def _quant_params(node, x: np.ndarray, scale: np.ndarray, zero_point=None):
     """(scale, zero_point) broadcast against x as the node's kernel does it."""
     if node.domain == "com.microsoft":
-        from .ops.contrib_quantize import _params
+        from .ops.contrib_quantize import axis_params
 
-        return _params(node, x, scale, zero_point, "y")
+        return axis_params(node, x, scale, zero_point, "y")
     from .ops.quantize import quant_params
 
     return quant_params(node, x, scale, zero_point, axis_allowed=node.version >= 13)
@@ -72,13 +72,13 @@ def _quant_params(node, x: np.ndarray, scale: np.ndarray, zero_point=None):
 
 def _quotients(node, x: np.ndarray, scale: np.ndarray) -> list[np.ndarray]:
     """x / scale in float64 and in every type the kernel may divide in (the ONNX rule's, float32)."""
-    from .ops.quantize import _named_division_precision
+    from .ops.quantize import named_division_precision
 
     broadcast, _ = _quant_params(node, x, scale)
     broadcast = np.asarray(broadcast)
     types = {np.dtype(np.float64), np.dtype(np.float32)}
     if node.domain != "com.microsoft":
-        types.add(_named_division_precision(node, x, scale))
+        types.add(named_division_precision(node, x, scale))
     else:
         types.add(scale.dtype)
     with np.errstate(all="ignore"):
@@ -103,9 +103,9 @@ def _nan_input(node, inputs, outputs) -> list[Mask]:
 
 def _half_precision_division(node, inputs, outputs) -> list[Mask]:
     """QuantizeLinear: the ONNX rule divides in float16 or bfloat16 (every element of the node)."""
-    from .ops.quantize import _named_division_precision
+    from .ops.quantize import named_division_precision
 
-    return [_named_division_precision(node, inputs[0], inputs[1]).itemsize == 2]
+    return [named_division_precision(node, inputs[0], inputs[1]).itemsize == 2]
 
 
 def _zero_range(node, inputs, outputs) -> list[Mask]:

@@ -26,7 +26,7 @@ QUANTIZED = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)
 FLOATS = (T.FLOAT, T.FLOAT16)
 
 
-def _params(node: Node, x: np.ndarray, scale: np.ndarray, zero_point, what: str):
+def axis_params(node: Node, x: np.ndarray, scale: np.ndarray, zero_point, what: str):
     """(scale, zero point) broadcast against x: per tensor without ``axis``, per axis with it."""
     if not node.has("axis") and np.size(scale) > 1:
         raise QuantParamError(
@@ -45,7 +45,7 @@ def quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
     if y_zero_point is not None:
         require_dtype(y_zero_point, QUANTIZED, "y_zero_point")
     out = qtype(y_zero_point.dtype if y_zero_point is not None else np.uint8)
-    scale, zero_point = _params(node, x, y_scale, y_zero_point, "y")
+    scale, zero_point = axis_params(node, x, y_scale, y_zero_point, "y")
     y = arith.quantize(
         x, scale, zero_point, out, precision=y_scale.dtype, nan=node.profile.nan, overflow=node.profile.quantize_overflow
     )
@@ -59,5 +59,5 @@ def dequantize_linear(node: Node, x, x_scale=None, x_zero_point=None):
     require_dtype(x, QUANTIZED + (T.INT32,), "x")
     require_dtype(x_scale, FLOATS, "x_scale")
     check_dequantize_zero_point(x, x_zero_point)
-    scale, zero_point = _params(node, x, x_scale, x_zero_point, "x")
+    scale, zero_point = axis_params(node, x, x_scale, x_zero_point, "x")
     return (arith.dequantize(x, scale, zero_point, x_scale.dtype),)

@@ -61,11 +61,14 @@ def _division_precision(node: Node, x: np.ndarray, scale: np.ndarray, *, widen: 
     float type is used, or float64 for int32 x. ``widen`` (profile option
     quantize_division="float32") divides float16/bfloat16 in float32.
     """
-    precision = _named_division_precision(node, x, scale)
+    precision = named_division_precision(node, x, scale)
     return np.dtype(np.float32) if widen and precision.itemsize == 2 else precision
 
 
-def _named_division_precision(node: Node, x: np.ndarray, scale: np.ndarray) -> np.dtype:
+def named_division_precision(node: Node, x: np.ndarray, scale: np.ndarray) -> np.dtype:
+    """The type ONNX names for QuantizeLinear's division x / scale: the ``precision`` attribute (opset 23 on)
+    when given, else the scale's type, else x's (float64 for an integer scale and x; profile option quantize_division
+    may widen it)."""
     if node.version >= 23 and node.attr("precision", 0, int):
         precision = node.attr("precision", 0, int)
         if precision not in FLOAT_TYPES:
