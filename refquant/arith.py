@@ -532,6 +532,7 @@ def requantize(
     qt: QType,
     *,
     precision: str,
+    zero_point_first: bool = False,
 ) -> np.ndarray:
     """y = saturate(round_half_even(acc * (a_scale * b_scale / y_scale)) + y_zero_point).
 
@@ -539,10 +540,22 @@ def requantize(
     so float64(acc) is exact). ``"float32"``: onnxruntime's
     rint(float32(acc) * float32(a_scale * b_scale / y_scale)). ``"mixed"``:
     onnx.reference's multiplier in the scales' type, product in float64.
+    ``zero_point_first``: onnx.reference's saturate(round_half_even(real + y_zero_point)),
+    the sum in the product's type.
     """
     multiplier, product_type = _requantize_multiplier(a_scale, b_scale, y_scale, precision)
-    real = (acc.astype(product_type) * multiplier).astype(np.float64)
-    return _to_qtype(real, y_zero_point, qt, saturate=True, nan="error")
+    real = acc.astype(product_type) * multiplier
+    if zero_point_first:
+        real, y_zero_point = _add_zero_point(real, y_zero_point), None
+    return _to_qtype(real.astype(np.float64), y_zero_point, qt, saturate=True, nan="error")
+
+
+def _add_zero_point(real: np.ndarray, zero_point) -> np.ndarray:
+    """real + zero_point in real's float type (in place where real is an array of that type already)."""
+    if zero_point is None:
+        return real
+    real = np.asarray(real)
+    return np.add(real, np.asarray(zero_point).astype(real.dtype), out=real if real.ndim else None)
 
 
 def _requantize_multiplier(a_scale, b_scale, y_scale, precision: str) -> tuple[np.ndarray, type]:
@@ -630,6 +643,7 @@ def requantize_integer(
     *,
     precision: str,
     bias: np.ndarray | None = None,
+    zero_point_first: bool = False,
 ) -> np.ndarray:
     """requantize(acc + bias, ...) in fewer passes, for an 8- or 16-bit integer ``qt``.
 
@@ -644,8 +658,12 @@ def requantize_integer(
         real += bias
         real = real.astype(product_type, copy=False)
     if not _float32_friendly(qt) or not np.isfinite(multiplier).all():
-        return requantize(real, a_scale, b_scale, y_scale, y_zero_point, qt, precision=precision)
+        return requantize(
+            real, a_scale, b_scale, y_scale, y_zero_point, qt, precision=precision, zero_point_first=zero_point_first
+        )
     real *= multiplier
+    if zero_point_first:
+        real, y_zero_point = _add_zero_point(real, y_zero_point), None
     return _clip_round(real, y_zero_point, qt)
 
 

@@ -142,6 +142,7 @@ QLINEAR_CONTRIB = {
 #: option -> its condition (spec/profiles.md, column "changes an element only where")
 CONDITIONS: dict[str, OptionCondition] = {
     "requantize_precision": OptionCondition(REQUANTIZING),  # float32 / mixed vs float64 requantization differ
+    "requantize_zero_point": OptionCondition({"QLinearConv", "QLinearMatMul"}),  # at ties, with an odd zero point
     "quantize_overflow": OptionCondition({"QuantizeLinear"}, _int32_overflow),
     "nan": OptionCondition({"QuantizeLinear", "DynamicQuantizeLinear"}, _nan_input),
     "int32_overflow": OptionCondition({"MatMulInteger", "ConvInteger"}),

@@ -28,6 +28,11 @@ class Profile:
         ``"mixed"`` (multiplier in the scales' own type, product in float64: onnx.reference).
         Also com.microsoft QGemm/QLinearConv, and the float outputs of QGemm,
         MatMulIntegerToFloat and DynamicQuantizeMatMul (spec/ops/contrib.md).
+    requantize_zero_point:
+        Where QLinearConv and QLinearMatMul add y_zero_point: ``"after-rounding"``
+        (the spec: ``saturate(round_half_even(real) + zp)``) or ``"before-rounding"``
+        (onnx.reference: ``saturate(round_half_even(real + zp))``). They differ only
+        where ``real`` is a tie k + 1/2 and zp is odd (real -0.5, zp 255: 255 against 254).
     quantize_overflow:
         QuantizeLinear to an integer type when ``round(x / scale)`` leaves the
         int32 range (|x/scale| >= 2**31, +-inf): ``"saturate"`` to qmin/qmax, or
@@ -51,7 +56,7 @@ class Profile:
         families "avx2" and "avx512core", :mod:`refquant.host`): VPMADDUBSW adds adjacent products of
         the stored bytes along K in int16 with saturation; zero-point terms stay exact. Applies where
         onnxruntime runs a uint8 x int8 GEMM: MatMulInteger, QLinearMatMul, QLinearConv (K in
-        onnxruntime's order: kernel tap, then input channel; not depthwise), com.microsoft QGemm,
+        onnxruntime's order: kernel tap, then input channel; not depthwise with one weight zero point), com.microsoft QGemm,
         MatMulIntegerToFloat, DynamicQuantizeMatMul and QLinearConv, and ConvInteger with uint8 weights
         (MLAS's A operand; K in im2col's order; int8 weights make an exact S8U8 GEMM). The "onnxruntime"
         profile sets it from the host.
@@ -109,6 +114,7 @@ class Profile:
 
     name: str = "custom"
     requantize_precision: Literal["float64", "float32", "mixed"] = "float64"
+    requantize_zero_point: Literal["after-rounding", "before-rounding"] = "after-rounding"
     quantize_overflow: Literal["saturate", "int32-indefinite"] = "saturate"
     nan: Literal["error", "qmin", "zero_point"] = "error"
     int32_overflow: Literal["wrap", "saturate", "error"] = "wrap"
@@ -127,6 +133,7 @@ class Profile:
     def __post_init__(self):
         allowed = {
             "requantize_precision": ("float64", "float32", "mixed"),
+            "requantize_zero_point": ("after-rounding", "before-rounding"),
             "quantize_overflow": ("saturate", "int32-indefinite"),
             "nan": ("error", "qmin", "zero_point"),
             "int32_overflow": ("wrap", "saturate", "error"),
@@ -177,6 +184,7 @@ ONNXRUNTIME = Profile(
 ONNX_REFERENCE = Profile(
     name="onnx-reference",
     requantize_precision="mixed",
+    requantize_zero_point="before-rounding",
     quantize_overflow="int32-indefinite",
     nan="qmin",
     dynamic_zero_range_scale=float(1 / 255),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto as T
+from onnx import numpy_helper
 
 import refquant
 from refquant import arith, host
@@ -182,6 +183,26 @@ def test_depthwise_qlinear_conv_stays_exact():
     model = _qlinear_conv((2, 1, 1, 2), group=2)
     x = np.full((1, 2, 1, 2), 255, np.uint8)
     assert refquant.Session(model, profile=AVX2).run(None, {"x": x})[0].ravel().tolist() == [253, 253]
+
+
+def test_depthwise_qlinear_conv_with_distinct_weight_zero_points_is_a_gemm():
+    """MLAS's depthwise kernel takes one weight zero point: per-channel zero points that differ send
+    onnxruntime 1.32 to the GEMM, whose pairs saturate (refquant fuzz --seed 5103). Two groups of one
+    channel, 1x2 kernel, x = 255 everywhere, w = 127, w_scale [1, 1], w_zero_point [0, 1]:
+    channel 0: exact 255*127*2 = 64770 -> rint(64770 / 256) = 253; the pair 64770 -> 32767 -> 128.
+    channel 1: the pair 32767 less the zero-point term 255*1*2 = 510: 32257 -> 126 (exact 64260 -> 251).
+    Equal zero points [1, 1] keep the depthwise kernel: exact, 251 on both channels."""
+    model = _qlinear_conv((2, 1, 1, 2), group=2)
+    x = np.full((1, 2, 1, 2), 255, np.uint8)
+    for zero_points, expected_exact, expected_avx2 in (([0, 1], [253, 251], [128, 126]), ([1, 1], [251, 251], [251, 251])):
+        params = {"ws": np.ones(2, np.float32), "wz": np.array(zero_points, np.int8)}
+        for tensor in model.graph.initializer:
+            if tensor.name in params:
+                tensor.CopyFrom(numpy_helper.from_array(params[tensor.name], tensor.name))
+        assert refquant.Session(model, profile=EXACT).run(None, {"x": x})[0].ravel().tolist() == expected_exact
+        assert refquant.Session(model, profile=AVX2).run(None, {"x": x})[0].ravel().tolist() == expected_avx2
+        if host.u8s8_pairs_saturate():  # measured: onnxruntime on this host agrees
+            assert _ort(model, {"x": x}).ravel().tolist() == expected_avx2
 
 
 def test_conv_integer_with_int8_weights_stays_exact():

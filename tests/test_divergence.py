@@ -464,6 +464,7 @@ OPTION_CASES = [
     ("dynamic_quantize_formula", "reciprocal", rqs.dynamic_quantize_linear_models),
     ("requantize_precision", "float32", rqs.qlinear_matmul_models),
     ("requantize_precision", "mixed", rqs.qlinear_conv_models),
+    ("requantize_zero_point", "before-rounding", rqs.qlinear_conv_models),
     ("dequantize_formula", "distributed", rqs.dequantize_linear_models),
     ("dequantize_subnormals", "flush", rqs.dequantize_linear_models),
     ("dequantize_int32", "float32-first", rqs.dequantize_linear_models),

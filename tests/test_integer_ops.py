@@ -362,6 +362,31 @@ def test_onnx_reference_profile_reproduces_its_float32_multiplier():
     assert refquant.Session(model).run(None, feeds)[0][0, 0] == 46
 
 
+@pytest.mark.parametrize("op", ["QLinearConv", "QLinearMatMul"])
+def test_onnx_reference_adds_the_zero_point_before_rounding(op):
+    """onnx.reference computes rint(acc * multiplier + y_zero_point): at a tie an odd zero point rounds the
+    other way. acc = 1 * (127 - 128) = -1, multiplier 1 * 1 / 2: the spec's rint(-0.5) + 255 = 255,
+    onnx.reference's rint(254.5) = 254 (refquant fuzz --seed 5101). Profile option requantize_zero_point."""
+    x, w = np.array([[[1]]], np.uint8), np.array([[[127]]], np.uint8)
+    if op == "QLinearMatMul":
+        x, w = x[0], w[0]
+    one = np.float32(1)
+    arrays = (x, one, np.uint8(0), w, one, np.uint8(128), np.float32(2), np.uint8(255))
+    names = QLINEARCONV_INPUTS[:8] if op == "QLinearConv" else QLINEARMATMUL_INPUTS
+    feeds = dict(zip(names, arrays))
+    model = single_node_model(op, feeds, {"y": T.UINT8}, opset=10)
+    assert ReferenceEvaluator(model).run(None, feeds)[0].item() == 254
+    assert refquant.Session(model, profile="onnx-reference").run(None, feeds)[0].item() == 254
+    before = refquant.get_profile("spec").with_options(requantize_zero_point="before-rounding")
+    assert refquant.Session(model, profile=before).run(None, feeds)[0].item() == 254
+    assert refquant.Session(model).run(None, feeds)[0].item() == 255
+    # no tie, or an even zero point: the two orders agree (rint(-0.5 + 254) = 254 = rint(-0.5) + 254)
+    feeds["y_zero_point"] = np.uint8(254)
+    model = single_node_model(op, feeds, {"y": T.UINT8}, opset=10)
+    assert refquant.Session(model, profile=before).run(None, feeds)[0].item() == 254
+    assert refquant.Session(model).run(None, feeds)[0].item() == 254
+
+
 def test_rounding_is_half_to_even():
     a = np.array([[1, 3, 5, 7]], np.uint8).T  # acc * 0.5 = 0.5, 1.5, 2.5, 3.5
     arrays = (a, np.float32(0.5), np.uint8(0), np.array([[1]], np.uint8), np.float32(1), np.uint8(0), np.float32(1), np.uint8(10))

@@ -277,7 +277,9 @@ def _conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, grou
     else:
         products = arith.exact_float_matmul(weights.values, conv_columns(padded, window, group), term=term, bound=bound)
         acc = conv_output(products, window)
-    depthwise = w.shape[1] == 1 and w.shape[0] == group  # MLAS's depthwise kernels multiply in int32: exact
+    # MLAS's depthwise kernels multiply in int32 (exact); they take one weight zero point, so onnxruntime
+    # runs a depthwise convolution whose per-channel zero points differ as a GEMM (measured on 1.32)
+    depthwise = w.shape[1] == 1 and w.shape[0] == group and np.unique(w_zp).size <= 1
     excess = None
     if node.profile.avx2_u8s8_saturation and not (mlas_a == "x" and depthwise):
         raw = pad(x, window, x_zero_point)  # the stored bytes MLAS multiplies, the padding holding the zero point
@@ -452,6 +454,7 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
         scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype),
         precision=node.profile.requantize_precision,
+        zero_point_first=node.profile.requantize_zero_point == "before-rounding",
     )
     return (squeeze_axes(y, squeeze),)
 
@@ -508,6 +511,7 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
         scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype),
         precision=node.profile.requantize_precision,
+        zero_point_first=node.profile.requantize_zero_point == "before-rounding",
         bias=bias,
     )
     return (y,)
