@@ -541,12 +541,15 @@ def requantize(
     rint(float32(acc) * float32(a_scale * b_scale / y_scale)). ``"mixed"``:
     onnx.reference's multiplier in the scales' type, product in float64.
     ``zero_point_first``: onnx.reference's saturate(round_half_even(real + y_zero_point)),
-    the sum in the product's type.
+    the sum in the product's type, cast by numpy: a NaN (0 times a multiplier that overflowed
+    the scales' type) goes through x86's float -> int32 cast, INT32_MIN, whose low 8 or 16 bits are 0.
     """
     multiplier, product_type = _requantize_multiplier(a_scale, b_scale, y_scale, precision)
-    real = acc.astype(product_type) * multiplier
+    with np.errstate(invalid="ignore"):
+        real = acc.astype(product_type) * multiplier
     if zero_point_first:
         real, y_zero_point = _add_zero_point(real, y_zero_point), None
+        real = np.where(np.isnan(real), 0.0, real)
     return _to_qtype(real.astype(np.float64), y_zero_point, qt, saturate=True, nan="error")
 
 

@@ -32,7 +32,9 @@ class Profile:
         Where QLinearConv and QLinearMatMul add y_zero_point: ``"after-rounding"``
         (the spec: ``saturate(round_half_even(real) + zp)``) or ``"before-rounding"``
         (onnx.reference: ``saturate(round_half_even(real + zp))``). They differ only
-        where ``real`` is a tie k + 1/2 and zp is odd (real -0.5, zp 255: 255 against 254).
+        where ``real`` is a tie k + 1/2 and zp is odd (real -0.5, zp 255: 255 against 254),
+        and where ``real`` is NaN (0 times a multiplier that overflowed the scales' type, under
+        ``requantize_precision="mixed"``): onnx.reference's numpy cast makes it 0.
     quantize_overflow:
         QuantizeLinear to an integer type when ``round(x / scale)`` leaves the
         int32 range (|x/scale| >= 2**31, +-inf): ``"saturate"`` to qmin/qmax, or
@@ -97,7 +99,10 @@ class Profile:
         Float32 MatMul, Gemm, Softmax, LayerNormalization and GlobalAveragePool: ``"exact"`` (float64,
         rounded once) or ``"mlas-float32"``: onnxruntime's MLAS kernels replayed operation by
         operation in float32 (:mod:`refquant.mlas`; SGEMM blocking and fused multiply-add chains,
-        MLAS's exp polynomial and lane sums, the LayerNorm kernel's double-precision mean).
+        MLAS's exp polynomial and lane sums, the LayerNorm kernel's double-precision mean), or
+        ``"numpy-float32"``: float32 MatMul, Gemm and Conv as onnx.reference computes them, numpy's own
+        float32 products on this machine (np.matmul; np.dot then alpha, beta * C; Conv's im2col with a
+        zero-filled dilated kernel, one product per group, then the bias), whatever their rounding.
     dequantize_int32:
         DequantizeLinear of int32 x: ``"exact"`` ((x - zp) * scale rounded once to the output type),
         ``"float32-first"``: ``x - zp`` (int32) rounded to float32, the product with float32(scale) rounded
@@ -126,7 +131,7 @@ class Profile:
     dequantize_subnormals: Literal["keep", "flush"] = "keep"
     dynamic_quantize_formula: Literal["exact", "reciprocal"] = "exact"
     quantize_division: Literal["scale-type", "float32"] = "scale-type"
-    float_pipeline: Literal["exact", "mlas-float32"] = "exact"
+    float_pipeline: Literal["exact", "mlas-float32", "numpy-float32"] = "exact"
     mlas_threads: int = 1
     dequantize_int32: Literal["exact", "float32-first", "float32-input"] = "exact"
 
@@ -143,7 +148,7 @@ class Profile:
             "dequantize_subnormals": ("keep", "flush"),
             "dynamic_quantize_formula": ("exact", "reciprocal"),
             "quantize_division": ("scale-type", "float32"),
-            "float_pipeline": ("exact", "mlas-float32"),
+            "float_pipeline": ("exact", "mlas-float32", "numpy-float32"),
             "dequantize_int32": ("exact", "float32-first", "float32-input"),
         }
         for key, values in allowed.items():
@@ -185,6 +190,7 @@ ONNX_REFERENCE = Profile(
     name="onnx-reference",
     requantize_precision="mixed",
     requantize_zero_point="before-rounding",
+    float_pipeline="numpy-float32",
     quantize_overflow="int32-indefinite",
     nan="qmin",
     dynamic_zero_range_scale=float(1 / 255),

@@ -361,6 +361,42 @@ def test_qlinear_matmul_agrees(ort_cpu, case):
     _assert_same_outputs(backends.get("onnx-reference"), case, backends.create("reference", profile="onnx-reference"))
 
 
+def _float_product_cases(count: int, seed: int):
+    """Random float32 MatMul (2-D, 1-D A, batched A), Gemm (alpha, beta, transB) and grouped, dilated, padded
+    Conv nodes with their feeds."""
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        if index % 3 == 0:
+            k, m, n = (int(v) for v in rng.integers(1, 40, 3))
+            shapes = [[[m, k], [k, n]], [[k], [k, n]], [[2, m, k], [k, n]]][index % 9 // 3]
+            node, names = helper.make_node("MatMul", ["a", "b"], ["y"]), "ab"
+        elif index % 3 == 1:
+            m, k, n = (int(v) for v in rng.integers(1, 20, 3))
+            alpha, beta = (float(rng.choice(values)) for values in ([1.0, 0.3], [1.0, 0.7]))
+            node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], alpha=alpha, beta=beta, transB=1)
+            shapes, names = [[m, k], [n, k], [n]], "abc"
+        else:
+            channels = int(rng.integers(1, 4))
+            group = channels if index % 2 else 1
+            kernel, side = [int(v) for v in rng.integers(1, 4, 2)], int(rng.integers(7, 10))
+            node = helper.make_node("Conv", ["a", "b", "c"], ["y"], group=group, kernel_shape=kernel,
+                                    dilations=[int(rng.integers(1, 3))] * 2, pads=[1, 0, 0, 1])
+            shapes, names = [[2, channels, side, side + 1], [2 * group, channels // group, *kernel], [2 * group]], "abc"
+        feeds = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in zip(names, shapes)}
+        yield _model([node], [(name, T.FLOAT, shape) for name, shape in zip(names, shapes)], [("y", T.FLOAT)]), feeds
+
+
+def test_onnx_reference_float_products_are_numpys():
+    """onnx.reference's float32 MatMul, Gemm and Conv are numpy's float32 products; the onnx-reference profile
+    (float_pipeline="numpy-float32") reproduces them bit for bit, where the exact sum rounded once mostly differs."""
+    onnx_reference, differs = backends.get("onnx-reference"), 0
+    for model, feeds in _float_product_cases(60, seed=7):
+        want = onnx_reference.run(model, feeds)["y"]
+        assert_bit_exact(refquant.Session(model, profile="onnx-reference").run(None, feeds)[0], want)
+        differs += not np.array_equal(refquant.Session(model).run(None, feeds)[0], want)
+    assert differs > 30  # the cases exercise the order: float32 accumulation differs from one rounding
+
+
 # -- openvino ------------------------------------------------------------------------------------------------------
 
 

@@ -387,6 +387,23 @@ def test_onnx_reference_adds_the_zero_point_before_rounding(op):
     assert refquant.Session(model).run(None, feeds)[0].item() == 254
 
 
+@pytest.mark.parametrize("y_zero_point", [np.uint8(128), np.int8(-128)])
+def test_onnx_reference_casts_a_nan_requantization_to_zero(y_zero_point):
+    """float16 scales: a_scale * b_scale = 64 * 1024 = 65536 overflows float16 to inf, / 65504 stays inf;
+    acc = 0 (a = b = 0), 0 * inf = NaN, and numpy's x86 cast of NaN gives 0 (refquant fuzz --seed 5105).
+    The spec's float64 multiplier is 1.0004885: y = y_zero_point."""
+    zero = np.zeros((), y_zero_point.dtype)
+    a, b = np.array([0], y_zero_point.dtype), np.array([0], y_zero_point.dtype)
+    arrays = (a, np.float16(64), zero, b, np.float16(1024), zero, np.float16(65504), y_zero_point)
+    feeds = dict(zip(QLINEARMATMUL_INPUTS, arrays))
+    out_type = T.UINT8 if y_zero_point.dtype == np.uint8 else T.INT8
+    model = single_node_model("QLinearMatMul", feeds, {"y": out_type}, opset=21)
+    with np.errstate(all="ignore"):  # onnx.reference's float16 multiplier overflows, then 0 * inf
+        assert ReferenceEvaluator(model).run(None, feeds)[0].item() == 0
+    assert refquant.Session(model, profile="onnx-reference").run(None, feeds)[0].item() == 0
+    assert refquant.Session(model).run(None, feeds)[0].item() == y_zero_point
+
+
 def test_rounding_is_half_to_even():
     a = np.array([[1, 3, 5, 7]], np.uint8).T  # acc * 0.5 = 0.5, 1.5, 2.5, 3.5
     arrays = (a, np.float32(0.5), np.uint8(0), np.array([[1]], np.uint8), np.float32(1), np.uint8(0), np.float32(1), np.uint8(10))

@@ -50,6 +50,12 @@ def float_mlas(node, x: np.ndarray) -> bool:
     return x.dtype == np.float32 and node.profile.float_pipeline == "mlas-float32"
 
 
+def float_numpy(node, x: np.ndarray) -> bool:
+    """True when float32 ``x`` takes numpy's own float32 products, as onnx.reference calls them (profile
+    float_pipeline="numpy-float32": the rounding is whatever this machine's numpy and BLAS give)."""
+    return x.dtype == np.float32 and node.profile.float_pipeline == "numpy-float32"
+
+
 def frozen(array: np.ndarray | None) -> bool:
     """Whether nothing writes ``array`` without first setting WRITEABLE back: read-only down to data it owns
     or to immutable bytes. The Session's constants (initializers, Constant outputs) are; a fed array may

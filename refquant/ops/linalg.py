@@ -24,7 +24,7 @@ from ..broadcast import broadcast_shapes, check_unidirectional
 from ..errors import AttributeValueError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import float_mlas, frozen, require_input
+from .common import float_mlas, float_numpy, frozen, require_input
 from .elementwise import FLOATS, WIDE_INTS, is_integer, require_types
 
 #: element types by the version that added them (MatMul and Gemm alike)
@@ -86,6 +86,8 @@ def matmul(node: Node, a, b):
     if a2.shape[-1] != b2.shape[-2]:
         raise ShapeError(f"A {a.shape} and B {b.shape}: inner dimensions {a2.shape[-1]} and {b2.shape[-2]} differ")
     broadcast_shapes({"A's batch": a2.shape[:-2], "B's batch": b2.shape[:-2]})
+    if float_numpy(node, a):  # onnx.reference: np.matmul(a, b) on the operands as given
+        return (np.asarray(np.matmul(a, b)),)
     if float_mlas(node, a):  # require_types: A and B share float32
         y = _mlas_matmul(a2, b2, b.ndim == 1, node.profile.mlas_threads)
     else:
@@ -124,6 +126,14 @@ def _float_gemm(product: np.ndarray, c, alpha: float, beta: float, dtype: np.dty
     return arith.narrow(y, dtype)
 
 
+def _numpy_gemm(a: np.ndarray, b: np.ndarray, c, alpha: float, beta: float) -> np.ndarray:
+    """onnx.reference's float32 Gemm: np.dot(A', B') * alpha, then += C * beta (beta != 0), each in float32."""
+    y = np.dot(a, b) * np.float32(alpha)
+    if c is not None:
+        y += c * np.float32(beta)
+    return y
+
+
 def _mlas_gemm(a, b, c, alpha: float, beta: float, trans_b: bool, threads: int) -> np.ndarray:
     """refquant.mlas.sgemm as onnxruntime's Gemm calls it: Y starts as C broadcast (times beta in
     float32 unless beta is 1), then MLAS accumulates alpha * A @ B' onto it; a B initializer is prepacked."""
@@ -158,4 +168,6 @@ def gemm(node: Node, a, b, c=None):
         return (_integer_gemm(_integer_matmul(a, b), c, alpha, beta),)
     if float_mlas(node, a) and not trans_a:  # require_types: A, B and C share float32
         return (_mlas_gemm(a, stored_b, c, alpha, beta, trans_b, node.profile.mlas_threads),)
+    if float_numpy(node, a):
+        return (_numpy_gemm(a, b, c, alpha, beta),)
     return (_float_gemm(_float64_matmul(a, b), c, alpha, beta, a.dtype),)

@@ -12,7 +12,7 @@ spec/ops/nn.md states every choice these kernels make.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 
 import numpy as np
@@ -37,7 +37,7 @@ from ..window import (
     tap_coordinates,
     windows,
 )
-from .common import dtype_name, float_mlas, require_dtype, types_at
+from .common import dtype_name, float_mlas, float_numpy, require_dtype, types_at
 
 CONV_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 22: (T.BFLOAT16,)}
 MAXPOOL_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 12: (T.INT8, T.UINT8), 22: (T.BFLOAT16,)}
@@ -59,6 +59,8 @@ def conv(node: Node, x, w, b=None):
     y = _mlas_conv(x, w, b, window, group, node.profile.mlas_threads) if float_mlas(node, x) else None
     if y is not None:
         return (y,)
+    if float_numpy(node, x):
+        return (_numpy_conv(x, w, b, window, group),)
     bias = None if b is None else conv_bias(b.astype(np.float64), w.shape[0], len(window.kernel))
     columns = conv_columns(pad(x.astype(np.float64), window, 0.0), window, group)
     y = conv_output(np.matmul(grouped_weights(w.astype(np.float64), group), columns), window)
@@ -77,6 +79,24 @@ def _mlas_conv(x: np.ndarray, w: np.ndarray, b, window: Window, group: int, thre
     columns = conv_columns(pad(x, window, np.float32(0)), window, group)
     bias = None if b is None else b.reshape(group, filters)
     return conv_output(mlas.conv(grouped_weights(w, group), columns, bias, algorithm, threads), window)
+
+
+def _numpy_conv(x: np.ndarray, w: np.ndarray, b, window: Window, group: int) -> np.ndarray:
+    """onnx.reference's float32 Conv: a dilated kernel is materialized with zeros between its taps, im2col
+    puts K = (input channel, tap) in rows and (image, output point) in columns, one float32 numpy product
+    per group, then + B in float32."""
+    if any(d > 1 for d in window.dilations):
+        dilated = np.zeros(w.shape[:2] + window.extent, w.dtype)
+        dilated[(slice(None), slice(None), *(slice(None, None, d) for d in window.dilations))] = w
+        w, window = dilated, replace(window, kernel=window.extent, dilations=(1,) * len(window.kernel))
+    columns = conv_columns(pad(x, window, np.float32(0)), window, group)  # (N, group, K, points)
+    n, _, k, points = columns.shape
+    rows = np.ascontiguousarray(columns.transpose(1, 2, 0, 3)).reshape(group, k, n * points)
+    products = grouped_weights(w, group) @ rows  # (group, M/group, N * points)
+    y = products.reshape(group, -1, n, points).transpose(2, 0, 1, 3).reshape(n, w.shape[0], *window.output)
+    if b is not None:
+        y = y + (b if b.size == 1 else b.reshape((1, -1) + (1,) * len(window.kernel)))
+    return y
 
 
 def _is_integer(dtype: np.dtype) -> bool:
