@@ -155,12 +155,13 @@ def test_check_counts_every_case_per_backend_and_op(monkeypatch):
     rows, failures = conformance.check(["reference", "onnx-reference"], per_op=1, seed=0)
     by_backend = {}
     for row in rows:
-        assert row.cases == row.exact + row.explained + row.unexplained + row.unsupported + row.errors
+        assert row.cases == row.exact + row.explained + row.attributed + row.unexplained + row.unsupported + row.errors
         by_backend[row.backend] = by_backend.get(row.backend, 0) + row.cases
     assert by_backend["reference"] == 4 + len(conformance.SUITE_OPS)
     assert all(r.exact == r.cases for r in rows if r.backend == "reference")
     table = report.check_table(rows)
-    assert table.splitlines()[0].split() == ["backend", "op", "cases", "exact", "explained", "unexplained", "unsupported", "errors"]
+    header = ["backend", "op", "cases", "exact", "explained", "attributed", "unexplained", "unsupported", "errors"]
+    assert table.splitlines()[0].split() == header  # attributed shown even where it is zero everywhere
 
 
 def test_fuzz_shrinks_and_saves_an_unexplained_mismatch(tmp_path, shifty):
