@@ -157,6 +157,8 @@ CONDITIONS: dict[str, OptionCondition] = {
     "float_pipeline": OptionCondition(),  # any float op that runs MLAS's kernels
     "mlas_threads": OptionCondition(),  # with float_pipeline: a GEMM's thread split
     "dequantize_int32": OptionCondition({"DequantizeLinear"}, _int32_dequantize),
+    # OpenVINO's lowering (ops/qlinear_lowered.py), applied by the kernel only where it is a reproduction
+    "qlinear_requantize": OptionCondition({"QLinearConv", "QLinearMatMul"}),
 }
 
 

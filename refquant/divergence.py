@@ -88,9 +88,10 @@ class Divergence:
         """True if ``backend`` matches one of the patterns."""
         return any(fnmatch.fnmatchcase(backend, pattern) for pattern in self.backends)
 
-    def matches(self, node, values: Mapping[str, np.ndarray] | None = None) -> bool:
-        """True if ``node`` is one of the ops and meets ``when``."""
-        return (not self.ops or node.op_type in self.ops) and self._meets(node, values or {})
+    def matches(self, node, values: Mapping[str, np.ndarray] | None = None, producers: Mapping | None = None) -> bool:
+        """True if ``node`` is one of the ops and meets ``when`` (``producers``: tensor name -> the node
+        computing it, for the conditions that look at a node's quantized sources)."""
+        return (not self.ops or node.op_type in self.ops) and self._meets(node, values or {}, producers or {})
 
     def applies_to(self, backend: str, nodes: Iterable, values: Mapping[str, np.ndarray] | None = None) -> bool:
         """True if ``backend`` matches a pattern and some node is one of the ops (meeting ``when``).
@@ -98,9 +99,11 @@ class Divergence:
         ``values`` (tensor name -> array: initializers, feeds, computed tensors) decides the tensor
         conditions; a tensor it lacks meets none.
         """
-        return self.concerns(backend) and any(self.matches(node, values) for node in nodes)
+        nodes = list(nodes)
+        producers = _producers(nodes)
+        return self.concerns(backend) and any(self.matches(node, values, producers) for node in nodes)
 
-    def _meets(self, node, values: Mapping[str, np.ndarray]) -> bool:
+    def _meets(self, node, values: Mapping[str, np.ndarray], producers: Mapping = {}) -> bool:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         for key, allowed in self.when.items():
             if key in TENSOR_CONDITIONS:
@@ -113,6 +116,10 @@ class Divergence:
                 continue
             if key == "same_padding":
                 if not set(allowed) & same_padding_kinds(node, attrs, values):
+                    return False
+                continue
+            if key in NODE_CONDITIONS:
+                if bool(allowed) != NODE_CONDITIONS[key](node, values, producers):
                     return False
                 continue
             value = attrs.get(key)
@@ -151,6 +158,80 @@ def same_padding_kinds(node, attrs: Mapping[str, object], values: Mapping[str, n
         if size % s:
             kinds.add("uneven")
     return kinds
+
+
+def _producers(nodes: Iterable) -> dict:
+    """tensor name -> the node that computes it."""
+    return {name: node for node in nodes for name in node.output if name}
+
+
+def _centered(values: Mapping[str, np.ndarray], node, index: int, zero_point_index: int) -> np.ndarray | None:
+    """node input ``index`` minus its zero point (input ``zero_point_index``, 0 when absent) as int64."""
+    names = list(node.input)
+    q = values.get(names[index]) if index < len(names) and names[index] else None
+    if q is None or np.asarray(q).dtype.kind not in "iu":
+        return None
+    zp_name = names[zero_point_index] if zero_point_index < len(names) else ""
+    zp = values.get(zp_name) if zp_name else 0
+    if zp is None:
+        return None
+    zp = np.asarray(zp).astype(np.int64)
+    if index == 0 and zp.ndim == 1 and zp.size > 1:  # a per-row a_zero_point
+        zp = zp[:, None]
+    return np.asarray(q).astype(np.int64) - zp
+
+
+def _float32_sum_inexact(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """MatMulInteger: some output's sum of |a - a_zp| * |b - b_zp| exceeds 2**24, so that a float32
+    accumulation (OpenVINO's) may round in some order (below it every partial sum is a float32 integer)."""
+    a, b = _centered(values, node, 0, 2), _centered(values, node, 1, 3)
+    if a is None or b is None or a.ndim == 0 or b.ndim == 0:
+        return False
+    a, b = np.abs(a), np.abs(b)
+    if a.ndim == 1:
+        a = a[None, :]
+    if b.ndim == 1:
+        b = b[:, None]
+    try:
+        return bool((np.matmul(a, b) > 2**24).any())
+    except ValueError:
+        return False
+
+
+def _dequantized_source(name: str, producers: Mapping, values: Mapping[str, np.ndarray]):
+    """(q, zero point) of the DequantizeLinear (per tensor) that computes ``name``, or None."""
+    node = producers.get(name)
+    if node is None or node.op_type != "DequantizeLinear":
+        return None
+    q = values.get(node.input[0])
+    zp = values.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int64)
+    if q is None or zp is None or np.asarray(zp).size != 1:
+        return None
+    return np.asarray(q), np.asarray(zp)
+
+
+def _u8s8_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """MatMul of DequantizeLinear(uint8 x) by DequantizeLinear(int8 2-D w): some adjacent pair along K
+    (k even, k + 1) of products of the stored bytes, x[k] * w[k] + x[k+1] * w[k+1], leaves int16, where
+    OpenVINO's int8 GEMM on AVX2 (VPMADDUBSW) saturates it (spec/backends.md)."""
+    from .arith import pairwise_saturation_excess
+
+    if len(node.input) < 2:
+        return False
+    x, w = _dequantized_source(node.input[0], producers, values), _dequantized_source(node.input[1], producers, values)
+    if x is None or w is None or x[0].dtype != np.uint8 or w[0].dtype != np.int8 or w[0].ndim != 2 or x[0].ndim < 1:
+        return False
+    x_q = x[0] if x[0].ndim > 1 else x[0][None, :]
+    if x_q.shape[-1] != w[0].shape[0]:
+        return False
+    return bool(pairwise_saturation_excess(x_q, w[0]).any())
+
+
+#: node conditions (``key = true`` or ``false``): computed from the node's tensors and their producers
+NODE_CONDITIONS = {
+    "float32_sum_inexact": _float32_sum_inexact,
+    "u8s8_pairs_saturate": _u8s8_pairs_saturate,
+}
 
 
 def _outside(array: np.ndarray, bounds) -> bool:
@@ -489,7 +570,8 @@ class _DefectScope:
 
 
 def _defect_scope(defect: Divergence, protos: Sequence, values: Mapping[str, np.ndarray]) -> _DefectScope:
-    own = {name for proto in protos if defect.matches(proto, values) for name in proto.output if name}
+    producers = _producers(protos)
+    own = {name for proto in protos if defect.matches(proto, values, producers) for name in proto.output if name}
     shaped = set(own)
     for proto in protos:
         if proto.op_type in SHAPE_PASSING and proto.input and proto.input[0] in shaped:

@@ -111,6 +111,15 @@ class Profile:
         type (onnx.reference's float64 path when a zero-point input is given). Elements where x - zp is
         exact in float32 (|x - zp| <= 2**24, say) differ from "exact" only through "float32-first"'s second
         rounding into a float16/bfloat16 output.
+    qlinear_requantize:
+        QLinearMatMul and QLinearConv: ``"exact"`` (the spec's requantization of the exact accumulator)
+        or ``"fake-quantize"``: OpenVINO's lowering, DequantizeLinear -> MatMul / Convolution in
+        float32 -> FakeQuantize with its range folded in the scales' type, run by the CPU plugin as
+        ``qmin + round_half_even(fma(clip(v, il, ih), isc, ish))`` (the zero point added before
+        rounding; a range that overflows float16 gives qmin), with the dequantizing products folded
+        into the range where every operand zero point is 0 (:mod:`refquant.ops.qlinear_lowered`).
+        Applied only where it reproduces OpenVINO: per-tensor 8-bit operands, float32/float16 scales,
+        no bias, a float32 accumulation exact in any order; elsewhere the spec's value.
     mlas_threads:
         Intra-op threads of the onnxruntime session being replayed (``float_pipeline="mlas-float32"``):
         MLAS splits a float GEMM of more than 65536 multiply-adds between threads, and each
@@ -134,6 +143,7 @@ class Profile:
     float_pipeline: Literal["exact", "mlas-float32", "numpy-float32"] = "exact"
     mlas_threads: int = 1
     dequantize_int32: Literal["exact", "float32-first", "float32-input"] = "exact"
+    qlinear_requantize: Literal["exact", "fake-quantize"] = "exact"
 
     def __post_init__(self):
         allowed = {
@@ -150,6 +160,7 @@ class Profile:
             "quantize_division": ("scale-type", "float32"),
             "float_pipeline": ("exact", "mlas-float32", "numpy-float32"),
             "dequantize_int32": ("exact", "float32-first", "float32-input"),
+            "qlinear_requantize": ("exact", "fake-quantize"),
         }
         for key, values in allowed.items():
             if getattr(self, key) not in values:
@@ -205,6 +216,7 @@ OPENVINO = Profile(
     dequantize_subnormals="flush",
     dynamic_quantize_formula="reciprocal",
     nan="qmin",
+    qlinear_requantize="fake-quantize",
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (SPEC, ONNXRUNTIME, ONNX_REFERENCE, OPENVINO)}

@@ -805,3 +805,137 @@ def test_onnx_reference_bfloat16_quantize_cast_is_explained():
     (report,) = classify(model, {"x": x}, onnx_reference.name, outputs)
     assert report.status == "explained", report.to_dict()
     assert report.explained == {"int32-indefinite-cast": 1}
+
+
+# -- OpenVINO's QLinear lowering, its float32 MatMulInteger and its int8 QDQ GEMM (refquant fuzz --seed 5101) --------
+
+
+def _qlinear_conv_tie():
+    """QLinearConv u8: x [1, 1], w [128, 127] with w_zp 128 (centered [0, -1]), y_scale 2, y_zp 255, SAME_UPPER,
+    kernel 2, stride 2: one output, acc = -1."""
+    init = {"xs": np.float32(1), "xz": np.uint8(0), "w": np.array([[[128, 127]]], np.uint8), "ws": np.float32(1),
+            "wz": np.uint8(128), "ys": np.float32(2), "yz": np.uint8(255)}
+    x = np.array([[[1, 1]]], np.uint8)
+    inputs = {"x": x, "xs": init["xs"], "xz": init["xz"], "w": init["w"], "ws": init["ws"], "wz": init["wz"],
+              "ys": init["ys"], "yz": init["yz"]}
+    attrs = {"auto_pad": "SAME_UPPER", "kernel_shape": [2], "strides": [2]}
+    return single_node_model("QLinearConv", inputs, {"y": U8}, opset=10, attrs=attrs, initializers=init), x
+
+
+def _qlinear_matmul_float16(y_scale):
+    """QLinearMatMul-21, float16 scales 100 and 10, a = 0 (1x1), b = [0, 0], zero points 0, y_zp 128."""
+    init = {"as": np.float16(100), "az": np.uint8(0), "bs": np.float16(10), "bz": np.uint8(0),
+            "ys": np.float16(y_scale), "yz": np.uint8(128)}
+    a, b = np.zeros((1, 1), np.uint8), np.zeros((1, 2), np.uint8)
+    inputs = {"a": a, "as": init["as"], "az": init["az"], "b": b, "bs": init["bs"], "bz": init["bz"],
+              "ys": init["ys"], "yz": init["yz"]}
+    return single_node_model("QLinearMatMul", inputs, {"y": U8}, opset=21, initializers=init), {"a": a, "b": b}
+
+
+def test_qlinear_fake_quantize_golden_and_openvino(openvino):
+    """Hand: il = 2 * (0 - 255) = -510, ih = 0, isc = 255 / 510 = 0.5, ish = 510 * 255 / 510 = 255;
+    fma(-1, 0.5, 255) = 254.5 rounds (half to even) to 254. The spec: round(-0.5) = -0, + 255 = 255."""
+    model, x = _qlinear_conv_tie()
+    assert _run(model, x)[0].ravel().tolist() == [255]
+    assert _run(model, x, "openvino")[0].ravel().tolist() == [254]
+    got = openvino.run(model, {"x": x})["y"]
+    assert got.ravel().tolist() == [254]  # measured: openvino 2026.4 CPU
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.explained == {"openvino-qlinear-fake-quantize": 1} and report.unexplained == 0
+    near = np.full_like(got, 253)
+    assert _classify(model, {"x": x}, "openvino", {"y": near})["y"].unexplained == 1
+
+
+def test_qlinear_fake_quantize_float16_range_overflow_gives_qmin(openvino):
+    """y_scale 1000 (float16): il = 1000 * (0 - 128) = -128000 is -inf in float16 (max 65504), so isc = 0 and
+    ish = NaN: every element qmin = 0 (measured), where the spec gives 0 * (100 * 10 / 1000) + 128 = 128.
+    Near miss: y_scale 500 keeps the range finite (-64000, 63500): isc = 255 / 127500 = 0.002,
+    ish = 64000 * 255 / 127500 = 128, so y = 128 as in the spec."""
+    model, feeds = _qlinear_matmul_float16(1000)
+    session = refquant.Session(model, profile="openvino")
+    assert session.run(None, feeds)[0].tolist() == [[0, 0]]
+    assert refquant.Session(model).run(None, feeds)[0].tolist() == [[128, 128]]
+    got = openvino.run(model, feeds)["y"]
+    assert got.tolist() == [[0, 0]]
+    report = _classify(model, feeds, "openvino", {"y": got})["y"]
+    assert report.explained == {"openvino-qlinear-fake-quantize": 2}
+    model, feeds = _qlinear_matmul_float16(500)
+    assert refquant.Session(model, profile="openvino").run(None, feeds)[0].tolist() == [[128, 128]]
+    assert openvino.run(model, feeds)["y"].tolist() == [[128, 128]]
+
+
+def test_qlinear_fake_quantize_leaves_the_spec_where_float32_accumulation_may_round():
+    """a_scale 0.1: the dequantized a values carry bits down to 2**-27, so 3 * max|a| * max|b| exceeds
+    2**24 times the smallest bit weight: the emulation is not applied (None) and the kernel keeps the spec."""
+    from refquant.ops import qlinear_lowered
+
+    a = np.array([[200, 3, 7]], np.uint8)
+    b = np.array([[1], [2], [3]], np.uint8)
+    qt = qtype(U8)
+    args = (np.float32(0.1), np.uint8(5), b, np.float32(1), np.uint8(1), np.float32(0.2), np.uint8(9), qt)
+    assert qlinear_lowered.lowered_matmul(a, *args) is None
+    # scale 0.5: every value a multiple of 0.5, 3 * 195 * 0.5 * 2 far below 2**24 * 0.5: applied
+    exact = qlinear_lowered.lowered_matmul(a, np.float32(0.5), np.uint8(5), b, np.float32(1), np.uint8(1),
+                                           np.float32(0.25), np.uint8(9), qt)
+    # (195 * 0 + (-2) * 1 + 2 * 2) * 0.5 = 1; range [-2.25, 61.5], isc = 255 / 63.75 = 4, ish = 9: 4 + 9 = 13
+    assert exact.tolist() == [[13]]
+
+
+def _matmul_integer_model(a, b):
+    return single_node_model("MatMulInteger", {"a": a, "b": b}, {"y": T.INT32}, opset=10)
+
+
+def test_matmul_integer_float32_accumulation_is_attributed_only_beyond_2_24(openvino):
+    """K = 33025, a = b = 255: exact 33025 * 65025 = 2147450625; OpenVINO sums in float32: 2147420032
+    (measured). K = 258: 258 * 65025 = 16776450 < 2**24, every partial sum an exact float32: no defect."""
+    a, b = np.full((1, 33025), 255, np.uint8), np.full((33025, 1), 255, np.uint8)
+    model = _matmul_integer_model(a, b)
+    got = openvino.run(model, {"a": a, "b": b})["y"]
+    assert got.tolist() == [[2147420032]]
+    report = _classify(model, {"a": a, "b": b}, "openvino", {"y": got})["y"]
+    assert report.attributed == {"openvino-matmulinteger-float32-accumulation": 1}
+    a, b = np.full((1, 258), 255, np.uint8), np.full((258, 1), 255, np.uint8)
+    model = _matmul_integer_model(a, b)
+    assert openvino.run(model, {"a": a, "b": b})["y"].tolist() == [[16776450]]
+    report = _classify(model, {"a": a, "b": b}, "openvino", {"y": np.array([[16776449]], np.int32)})["y"]
+    assert report.unexplained == 1 and not report.attributed
+
+
+def _qdq_matmul_u8s8(w_value):
+    """DequantizeLinear(x_q uint8 [1, 6], scale 1, zp 128), DequantizeLinear(w int8 [6, 1], scale 1, zp 0) ->
+    MatMul -> QuantizeLinear(scale 1, zp 0, uint8)."""
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x_q", "xs", "xz"], ["x"]),
+        helper.make_node("DequantizeLinear", ["w_q", "ws", "wz"], ["w"]),
+        helper.make_node("MatMul", ["x", "w"], ["z"]),
+        helper.make_node("QuantizeLinear", ["z", "os", "oz"], ["z_q"]),
+    ]
+    init = {"xs": np.float32(1), "xz": np.uint8(128), "w_q": np.full((6, 1), w_value, np.int8), "ws": np.float32(1),
+            "wz": np.int8(0), "os": np.float32(1), "oz": np.uint8(0)}
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x_q", U8, [1, 6])],
+                              [helper.make_tensor_value_info("z_q", U8, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_qdq_u8s8_pair_saturation_is_attributed_and_unsaturated_pairs_are_not(openvino):
+    """x_q = [0, 154, 154, 154, 154, 154], w = 107: exact (x - 128) . w = -128 * 107 + 5 * 26 * 107 = 214.
+    The stored bytes in adjacent pairs: 0 + 16478, 32956 -> 32767, 32956 -> 32767: 82012, less the
+    compensation 128 * 642 = 82176: -164 -> 0 (what OpenVINO gives on AVX2). w = 100: pairs of 30800 fit
+    int16, so the condition does not hold."""
+    x = np.array([[0, 154, 154, 154, 154, 154]], np.uint8)
+    model = _qdq_matmul_u8s8(107)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[214]]
+    outputs = {"z_q": np.array([[0]], np.uint8)}
+    report = _classify(model, {"x_q": x}, "openvino", outputs)["z_q"]
+    assert report.attributed == {"openvino-qdq-u8s8-pair-saturation": 1}
+    from refquant import host
+
+    if host.u8s8_pairs_saturate():  # measured on an AVX2 host; VNNI hosts run the exact int8 dot product
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == [[0]]
+    model = _qdq_matmul_u8s8(100)  # exact: -12800 + 5 * 26 * 100 = 200
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[200]]
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.array([[0]], np.uint8)})["z_q"]
+    assert report.unexplained == 1 and not report.attributed

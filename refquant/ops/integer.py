@@ -34,6 +34,7 @@ from ..window import (
     tap_views,
 )
 from .common import dtype_name, frozen, require_dtype, require_input, types_at
+from . import qlinear_lowered
 
 INT8_TYPES = (T.UINT8, T.INT8)
 FLOAT8_TYPES = (T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2FNUZ)
@@ -438,6 +439,12 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
     b_scale, b_zp = operand_params(b_scale, b_zp, b.shape, per_row=False, what="b")
     check_matmul_shapes(a, b)
     a2, b2, squeeze = as_matrices(a, b)
+    if node.profile.qlinear_requantize == "fake-quantize":  # OpenVINO's lowering, where it reproduces it
+        lowered = qlinear_lowered.lowered_matmul(
+            a2, a_scale, a_zp, b2, b_scale, b_zp, y_scale, y_zero_point, qtype(y_zero_point.dtype)
+        )
+        if lowered is not None:
+            return (squeeze_axes(lowered, squeeze),)
     if a2.dtype.kind in "iu":
         acc, bound = _matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
         if bound > INT32.qmax:
@@ -496,6 +503,12 @@ def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point,
     if B is not None:
         require_dtype(B, {T.INT32}, "B")
         bias = conv_bias(B, channels, rank)
+    if node.profile.qlinear_requantize == "fake-quantize":  # OpenVINO's lowering, where it reproduces it
+        lowered = qlinear_lowered.lowered_conv(
+            x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zero_point, qtype(y_zero_point.dtype), window, group, B
+        )
+        if lowered is not None:
+            return (lowered,)
     acc, bound = _conv_accumulator(
         node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group, mlas_a="x"
     )
