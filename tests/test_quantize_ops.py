@@ -635,3 +635,38 @@ def test_bfloat16_quantize_onnx_reference_profile_is_bit_exact(data):
     model = q_model(x, s, zp, opset=21, **({"axis": 1} if per_axis else {}))
     feeds = {"x": x, "s": s, "zp": zp}
     assert_bit_exact(refquant.Session(model, profile="onnx-reference").run(None, feeds)[0], _onnx_reference_run(model, feeds))
+
+
+# -- DynamicQuantizeLinear whose scale underflows (profile option dynamic_scale_underflow) ---------------------------
+
+#: x -> (y, scale, zero point) as onnxruntime 1.32 CPU and onnx.reference (onnx 1.23) both return them (measured;
+#: refquant fuzz --seed 8002 found the first): (max - min) / 255 underflows float32 to 0; a zero point of 0 / 0
+#: clamps to 255 (std::min(255.f, NaN)), -(-8e-45) / 0 = +inf saturates to 255; y = x / 0 saturates, 0 / 0 is NaN -> 0
+UNDERFLOWING_RANGES = [
+    ([8e-45], ([255], 255)),
+    ([-8e-45], ([0], 255)),
+    ([8e-45, -3e-45, 0.0], ([255, 0, 0], 255)),
+    ([1e-43, 5e-44], ([255, 255], 255)),
+]
+
+
+@pytest.mark.parametrize("values, expected", UNDERFLOWING_RANGES)
+def test_dynamic_quantize_scale_underflow(values, expected):
+    x = np.array(values, np.float32)
+    model = single_node_model("DynamicQuantizeLinear", {"x": x}, {"y": T.UINT8, "y_scale": T.FLOAT, "y_zero_point": T.UINT8}, opset=11)
+    with pytest.raises(QuantParamError, match="underflows to 0"):
+        refquant.Session(model).run(None, {"x": x})
+    for profile in ("onnxruntime", "onnx-reference"):
+        y, scale, zero_point = refquant.Session(model, profile=profile).run(None, {"x": x})
+        assert (y.tolist(), scale.item(), zero_point.item()) == (expected[0], 0.0, expected[1]), profile
+    with np.errstate(all="ignore"):  # onnx.reference divides by the underflowed scale
+        y, scale, zero_point = ReferenceEvaluator(model).run(None, {"x": x})
+    assert (y.tolist(), scale.item(), zero_point.item()) == (expected[0], 0.0, expected[1])
+
+
+def test_dynamic_quantize_smallest_scale_is_not_an_underflow():
+    """(3e-43 - 0) / 255 rounds up to float32's smallest subnormal, 1.4e-45: a scale, not an error."""
+    x = np.array([3e-43], np.float32)
+    model = single_node_model("DynamicQuantizeLinear", {"x": x}, {"y": T.UINT8, "y_scale": T.FLOAT, "y_zero_point": T.UINT8}, opset=11)
+    y, scale, zero_point = refquant.Session(model).run(None, {"x": x})
+    assert (y.tolist(), scale.item(), zero_point.item()) == ([214], float(np.float32(1.4e-45)), 0)

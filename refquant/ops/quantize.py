@@ -170,7 +170,15 @@ def dynamic_quantize_linear(node: Node, x):
         scale = np.float32(node.profile.dynamic_zero_range_scale)
     else:
         scale = (x_max - x_min) / np.float32(u8.qmax - u8.qmin)
-    initial_zero_point = np.float32(u8.qmin) - x_min / scale
+    if scale == 0 and node.profile.dynamic_scale_underflow == "error":
+        raise QuantParamError(
+            f"x's range [{x_min}, {x_max}] is too narrow for a float32 scale: (max - min) / 255 underflows to 0 "
+            "and the zero point qmin - min / scale would divide by it (profile option dynamic_scale_underflow)"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):  # only where the scale underflowed, as the profile allows
+        initial_zero_point = np.float32(u8.qmin) - x_min / scale
+    if np.isnan(initial_zero_point):  # 0 / 0: std::min(255.f, NaN) is 255
+        initial_zero_point = np.float32(u8.qmax)
     zero_point = arith.saturate_int(np.rint(np.clip(initial_zero_point, u8.qmin, u8.qmax)), u8)
     y = arith.quantize(x, np.asarray(scale), zero_point, u8, precision=np.float32, nan=node.profile.nan)
     return y, np.asarray(scale, np.float32), np.asarray(zero_point)
