@@ -29,6 +29,7 @@ from onnx import ModelProto
 import refquant
 from refquant.divergence import OutputReport, classify, load_divergences
 from refquant.errors import RefquantError
+from refquant.files import load_json, load_npz, parse_json
 from refquant.model import load_model
 
 from . import available, create
@@ -471,13 +472,17 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        kinds = json.loads(str(data["__dtypes__"]))
-        return {
-            name: data[name].view(np.dtype(getattr(ml_dtypes, kinds[name]))) if name in kinds else data[name]
-            for name in data.files
-            if name != "__dtypes__"
-        }
+    """Arrays saved by :func:`save_arrays`, read under refquant's file rule (a regular .npz, no pickles);
+    ``__dtypes__`` may name ml_dtypes types only. Anything else raises RefquantError."""
+    arrays = load_npz(path, "saved arrays")
+    kinds = parse_json(str(arrays.pop("__dtypes__", "")), f"'{path}' __dtypes__")
+    try:
+        dtypes = {name: np.dtype(getattr(ml_dtypes, kind)) for name, kind in kinds.items() if name in arrays}
+        if any(dtype.kind != "V" for dtype in dtypes.values()):
+            raise TypeError("not an ml_dtypes type")
+        return {name: array.view(dtypes[name]) if name in dtypes else array for name, array in arrays.items()}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise RefquantError(f"'{path}': __dtypes__ does not describe its arrays: {exc}") from None
 
 
 def save_reproducer(directory: Path, case: Case, results: Sequence[BackendResult]) -> Path:
@@ -503,14 +508,32 @@ def save_reproducer(directory: Path, case: Case, results: Sequence[BackendResult
 
 
 def replay(directory: Path, backends: Sequence[str] | None = None) -> list[BackendResult]:
-    """Re-run a saved reproducer on its backends (or the given ones)."""
+    """Re-run a saved reproducer on its backends (or the given ones).
+
+    Its files must lie inside ``directory`` (a symlink leading out is refused) and follow refquant's
+    file rule (refquant.files); report.json's ``backends`` is a list of backend names.
+    """
     directory = Path(directory)
     try:
-        report = json.loads((directory / "report.json").read_text())
-        feeds = load_arrays(directory / "inputs.npz")
-    except (OSError, ValueError, KeyError) as exc:
+        model, inputs, report = (
+            _reproducer_file(directory, name) for name in ("model.onnx", "inputs.npz", "report.json")
+        )
+        document = load_json(report, "report")
+        names = list(backends) if backends else document.get("backends") if isinstance(document, dict) else None
+        if not (isinstance(names, list) and names and all(isinstance(name, str) for name in names)):
+            raise RefquantError(f"report.json's 'backends' must be a list of backend names, not {names!r:.80}")
+        feeds = load_arrays(inputs)
+    except RefquantError as exc:
         raise RefquantError(f"'{directory}' is not a refquant reproducer: {exc}") from None
-    return compare(directory / "model.onnx", feeds, backends or report["backends"])
+    return compare(model, feeds, names)
+
+
+def _reproducer_file(directory: Path, name: str) -> Path:
+    """``directory/name`` resolved, refused when it leads outside ``directory``."""
+    path = (directory / name).resolve()
+    if not path.is_relative_to(directory.resolve()):
+        raise RefquantError(f"{name} leads outside the reproducer (to '{path}'); refusing to read it")
+    return path
 
 
 class _Unexplained(Exception):

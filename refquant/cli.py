@@ -18,6 +18,8 @@ function, so that ``run`` and ``ops`` work with numpy and onnx alone.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,10 +27,47 @@ import numpy as np
 
 from .calibration.data import DATA_HELP
 from .errors import RefquantError
+from .files import check_writable, load_npy
 
 __all__ = ["main"]
 
 EXAMPLES = Path(__file__).parent / "examples"
+
+#: the largest --seed (numpy and hypothesis take any non-negative integer; a bound keeps the value sane)
+MAX_SEED = 2**64 - 1
+#: the most elements refquant draws for one random input (2**28 float32 values are 1 GiB)
+MAX_RANDOM_ELEMENTS = 2**28
+#: bounds of the counts the campaign commands take: each unit is a model run on every backend
+MAX_PER_OP, MAX_EXAMPLES, MAX_REPEAT = 10_000, 100_000, 10_000
+
+
+# -- checked options ---------------------------------------------------------------------
+
+
+def _bounded(value: int, flag: str, low: int, high: int) -> int:
+    """``value`` when ``low <= value <= high``; a one-line error naming ``flag`` otherwise."""
+    if not low <= value <= high:
+        raise RefquantError(f"{flag} must be an integer from {low} to {high}, got {value}")
+    return value
+
+
+def _check_outputs(**paths: str | None) -> None:
+    """Check every output option given (``json_file=...``, ``save_dir=...``) before the work begins."""
+    flags = {"json_file": "--json", "plot_file": "--plot", "save_dir": "--save", "failures_dir": "--save-failures",
+             "out_dir": "--out"}
+    for key, path in paths.items():
+        if path:
+            check_writable(path, flags[key], directory=key.endswith("_dir"))
+
+
+def _make_dir(path: str, flag: str) -> Path:
+    """The output directory ``path``, created (with its parents) if needed."""
+    directory = check_writable(path, flag, directory=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RefquantError(f"{flag} {path}: cannot create the directory: {exc.strerror or exc}") from None
+    return directory
 
 
 # -- refquant run ---------------------------------------------------------------
@@ -47,8 +86,9 @@ def _parse_assignments(items: list[str], what: str) -> dict[str, str]:
 def random_feeds(inputs, *, seed: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Seeded random feeds for the given input specs.
 
-    Floats: standard normal. Integers: uniform over the whole type range.
-    A symbolic or unknown dimension is taken from ``dims`` (by name), else 1.
+    Floats: standard normal. Integers: uniform over the whole type range. Strings: refused (a
+    string input is not a number to draw). A symbolic or unknown dimension is taken from ``dims``
+    (by name), else 1; an input of more than MAX_RANDOM_ELEMENTS elements is refused.
     """
     from .dtypes import qtype
 
@@ -58,7 +98,14 @@ def random_feeds(inputs, *, seed: int, dims: dict[str, int] | None = None) -> di
     for spec in inputs:
         if spec.shape is None:
             raise RefquantError(f"input '{spec.name}' has no declared shape; pass it with --input")
+        if spec.dtype.kind in "OUS":
+            raise RefquantError(f"input '{spec.name}' is a string tensor; refquant draws random numbers only")
         shape = tuple(d if isinstance(d, int) and d > 0 else dims.get(d, 1) for d in spec.shape)
+        if np.prod(shape, dtype=object) > MAX_RANDOM_ELEMENTS:
+            raise RefquantError(
+                f"input '{spec.name}' of shape {list(shape)} has more than {MAX_RANDOM_ELEMENTS} elements to draw; "
+                "choose smaller --dim values or pass it with --input"
+            )
         dtype = spec.dtype
         if dtype == np.bool_:
             feeds[spec.name] = rng.integers(0, 2, shape).astype(np.bool_)
@@ -73,17 +120,26 @@ def random_feeds(inputs, *, seed: int, dims: dict[str, int] | None = None) -> di
     return feeds
 
 
-def _feeds_for(session, args) -> dict:
-    """--input arrays, plus seeded random feeds (sized by --dim) for every input not given."""
-    given = {}
-    for name, path in _parse_assignments(args.input, "--input").items():
+def _dims(items: list[str]) -> dict[str, int]:
+    """--dim NAME=N: N a size, an integer >= 0."""
+    dims = {}
+    for name, text in _parse_assignments(items, "--dim").items():
         try:
-            given[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise RefquantError(f"cannot load --input {name}={path}: {exc}") from None
-    dims = {k: int(v) for k, v in _parse_assignments(args.dim, "--dim").items()}
+            dims[name] = int(text)
+        except ValueError:
+            raise RefquantError(f"--dim {name}={text}: the size must be an integer") from None
+        if dims[name] < 0:
+            raise RefquantError(f"--dim {name}={text}: a size cannot be negative")
+    return dims
+
+
+def _feeds_for(session, args) -> dict:
+    """--input arrays (.npy files), plus seeded random feeds (sized by --dim) for every input not given."""
+    seed = _bounded(args.seed, "--seed", 0, MAX_SEED)
+    assignments = _parse_assignments(args.input, "--input")
+    given = {name: load_npy(path, f"--input {name}") for name, path in assignments.items()}
     missing = [spec for spec in session.inputs if spec.name not in given]
-    return {**random_feeds(missing, seed=args.seed, dims=dims), **given}
+    return {**random_feeds(missing, seed=seed, dims=_dims(args.dim)), **given}
 
 
 def _summary(array: np.ndarray) -> str:
@@ -102,12 +158,42 @@ def _summary(array: np.ndarray) -> str:
 
 
 def _safe_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "tensor"
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name[:100]) or "tensor"
+
+
+def _file_name(stem: str, taken: set[str]) -> str:
+    """``stem.npy``, or ``stem-2.npy``, ``stem-3.npy``...: the first not in ``taken`` (compared case-insensitively,
+    as some file systems compare), which it joins."""
+    name, number = f"{stem}.npy", 1
+    while name.casefold() in taken:
+        number += 1
+        name = f"{stem}-{number}.npy"
+    taken.add(name.casefold())
+    return name
+
+
+def _save_tensors(directory: Path, inputs: dict, outputs: dict) -> None:
+    """Each tensor in a file of its own, ``input_<name>.npy`` or ``<name>.npy`` with unsafe characters
+    replaced and a ``-N`` suffix where two names would share a file; ``index.json`` maps every
+    tensor name to its file: ``{"inputs": {name: file}, "outputs": {name: file}}``."""
+    taken = {"index.json"}
+    index = {
+        group: {name: _file_name(prefix + _safe_name(name), taken) for name in tensors}
+        for group, prefix, tensors in (("inputs", "input_", inputs), ("outputs", "", outputs))
+    }
+    try:
+        for group, tensors in (("inputs", inputs), ("outputs", outputs)):
+            for name, value in tensors.items():
+                np.save(directory / index[group][name], value)
+        (directory / "index.json").write_text(json.dumps(index, indent=2))
+    except OSError as exc:
+        raise RefquantError(f"--save {directory}: cannot write: {exc.strerror or exc}") from None
 
 
 def cmd_run(args) -> int:
     from .session import Session
 
+    out = check_writable(args.save, "--save", directory=True) if args.save else None
     session = Session(args.model, profile=args.profile)
     feeds = _feeds_for(session, args)
     given = set(_parse_assignments(args.input, "--input"))
@@ -118,14 +204,9 @@ def cmd_run(args) -> int:
         print(f"  input  {spec.name}: {feeds[spec.name].dtype} {list(feeds[spec.name].shape)} ({origin})")
     for spec, value in zip(session.outputs, outputs):
         print(f"  output {spec.name}: {value.dtype} {list(value.shape)}  {_summary(value)}")
-    if args.save:
-        out = Path(args.save)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, value in feeds.items():
-            np.save(out / f"input_{_safe_name(name)}.npy", value)
-        for spec, value in zip(session.outputs, outputs):
-            np.save(out / f"{_safe_name(spec.name)}.npy", value)
-        print(f"saved inputs and outputs to {out}/")
+    if out:
+        _save_tensors(_make_dir(args.save, "--save"), feeds, {s.name: v for s, v in zip(session.outputs, outputs)})
+        print(f"saved inputs and outputs to {out}/ (index.json names each file)")
     return 0
 
 
@@ -149,6 +230,7 @@ def cmd_debug(args) -> int:
     from .debug import debug, model_inputs
     from .model import load_model
 
+    _check_outputs(json_file=args.json, plot_file=args.plot)
     float_model, quant = load_model(args.float_model), load_model(args.quant_model)
     batches = next(iter(feed_source(args.data, model_inputs(quant)).passes(1)))
     errors = debug(float_model, quant, batches, profile=args.profile)
@@ -216,10 +298,12 @@ def _unavailable_lines(names: list[str]) -> list[str]:
 
 
 def _write_json(path: str | None, payload) -> None:
+    """Write ``payload`` to --json ``path`` (checked by :func:`_check_outputs` before the work)."""
     if path:
-        import json
-
-        Path(path).write_text(json.dumps(payload, indent=2, default=str))
+        try:
+            Path(path).write_text(json.dumps(payload, indent=2, default=str))
+        except OSError as exc:
+            raise RefquantError(f"--json {path}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {path}")
 
 
@@ -228,10 +312,11 @@ def cmd_check(args) -> int:
 
     from backends import conformance, report
 
+    per_op = _bounded(args.per_op, "--per-op", 0, MAX_PER_OP)
+    seed = _bounded(args.seed, "--seed", 0, MAX_SEED)
+    _check_outputs(json_file=args.json, failures_dir=args.save_failures)
     names = _backend_names(args.backends)
-    rows, failures = conformance.check(
-        names, per_op=args.per_op, seed=args.seed, progress=report.Progress("check")
-    )
+    rows, failures = conformance.check(names, per_op=per_op, seed=seed, progress=report.Progress("check"))
     print(report.check_table(rows))
     skipped = _unavailable_lines(names)
     if skipped:
@@ -253,6 +338,7 @@ def cmd_compare(args) -> int:
 
     if args.save and not args.all_tensors:
         raise RefquantError("--save writes the first unexplained node's reproducer: it needs --all-tensors")
+    _check_outputs(json_file=args.json, save_dir=args.save)
     feeds = _feeds_for(Session(args.model), args)
     results = conformance.compare(args.model, feeds, _backend_names(args.backends), all_tensors=args.all_tensors)
     print(report.comparison(results, all_tensors=args.all_tensors))
@@ -275,9 +361,12 @@ def cmd_fuzz(args) -> int:
     from backends import conformance, report
 
     ops = _names(args.ops, conformance.SUITE_OPS, "operator") if args.ops else list(conformance.SUITE_OPS)
+    examples = _bounded(args.examples, "--examples", 1, MAX_EXAMPLES)
+    seed = _bounded(args.seed, "--seed", 0, MAX_SEED)
+    _check_outputs(out_dir=args.out)
     progress = report.Progress("fuzz")
     saved = conformance.fuzz(
-        ops, _backend_names(args.backends), examples=args.examples, seed=args.seed, out=Path(args.out),
+        ops, _backend_names(args.backends), examples=examples, seed=seed, out=Path(args.out),
         progress=lambda op, n: progress(n, None, op),
     )
     for path in saved:
@@ -297,12 +386,19 @@ def cmd_replay(args) -> int:
 def cmd_bench(args) -> int:
     from backends import bench, report
 
+    from .model import load_model
+
     ops = _names(args.ops, bench.OPS, "bench case") if args.ops else list(bench.OPS)
+    repeat = _bounded(args.repeat, "--repeat", 1, MAX_REPEAT)
+    _check_outputs(json_file=args.json, plot_file=args.plot)
+    models = [path for path in args.models.split(",") if path] if args.models else None
+    for path in models or ():
+        load_model(path)  # refquant's rules and errors, before an engine reads the file
     result = bench.run(
         ops,
-        models=args.models.split(",") if args.models else None,
+        models=models,
         backends=_backend_names(args.backends) if args.backends else bench.DEFAULT_BACKENDS,
-        repeat=1 if args.quick else args.repeat,
+        repeat=1 if args.quick else repeat,
         budget_s=0.2 if args.quick else bench.BUDGET_S,
         fuzz_per_op=1 if args.quick else 10,
         progress=report.Progress("bench"),
@@ -403,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     except RefquantError as exc:
         if args.debug:
             raise
-        print(f"refquant: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).splitlines())  # one line, even where a name in the model holds a newline
+        print(f"refquant: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("refquant: interrupted", file=sys.stderr)

@@ -33,20 +33,41 @@ class TensorSpec:
     shape: tuple[int | str | None, ...] | None
 
 
-def _spec_of(value_info) -> TensorSpec:
+def _spec_of(value_info, what: str) -> TensorSpec:
+    """The spec of a graph input or output (``what``); a negative dimension is refused, not taken as free."""
     tensor_type = value_info.type.tensor_type
     if not value_info.type.HasField("tensor_type"):
-        raise ModelError(f"'{value_info.name}' is not a tensor; refquant runs tensor graphs only")
+        raise ModelError(f"{what} '{value_info.name}' is not a tensor; refquant runs tensor graphs only")
     try:
         dtype = np_dtype(tensor_type.elem_type)
     except KeyError as exc:
-        raise ModelError(f"'{value_info.name}': {exc.args[0]}") from None
+        raise ModelError(f"{what} '{value_info.name}': {exc.args[0]}") from None
     shape = None
     if tensor_type.HasField("shape"):
         shape = tuple(
             d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor_type.shape.dim
         )
+        negative = [axis for axis, d in enumerate(shape) if isinstance(d, int) and d < 0]
+        if negative:
+            raise ModelError(
+                f"{what} '{value_info.name}' declares dimension {negative[0]} as {shape[negative[0]]}; "
+                "a dimension is a size >= 0 or a name"
+            )
     return TensorSpec(value_info.name, dtype, shape)
+
+
+def _check_default(spec: TensorSpec, value: np.ndarray) -> None:
+    """An initializer listed as a graph input is the default of that input: it has the input's dtype and shape."""
+    problem = None
+    if value.dtype != spec.dtype:
+        problem = f"has dtype {value.dtype}, its graph input declares {spec.dtype} ({type_name(proto_of(spec.dtype))})"
+    elif spec.shape is not None and (
+        value.ndim != len(spec.shape)
+        or any(isinstance(want, int) and want > 0 and want != got for got, want in zip(value.shape, spec.shape))
+    ):
+        problem = f"has shape {value.shape}, its graph input declares {_show_shape(spec.shape)}"
+    if problem:
+        raise ModelError(f"initializer '{spec.name}' {problem}")
 
 
 def _to_array(tensor: TensorProto, what: str) -> np.ndarray:
@@ -83,9 +104,11 @@ class Session:
         if graph.sparse_initializer:
             raise ModelError("sparse initializers are not supported; densify them first")
         self.constants = {t.name: _read_only(_to_array(t, "initializer")) for t in graph.initializer}
-        self.inputs = [_spec_of(i) for i in graph.input if i.name not in self.constants]
-        self.outputs = [_spec_of(o) for o in graph.output]
-        self._overridable = {i.name: _spec_of(i) for i in graph.input if i.name in self.constants}
+        self.inputs = [_spec_of(i, "graph input") for i in graph.input if i.name not in self.constants]
+        self.outputs = [_spec_of(o, "graph output") for o in graph.output]
+        self._overridable = {i.name: _spec_of(i, "graph input") for i in graph.input if i.name in self.constants}
+        for spec in self._overridable.values():
+            _check_default(spec, self.constants[spec.name])
         self._plan = [self._bind(proto, index, versions) for index, proto in enumerate(topological_order(graph))]
         self._last_use = self._last_uses()
 

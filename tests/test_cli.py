@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -138,3 +139,199 @@ def test_compare_on_a_clean_ort_qdq_model_exits_0_with_onnx_reference_unsupporte
     assert onnx_reference["status"] == onnx_reference["verdict"] == "unsupported"
     assert "no DequantizeLinear for ai.onnx opset 17" in onnx_reference["message"]
     assert "ort-cpu" in results and all(r["verdict"] not in ("unexplained", "error") for r in results.values())
+
+
+# -- hostile or mistaken input: one line on stderr, exit status 1, no hang (spec/model.md "Command line") ----
+
+
+def _one_line_error(capsys, argv, *expected) -> str:
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("refquant: error: ") and err.count("\n") == 1, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def _cli_in_subprocess(*argv) -> subprocess.CompletedProcess:
+    """The command in a child with a timeout: a regression that blocks fails the test instead of hanging it."""
+    return subprocess.run([sys.executable, "-m", "refquant.cli", *map(str, argv)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (["--dim", "batch=abc"], "--dim batch=abc: the size must be an integer"),
+        (["--dim", "batch=-5"], "--dim batch=-5: a size cannot be negative"),
+        (["--dim", f"batch={2**40}"], "elements to draw"),
+        (["--seed", "-1"], f"--seed must be an integer from 0 to {cli.MAX_SEED}, got -1"),
+    ],
+)
+def test_bad_feed_options(q_model_path, capsys, options, expected):
+    _one_line_error(capsys, ["run", str(q_model_path), *options], expected)
+
+
+def test_input_files_must_be_one_npy_array(q_model_path, tmp_path, capsys):
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 4), np.float32))
+    _one_line_error(capsys, ["run", str(q_model_path), "--input", f"x={tmp_path / 'x.npz'}"], "is an .npz archive")
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object))
+    _one_line_error(capsys, ["run", str(q_model_path), "--input", f"x={tmp_path / 'o.npy'}"], "allow_pickle=False")
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 4), }" + b" " * 20000 + b"\n"
+    (tmp_path / "huge.npy").write_bytes(b"\x93NUMPY\x02\x00" + len(header).to_bytes(4, "little") + header + bytes(16))
+    _one_line_error(capsys, ["run", str(q_model_path), "--input", f"x={tmp_path / 'huge.npy'}"],
+                    "is not a readable .npy")
+
+
+def test_a_model_path_with_a_nul_byte(capsys):
+    _one_line_error(capsys, ["run", "model\0.onnx"], "cannot read model file")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifos_are_refused_without_blocking(q_model_path, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    for argv in (["run", tmp_path / "fifo"], ["run", q_model_path, "--input", f"x={tmp_path / 'fifo'}"]):
+        result = _cli_in_subprocess(*argv)
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert "is a FIFO, not a regular file; refusing to read it" in result.stderr
+
+
+def test_a_string_input_is_not_fed_random_numbers(tmp_path, capsys):
+    model = single_node_model("Identity", {"x": (T.STRING, [2])}, {"y": T.STRING}, opset=13)
+    onnx.save(model, tmp_path / "s.onnx")
+    _one_line_error(capsys, ["run", str(tmp_path / "s.onnx")], "input 'x' is a string tensor")
+
+
+def _multi_output_model(path):
+    """x -> Identity -> each of the outputs named below: names that used to share a --save file."""
+    names = ["a/b", "a_b", "input_x", "A_B"]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], [name]) for name in names], "g",
+        [onnx.helper.make_tensor_value_info("x", T.FLOAT, [2])],
+        [onnx.helper.make_tensor_value_info(name, T.FLOAT, [2]) for name in names],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, path)
+    return names
+
+
+def test_run_save_gives_every_tensor_its_own_file_and_an_index(tmp_path, capsys):
+    import json
+
+    names = _multi_output_model(tmp_path / "m.onnx")
+    assert cli.main(["run", str(tmp_path / "m.onnx"), "--save", str(tmp_path / "out")]) == 0
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index == {
+        "inputs": {"x": "input_x.npy"},
+        "outputs": {"a/b": "a_b.npy", "a_b": "a_b-2.npy", "input_x": "input_x-2.npy", "A_B": "A_B-3.npy"},
+    }
+    x = np.load(tmp_path / "out" / "input_x.npy")
+    for name in names:
+        np.testing.assert_array_equal(np.load(tmp_path / "out" / index["outputs"][name]), x)
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"index.json", *index["inputs"].values(),
+                                                              *index["outputs"].values()}
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_work(q_model_path, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    _one_line_error(capsys, ["run", str(q_model_path), "--save", str(tmp_path / "file")],
+                    "exists and is not a directory")
+    _one_line_error(capsys, ["run", str(q_model_path), "--save", str(tmp_path / "file" / "d")], "is not a directory")
+    _one_line_error(capsys, ["check", "--backends", "reference", "--json", str(tmp_path / "file" / "c.json")],
+                    "--json", "is not a directory")
+    _one_line_error(capsys, ["check", "--backends", "reference", "--json", str(tmp_path / "no" / "c.json")],
+                    "the folder", "does not exist")
+    _one_line_error(capsys, ["check", "--backends", "reference", "--json", str(tmp_path)], "is a directory, not a file")
+    _one_line_error(capsys, ["fuzz", "--backends", "reference", "--out", str(tmp_path / "file")], "--out",
+                    "exists and is not a directory")
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["fuzz", "--examples", "0"], f"--examples must be an integer from 1 to {cli.MAX_EXAMPLES}, got 0"),
+        (["fuzz", "--examples", "1000000000"], "--examples must be an integer from 1 to"),
+        (["fuzz", "--seed", "-1"], "--seed must be an integer from 0"),
+        (["check", "--per-op", "-1"], f"--per-op must be an integer from 0 to {cli.MAX_PER_OP}, got -1"),
+        (["check", "--per-op", "1000000000"], "--per-op must be an integer from 0 to"),
+        (["bench", "--repeat", "-1"], f"--repeat must be an integer from 1 to {cli.MAX_REPEAT}, got -1"),
+        (["bench", "--ops", "models", "--models", "missing.onnx"], "cannot read model file 'missing.onnx'"),
+    ],
+)
+def test_campaign_counts_and_models_are_checked_first(capsys, argv, expected):
+    _one_line_error(capsys, [*argv[:1], "--backends", "reference", *argv[1:]], expected)
+
+
+def _float_relu(path):
+    model = single_node_model("Relu", {"x": (T.FLOAT, [1, 4])}, {"y": T.FLOAT}, opset=13)
+    onnx.save(model, path)
+
+
+def test_calibration_data_is_loaded_without_pickles(tmp_path, capsys):
+    _float_relu(tmp_path / "f.onnx")
+    np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}], dtype=object))
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    for data, expected in (("pickled.npz", "allow_pickle=False"), ("corrupt.npz", "is not a readable .npz archive")):
+        _one_line_error(capsys, ["calibrate", str(tmp_path / "f.onnx"), "--data", str(tmp_path / data),
+                                 "--runner", "refquant", "--out", str(tmp_path / "out")], expected)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_among_calibration_batches_is_refused_without_blocking(tmp_path):
+    _float_relu(tmp_path / "f.onnx")
+    (tmp_path / "data").mkdir()
+    os.mkfifo(tmp_path / "data" / "0.npz")
+    result = _cli_in_subprocess("calibrate", tmp_path / "f.onnx", "--data", tmp_path / "data", "--runner", "refquant",
+                                "--out", tmp_path / "out", "--quiet")
+    assert result.returncode == 1 and "calibration batch" in result.stderr and "is a FIFO" in result.stderr
+
+
+# -- replay: a reproducer directory is read inside itself ---------------------------------------------------
+
+
+@pytest.fixture
+def reproducer(tmp_path):
+    """A minimal reproducer directory: model.onnx, inputs.npz, report.json."""
+    from backends import conformance
+
+    from .test_model import dq_graph_model
+
+    directory = tmp_path / "repro"
+    directory.mkdir()
+    onnx.save(dq_graph_model(), directory / "model.onnx")
+    conformance.save_arrays(directory / "inputs.npz", {"x": np.zeros((1, 3), np.uint8)})
+    (directory / "report.json").write_text('{"backends": ["reference"]}')
+    return directory
+
+
+def test_replay_of_a_minimal_reproducer(reproducer, capsys):
+    assert cli.main(["replay", str(reproducer)]) == 0
+
+
+@pytest.mark.parametrize(
+    "report, expected",
+    [
+        (b'{"backends": "reference"}', "'backends' must be a list of backend names, not 'reference'"),
+        (b"{}", "'backends' must be a list of backend names, not None"),
+        (b"[1, 2]", "'backends' must be a list of backend names"),
+        (b"\xff\xfe{}", "is not UTF-8 text"),
+        (b"[" * 100_000, "nests JSON too deeply"),
+        (b"{", "is not valid JSON"),
+    ],
+)
+def test_a_malformed_report_is_a_one_line_error(reproducer, capsys, report, expected):
+    (reproducer / "report.json").write_bytes(report)
+    _one_line_error(capsys, ["replay", str(reproducer)], "is not a refquant reproducer", expected)
+
+
+def test_replay_reads_nothing_outside_its_directory(reproducer, tmp_path, capsys):
+    (reproducer / "model.onnx").rename(tmp_path / "outside.onnx")
+    (reproducer / "model.onnx").symlink_to(tmp_path / "outside.onnx")
+    _one_line_error(capsys, ["replay", str(reproducer)], "model.onnx leads outside the reproducer")
+
+
+def test_replay_refuses_pickled_or_mistyped_inputs(reproducer, capsys):
+    np.savez(reproducer / "inputs.npz", x=np.array([{"a": 1}], dtype=object), __dtypes__=np.array("{}"))
+    _one_line_error(capsys, ["replay", str(reproducer)], "allow_pickle=False")
+    np.savez(reproducer / "inputs.npz", x=np.zeros(3, np.uint8), __dtypes__=np.array('{"x": "finfo"}'))
+    _one_line_error(capsys, ["replay", str(reproducer)], "__dtypes__ does not describe its arrays")

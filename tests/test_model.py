@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -9,6 +14,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 import refquant
+import refquant.model
 from refquant.errors import (
     ExternalDataError,
     FeedError,
@@ -232,7 +238,7 @@ def test_external_data_escaping_the_model_directory_is_refused(tmp_path, locatio
 def test_external_data_file_missing(tmp_path):
     path = _save_external(dq_graph_model(), tmp_path)
     (tmp_path / "weights.bin").unlink()
-    with pytest.raises(ExternalDataError, match="cannot read external data 'weights.bin'"):
+    with pytest.raises(ExternalDataError, match=r"initializer 's': external data '.*weights.bin': No such file"):
         refquant.Session(path)
 
 
@@ -245,7 +251,7 @@ def test_external_data_from_bytes_is_refused(tmp_path):
 def test_external_data_too_short(tmp_path):
     path = _save_external(dq_graph_model(), tmp_path)
     (tmp_path / "weights.bin").write_bytes(b"\x00")
-    with pytest.raises(ExternalDataError, match="expected"):
+    with pytest.raises(ExternalDataError, match=r"weights.bin. holds 1 bytes; offset 0 and length 4 reach past its end"):
         refquant.Session(path)
 
 
@@ -271,3 +277,244 @@ def test_zero_dimensional_outputs_are_arrays():
     model = single_node_model("QuantizeLinear", {"x": (T.FLOAT, []), **init}, {"y": T.UINT8}, opset=13, initializers=init)
     (y,) = refquant.Session(model).run(None, {"x": np.array(1.0, np.float32)})
     assert isinstance(y, np.ndarray) and y.shape == () and y == 4
+
+
+# -- one resolver, one rule, for every tensor a model carries (spec/model.md "External data") -----------
+
+SECRET = b"TOP-SECRET-CONTENT"
+
+
+def _externalized(tensor, location="../secret.txt", **entries):
+    """``tensor`` marked as stored in ``location`` (its inline data dropped)."""
+    tensor.ClearField("raw_data")
+    tensor.data_location = T.EXTERNAL
+    del tensor.external_data[:]
+    for key, value in {"location": location, **entries}.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, str(value)
+    return tensor
+
+
+def _sparse(location):
+    values = _externalized(numpy_helper.from_array(np.array([1.0], np.float32), "sp"), location)
+    return helper.make_sparse_tensor(values, numpy_helper.from_array(np.array([0], np.int64)), [2])
+
+
+def _tensor(location):
+    return _externalized(numpy_helper.from_array(np.array([1.0], np.float32), "t"), location)
+
+
+def _carrying(slot, location):
+    """dq_graph_model with one externally stored tensor in ``slot``; (model, the label the error names)."""
+    model = dq_graph_model()
+    graph = model.graph
+    if slot == "initializer":
+        _externalized(graph.initializer[0], location)
+        return model, "initializer 's'"
+    if slot == "sparse initializer":
+        graph.sparse_initializer.append(_sparse(location))
+        return model, "sparse initializer 'sp' (values)"
+    if slot == "TENSOR attribute":
+        graph.node.append(helper.make_node("Constant", [], ["c"], name="c", value=_tensor(location)))
+        return model, "Constant 'c' attribute 'value'"
+    if slot == "TENSORS attribute":
+        node = helper.make_node("Constant", [], ["c"], name="c")
+        node.attribute.append(helper.make_attribute("value", [_tensor(location)]))
+        graph.node.append(node)
+        return model, "Constant 'c' attribute 'value' tensor 0"
+    if slot == "SPARSE_TENSOR attribute":
+        graph.node.append(helper.make_node("ConstantOfShape", ["x"], ["c"], name="c", value=_sparse(location)))
+        return model, "ConstantOfShape 'c' attribute 'value' (values)"
+    if slot == "subgraph":
+        output = helper.make_tensor_value_info("t", T.FLOAT, [1])
+        body = helper.make_graph([], "then", [], [output], [_tensor(location)])
+        graph.node.append(helper.make_node("If", ["x"], ["c"], name="i", then_branch=body, else_branch=body))
+        return model, "If 'i' attribute 'else_branch' subgraph: initializer 't'"  # make_node sorts attributes
+    assert slot == "function"
+    model.functions.append(helper.make_function(
+        "local", "f", [], ["c"], [helper.make_node("Constant", [], ["c"], value=_tensor(location))],
+        [helper.make_opsetid("", 13)],
+    ))
+    return model, "function 'f': Constant '#0' attribute 'value'"
+
+
+SLOTS = ["initializer", "sparse initializer", "TENSOR attribute", "TENSORS attribute", "SPARSE_TENSOR attribute",
+         "subgraph", "function"]
+
+
+@pytest.mark.parametrize("slot", SLOTS)
+def test_every_tensor_slot_is_refused_outside_the_model_folder(tmp_path, slot):
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    inner = tmp_path / "model"
+    inner.mkdir()
+    model, label = _carrying(slot, "../secret.txt")
+    onnx.save(model, inner / "m.onnx")
+    with pytest.raises(ExternalDataError, match="resolves outside the model's directory") as caught:
+        refquant.Session(inner / "m.onnx")
+    assert str(caught.value).startswith(label) and SECRET.decode() not in str(caught.value)
+
+
+@pytest.mark.parametrize("slot", SLOTS)
+def test_bytes_and_protos_may_not_reference_external_data_even_in_the_working_directory(tmp_path, monkeypatch, slot):
+    """onnx would resolve a plain 'secret.txt' against the current directory; refquant reads nothing."""
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    monkeypatch.chdir(tmp_path)
+    model, label = _carrying(slot, "secret.txt")
+    for source in (model.SerializeToString(), model):
+        with pytest.raises(ExternalDataError, match="no folder to read it from") as caught:
+            refquant.Session(source)
+        assert str(caught.value).startswith(label) and SECRET.decode() not in str(caught.value)
+
+
+@pytest.mark.parametrize("slot", SLOTS)
+def test_every_tensor_slot_is_read_from_inside_the_model_folder(tmp_path, slot):
+    model, label = _carrying(slot, "data.bin")
+    (tmp_path / "data.bin").write_bytes(np.array([7.0], np.float32).tobytes())
+    onnx.save(model, tmp_path / "m.onnx")
+    tensors = {where: t for t, where in refquant.model._model_tensors(refquant.model.load_model(tmp_path / "m.onnx"))}
+    assert not any(t.data_location == T.EXTERNAL for t in tensors.values())
+    assert numpy_helper.to_array(tensors[label]).ravel().tolist() == [7.0]
+
+
+@pytest.mark.parametrize(
+    "entries, match",
+    [
+        ({"offset": 8}, "holds 4 bytes; offset 8 and length -4 reach past its end"),
+        ({"offset": -1, "length": 4}, "offset -1 and length 4 reach past its end"),
+        ({"offset": 2, "length": 4}, "offset 2 and length 4 reach past its end"),
+        ({"length": 10**12}, "holds 4 bytes"),
+        ({"length": "4k"}, "offset/length are not integers"),
+    ],
+)
+def test_external_offset_and_length_are_checked_against_the_file_size(tmp_path, entries, match):
+    model = dq_graph_model()
+    _externalized(model.graph.initializer[0], "w.bin", **entries)
+    (tmp_path / "w.bin").write_bytes(np.float32(0.5).tobytes())
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(ExternalDataError, match=match):
+        refquant.Session(tmp_path / "m.onnx")
+
+
+def test_external_data_without_a_length_reads_to_the_end_of_the_file(tmp_path):
+    model = dq_graph_model()
+    _externalized(model.graph.initializer[0], "w.bin", offset=4)
+    (tmp_path / "w.bin").write_bytes(b"pad!" + np.float32(0.25).tobytes())
+    onnx.save(model, tmp_path / "m.onnx")
+    (y,) = refquant.Session(tmp_path / "m.onnx").run(None, {"x": np.array([[6, 6, 6]], np.uint8)})
+    np.testing.assert_array_equal(y, [[1.0, 1.0, 1.0]])
+
+
+@pytest.mark.parametrize("location, match", [(".", "is a directory"), ("sub", "is a directory"),
+                                              ("link", "resolves outside"), ("w\0.bin", "contains a NUL byte")])
+def test_external_data_must_be_a_regular_file_inside_the_folder(tmp_path, location, match):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to("/dev/zero")
+    model = dq_graph_model()
+    _externalized(model.graph.initializer[0], location)
+    onnx.save(model, tmp_path / "m.onnx")
+    with pytest.raises(ExternalDataError, match=match):
+        refquant.Session(tmp_path / "m.onnx")
+
+
+def _load_in_subprocess(path) -> subprocess.CompletedProcess:
+    """Load ``path`` in a child with a timeout: a regression that blocks fails the test instead of hanging it."""
+    code = (
+        "import sys, refquant\n"
+        "try:\n    refquant.Session(sys.argv[1])\n"
+        "except refquant.errors.RefquantError as exc:\n    print(type(exc).__name__, exc); sys.exit(1)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_external_data_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "w.bin")
+    model = dq_graph_model()
+    _externalized(model.graph.initializer[0], "w.bin", length=4)
+    onnx.save(model, tmp_path / "m.onnx")
+    result = _load_in_subprocess(tmp_path / "m.onnx")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("ExternalDataError initializer 's': external data") and "is a FIFO" in result.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_fifo_or_device_as_the_model_path_is_refused_before_opening(tmp_path, kind):
+    path = tmp_path / "m.onnx"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    result = _load_in_subprocess(path)
+    assert result.returncode == 1, result.stderr
+    expected = "a FIFO" if kind == "fifo" else "a character device"
+    assert result.stdout.startswith(f"ModelError model file '{path}' is {expected}, not a regular file")
+
+
+def test_a_model_path_with_a_nul_byte_is_an_error():
+    with pytest.raises(ModelError, match="cannot read model file .model.x00.onnx.: the path contains a NUL byte"):
+        refquant.Session("model\0.onnx")
+
+
+# -- what refquant refuses rather than guess (spec/model.md "Refused models") ----------------------------
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_negative_dimensions_are_refused(where):
+    model = dq_graph_model()
+    value = model.graph.input[0] if where == "input" else model.graph.output[0]
+    value.type.tensor_type.shape.Clear()
+    for size in (-5, 3):
+        value.type.tensor_type.shape.dim.add().dim_value = size
+    with pytest.raises(ModelError, match=f"graph {where} '{value.name}' declares dimension 0 as -5"):
+        refquant.Session(model)
+
+
+@pytest.mark.parametrize(
+    "declared, match",
+    [((T.DOUBLE, []), "initializer 's' has dtype float32, its graph input declares float64"),
+     ((T.FLOAT, [2]), r"initializer 's' has shape \(\), its graph input declares \[2\]")],
+)
+def test_an_initializer_must_match_the_graph_input_it_defaults(declared, match):
+    model = dq_graph_model()
+    model.graph.input.append(helper.make_tensor_value_info("s", *declared))
+    with pytest.raises(ModelError, match=match):
+        refquant.Session(model)
+
+
+def test_duplicate_graph_inputs_initializers_and_attributes_are_refused():
+    model = dq_graph_model()
+    model.graph.input.append(helper.make_tensor_value_info("x", T.UINT8, ["N", 3]))
+    with pytest.raises(ModelError, match=r"graph input\(s\) \['x'\] are declared more than once"):
+        refquant.Session(model)
+    model = dq_graph_model()
+    model.graph.initializer.append(numpy_helper.from_array(np.array(9.0, np.float32), "s"))
+    with pytest.raises(ModelError, match=r"initializer\(s\) \['s'\] are declared more than once"):
+        refquant.Session(model)
+    model = dq_graph_model()
+    model.graph.node[0].attribute.extend([helper.make_attribute("axis", 1), helper.make_attribute("axis", 0)])
+    with pytest.raises(ModelError, match=r"DequantizeLinear '#0': attribute\(s\) \['axis'\] are given more than once"):
+        refquant.Session(model)
+
+
+@pytest.mark.parametrize("version", [0, 1000])
+def test_a_known_domain_at_an_unknown_opset_is_refused(version):
+    model = dq_graph_model()
+    model.opset_import.append(helper.make_opsetid("com.microsoft", version))
+    with pytest.raises(OpsetError, match=f"com.microsoft opset {version}; refquant knows com.microsoft opsets 1 to 1"):
+        refquant.Session(model)
+
+
+def test_a_domain_imported_twice_is_refused():
+    model = dq_graph_model()
+    model.opset_import.append(helper.make_opsetid("ai.onnx", 17))
+    with pytest.raises(OpsetError, match="imports domain 'ai.onnx' more than once"):
+        refquant.Session(model)
+
+
+@pytest.mark.parametrize("ir_version", [0, 2, 15, 99])
+def test_ir_versions_refquant_does_not_read_are_refused(ir_version):
+    model = dq_graph_model()
+    model.ir_version = ir_version
+    with pytest.raises(ModelError, match=f"declares IR version {ir_version}; refquant reads IR versions 3 to 14"):
+        refquant.Session(model)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -136,6 +139,36 @@ def test_table_errors(tmp_path):
     (tmp_path / "bad.cache").write_text("lonely\n")
     with pytest.raises(CalibrationError, match="line 1"):
         read_table(tmp_path / "bad.cache")
+
+
+@pytest.mark.parametrize(
+    "name, data, match",
+    [
+        ("calibration.json", b"\xff\xfe{}", "is not UTF-8 text"),
+        ("calibration.cache", b"x \xff\n", "is not UTF-8 text"),
+        ("calibration.json", b"[" * 100_000, "calibration.json nests JSON too deeply"),
+        ("calibration.json", b'{"data": [1, 2]}', "not an onnxruntime calibration.json: AttributeError"),
+        ("calibration.json", b'{"data": {"x": {"lowest": {"CLS": "numpy.array", "data": 1, "dtype": "nope"}}}}',
+         "not an onnxruntime calibration.json: TypeError"),
+    ],
+)
+def test_malformed_table_files_are_calibration_errors(tmp_path, name, data, match):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(CalibrationError, match=match):
+        read_table(tmp_path / name)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_a_table_is_refused_without_blocking(tmp_path):
+    """In a child with a timeout: a regression that blocks fails the test instead of hanging it."""
+    os.mkfifo(tmp_path / "calibration.cache")
+    code = (
+        "import sys\nfrom refquant.calibration import CalibrationError, read_table\n"
+        "try:\n    read_table(sys.argv[1])\nexcept CalibrationError as exc:\n    print(exc); sys.exit(1)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "calibration.cache")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "is a FIFO, not a regular file" in result.stdout, result.stderr
 
 
 def test_empty_table_matches_onnxruntime(tmp_path):

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import ort_releases
 from ..errors import RefquantError
+from ..files import check_writable
 from .api import CALIBRATORS, calibrate
 from .core import COMPAT_MODES
 from .data import DATA_HELP, default_profile
@@ -206,6 +207,9 @@ def run(args) -> int:
     options = {name: getattr(args, name) for name in _OPTIONS if getattr(args, name) is not None}
     if args.plot and args.method == "minmax":
         raise RefquantError("--plot draws histograms; use a histogram method (entropy, percentile, distribution)")
+    out = check_writable(args.out, "--out", directory=True)
+    if args.plot:
+        check_writable(args.plot, "--plot", directory=True)
     plt = _pyplot() if args.plot else None
     runner, profile, runner_text = _runner(args)
     ranges = calibrate(
@@ -219,9 +223,11 @@ def run(args) -> int:
         progress=None if args.quiet else _ProgressBar(),
         **options,
     )
-    out = Path(args.out)
-    written = write_tables(ranges, out, formats, amax_rule=args.amax)
-    (out / "ranges.json").write_text(json.dumps({name: r.to_dict() for name, r in ranges.items()}))
+    try:
+        written = write_tables(ranges, out, formats, amax_rule=args.amax)
+        (out / "ranges.json").write_text(json.dumps({name: r.to_dict() for name, r in ranges.items()}))
+    except OSError as exc:
+        raise RefquantError(f"--out {out}: cannot write the tables: {exc.strerror or exc}") from None
     width = max(len(name) for name in ranges)
     for name, tensor_range in ranges.items():
         print(f"  {name:{width}}  {_show(tensor_range.low):>14} {_show(tensor_range.high):>14}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..errors import CalibrationError
+from ..files import load_json
 
 __all__ = ["CalibrationError", "TensorRange", "Calibrator", "COMPAT_MODES", "check_same_dtype", "encode_value", "decode_value"]
 
@@ -227,12 +228,7 @@ class Calibrator:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibrator:
-        try:
-            with open(path) as handle:
-                document = json.load(handle)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CalibrationError(f"cannot read calibration state '{path}': {exc}") from None
-        return cls.from_state_dict(document)
+        return cls.from_state_dict(load_json(path, "calibration state", CalibrationError))
 
     def _state(self) -> dict:
         raise NotImplementedError

@@ -4,7 +4,9 @@ Data: an object with ``get_next()`` (onnxruntime's CalibrationDataReader
 protocol: a feed dict per call, None or an empty dict at the end), an
 iterable of feed dicts, a directory of ``.npz`` (one batch each, keyed by
 input name) or ``.npy`` files (one batch each of a one-input model), or one
-``.npz`` whose arrays hold the batches along axis 0.
+``.npz`` whose arrays hold the batches along axis 0. Files are read under
+refquant's file rule (regular files only, no pickles: refquant.files), so a
+FIFO named ``*.npz`` is refused instead of blocking.
 
 A method that needs two passes replays the data: lists, directories and
 files are read again; a reader or iterator is read once and its feeds are
@@ -24,6 +26,7 @@ import onnx
 from onnx import ModelProto, TensorProto
 
 from ..errors import FeedError, ModelError
+from ..files import load_npy, load_npz
 from .core import CalibrationError
 
 __all__ = ["select_tensors", "FeedSource", "feed_source", "default_profile", "default_runner", "DATA_HELP"]
@@ -150,24 +153,22 @@ def _iterable_batches(items: Iterable) -> Iterator[dict]:
 
 def _npz_batches(paths: Sequence[Path]) -> Iterator[dict]:
     for path in paths:
-        with np.load(path) as archive:
-            yield {name: archive[name] for name in archive.files}
+        yield load_npz(path, "calibration batch", FeedError)
 
 
 def _npy_batches(paths: Sequence[Path], input_name: str) -> Iterator[dict]:
     for path in paths:
-        yield {input_name: np.load(path)}
+        yield {input_name: load_npy(path, "calibration batch", FeedError)}
 
 
 def _stacked_batches(path: Path) -> tuple[Callable[[], Iterator[dict]], int]:
-    with np.load(path) as archive:
-        lengths = {name: archive[name].shape[0] if archive[name].ndim else -1 for name in archive.files}
+    arrays = load_npz(path, "calibration data", FeedError)
+    lengths = {name: array.shape[0] if array.ndim else -1 for name, array in arrays.items()}
     if not lengths or len(set(lengths.values())) != 1 or -1 in lengths.values():
         raise FeedError(f"'{path}': every array must hold the batches along axis 0, in equal number; got {lengths}")
 
     def batches():
-        with np.load(path) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        arrays = load_npz(path, "calibration data", FeedError)
         for index in range(next(iter(lengths.values()))):
             yield {name: array[index] for name, array in arrays.items()}
 

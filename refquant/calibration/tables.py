@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import parse_json, read_regular
 from .core import CalibrationError, TensorRange
 
 __all__ = [
@@ -126,14 +127,12 @@ def onnxruntime_json(ranges: Mapping[str, TensorRange], method: str | None = Non
 
 
 def parse_onnxruntime_json(text: str) -> dict[str, TensorRange]:
-    """Ranges from an onnxruntime calibration.json (its lowest/highest and histograms)."""
-    try:
-        document = json.loads(text)
-        entries = document["data"]
-        label = document.get("calibration_method", {}).get("value", "CalibrationMethod.MinMax").split(".")[-1]
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise CalibrationError(f"not an onnxruntime calibration.json: {exc}") from None
-    method = {v: k for k, v in _METHOD_LABELS.items()}.get(label)
+    """Ranges from an onnxruntime calibration.json (its lowest/highest and histograms).
+
+    Invalid or too deeply nested JSON, and a document of any other shape, raise CalibrationError.
+    """
+    document = parse_json(text, "calibration.json", CalibrationError)
+    method_of = {v: k for k, v in _METHOD_LABELS.items()}
 
     def decode(value):
         if isinstance(value, dict) and value.get("CLS") == "numpy.array":
@@ -143,21 +142,28 @@ def parse_onnxruntime_json(text: str) -> dict[str, TensorRange]:
         return value
 
     ranges = {}
-    for name, entry in entries.items():
-        fields = {key: decode(value) for key, value in entry.items() if key != "CLS"}
-        if "lowest" not in fields or "highest" not in fields:
-            raise CalibrationError(f"tensor '{name}' in calibration.json has no lowest/highest")
-        histogram = fields.get("hist") if isinstance(fields.get("hist"), np.ndarray) else None
-        edges = fields.get("bins", fields.get("hist_edges"))
-        ranges[name] = TensorRange(
-            low=fields["lowest"],
-            high=fields["highest"],
-            hist=histogram,
-            edges=edges if isinstance(edges, np.ndarray) else None,
-            avg=fields.get("avg"),
-            std=fields.get("std"),
-            method=method,
+    try:
+        entries = document["data"]
+        method = method_of.get(
+            document.get("calibration_method", {}).get("value", "CalibrationMethod.MinMax").split(".")[-1]
         )
+        for name, entry in entries.items():
+            fields = {key: decode(value) for key, value in entry.items() if key != "CLS"}
+            if "lowest" not in fields or "highest" not in fields:
+                raise CalibrationError(f"tensor '{name}' in calibration.json has no lowest/highest")
+            histogram = fields.get("hist") if isinstance(fields.get("hist"), np.ndarray) else None
+            edges = fields.get("bins", fields.get("hist_edges"))
+            ranges[name] = TensorRange(
+                low=fields["lowest"],
+                high=fields["highest"],
+                hist=histogram,
+                edges=edges if isinstance(edges, np.ndarray) else None,
+                avg=fields.get("avg"),
+                std=fields.get("std"),
+                method=method,
+            )
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise CalibrationError(f"not an onnxruntime calibration.json: {type(exc).__name__}: {exc}") from None
     return ranges
 
 
@@ -409,22 +415,29 @@ def write_tables(
 
 
 def read_table(path: str | os.PathLike) -> dict[str, TensorRange]:
-    """Ranges from any table file; the one-value tables give [-v, v] (TensorRT's reading)."""
+    """Ranges from any table file; the one-value tables give [-v, v] (TensorRT's reading).
+
+    The file is read under refquant's file rule (a regular file: refquant.files); text tables are UTF-8.
+    """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CalibrationError(f"cannot read calibration table '{path}': {exc.strerror or exc}") from None
-    if path.suffix == ".json":
-        return parse_onnxruntime_json(data.decode("utf-8"))
+    data = read_regular(path, "calibration table", CalibrationError)
     if path.suffix == ".flatbuffers":
         values = {name: float(value) for name, value in parse_flatbuffers_table(data).items()}
-    elif data.startswith(b"TRT-"):
-        _, scales = parse_tensorrt_cache(data.decode("utf-8"))
+        return {name: TensorRange(low=np.float32(-v), high=np.float32(v)) for name, v in values.items()}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(
+            f"calibration table '{path}' is not UTF-8 text: {exc.reason} at byte {exc.start}"
+        ) from None
+    if path.suffix == ".json":
+        return parse_onnxruntime_json(text)
+    if text.startswith("TRT-"):
+        _, scales = parse_tensorrt_cache(text)
         values = {name: float(scale * np.float32(127)) for name, scale in scales.items()}
     else:
         try:
-            values = {name: float(value) for name, value in parse_text_cache(data.decode("utf-8")).items()}
+            values = {name: float(value) for name, value in parse_text_cache(text).items()}
         except ValueError as exc:
             raise CalibrationError(f"'{path}' has a value that is not a number: {exc}") from None
     return {name: TensorRange(low=np.float32(-v), high=np.float32(v)) for name, v in values.items()}
