@@ -20,7 +20,7 @@ from refquant import mlas
 from refquant import strategies as rqs
 from refquant.window import Window
 
-from .test_float_ops import assert_same_bits
+from .ops.helpers import assert_same_bits
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -1,4 +1,15 @@
-"""Float Conv and MaxPool: ONNX node cases, onnx.reference, direct definitions, errors."""
+"""Convolutions and max pooling: refquant/ops/nn.py (Conv, ConvTranspose, MaxPool, GlobalMaxPool; spec/ops/nn.md).
+
+Expected values come from independent sources:
+- the since_versions of the ONNX schemas (onnx.defs);
+- the ONNX backend node cases of Conv and MaxPool, bit for bit (ConvTranspose's and GlobalMaxPool's run
+  in test_onnx_node_cases.py);
+- direct definitions written here as loops (Conv in float64, MaxPool's values and Indices, ConvTranspose's
+  scatter) and correctly rounded narrow types;
+- onnx.reference.ReferenceEvaluator on hypothesis-drawn inputs (Conv within float32 rounding of the sum;
+  MaxPool, ConvTranspose and GlobalMaxPool bit for bit where it is right, spec/ops/nn.md);
+- hand-derived values for the spec's choices (NaN, signed zeros, padding) and errors.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +29,14 @@ from onnx.reference import ReferenceEvaluator
 import refquant
 from refquant.errors import AttributeValueError, DTypeError, ShapeError
 
-from .helpers import assert_bit_exact, node_cases, single_node_model, to_array
-from .test_integer_ops import conv_cases, naive_conv
+from ..helpers import assert_bit_exact, node_cases, single_node_model, to_array
+from ..test_integer_ops import conv_cases, naive_conv
+from .helpers import (
+    assert_same_bits,
+    assert_versions_are_the_schema_versions_from_opset_10,
+    run_reference,
+    run_refquant,
+)
 
 NN_CASES = node_cases(r"^test_(basic_conv_|conv_with_|maxpool_)")
 
@@ -295,3 +312,137 @@ def test_max_pool_bfloat16_needs_opset_22():
 def test_max_pool_errors(shape, attrs, error, message):
     with pytest.raises(error, match=r"MaxPool '#0': " + message):
         run_pool(np.zeros(shape, np.float32), **attrs)
+
+
+# -- ConvTranspose --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["ConvTranspose", "GlobalMaxPool"])
+def test_versions_are_the_schema_versions_from_opset_10(op):
+    assert_versions_are_the_schema_versions_from_opset_10(op)
+
+
+def naive_conv_transpose(x, w, group, strides, dilations, begin, output):
+    """y[n, g*Mg + m, i*s + t*d - begin] += x[n, g*Cg + c, i] * w[g*Cg + c, m, t], in float64, by loops."""
+    n, channels = x.shape[:2]
+    per_group_in, per_group_out = channels // group, w.shape[1]
+    y = np.zeros((n, per_group_out * group, *output))
+    for b, c, i in itertools.product(range(n), range(channels), itertools.product(*map(range, x.shape[2:]))):
+        g = c // per_group_in
+        for m, t in itertools.product(range(per_group_out), itertools.product(*map(range, w.shape[2:]))):
+            o = tuple(ii * s + tt * d - bb for ii, s, tt, d, bb in zip(i, strides, t, dilations, begin))
+            if all(0 <= oo < out for oo, out in zip(o, output)):
+                y[(b, g * per_group_out + m, *o)] += float(x[(b, c, *i)]) * float(w[(c, m, *t)])
+    return y
+
+
+@st.composite
+def conv_transpose_cases(draw, max_rank=2):
+    rank = draw(st.integers(1, max_rank))
+    group = draw(st.sampled_from([1, 2]))
+    spatial = draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank))
+    kernel = draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank))
+    strides = draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank))
+    dilations = draw(st.lists(st.integers(1, 2), min_size=rank, max_size=rank))
+    extra = [draw(st.integers(0, s - 1)) for s in strides]  # onnx.reference fails on stride <= extra < dilation
+    full = [s * (n - 1) + (k - 1) * d + 1 for s, n, k, d in zip(strides, spatial, kernel, dilations)]
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * rank)]
+    assume(all(f + p - pads[i] - pads[rank + i] >= 1 for i, (f, p) in enumerate(zip(full, extra))))
+    output = [f + p - pads[i] - pads[rank + i] for i, (f, p) in enumerate(zip(full, extra))]
+    x_shape = (draw(st.integers(1, 2)), group * draw(st.integers(1, 2)), *spatial)
+    w_shape = (x_shape[1], draw(st.integers(1, 2)), *kernel)
+    attrs = {"strides": strides, "dilations": dilations, "pads": pads, "output_padding": extra, "group": group}
+    return x_shape, w_shape, attrs, (group, strides, dilations, pads[:rank], output)
+
+
+def small_integers(draw, shape):
+    """Integer-valued float32: every product and sum below is exact, so all orders agree bit for bit."""
+    return draw(hnp.arrays(np.float32, shape, elements=st.integers(-8, 8).map(float)))
+
+
+@given(case=conv_transpose_cases(), bias=st.booleans(), data=st.data())
+def test_conv_transpose_equals_direct_definition_and_onnx_reference(case, bias, data):
+    x_shape, w_shape, attrs, (group, strides, dilations, begin, output) = case
+    x, w = small_integers(data.draw, x_shape), small_integers(data.draw, w_shape)
+    b = small_integers(data.draw, (w_shape[1] * group,)) if bias else None
+    inputs = {"x": x, "w": w, "b": b}
+    (got,) = run_refquant("ConvTranspose", inputs, [np.float32], opset=22, attrs=attrs)
+    expected = naive_conv_transpose(x, w, group, strides, dilations, begin, output)
+    if bias:
+        expected += b.reshape((-1,) + (1,) * len(output))
+    assert_same_bits(got, expected.astype(np.float32))
+    if group == 1:  # onnx.reference mishandles groups (ValueError: cannot reshape)
+        assert_same_bits(got, run_reference("ConvTranspose", inputs, [np.float32], opset=22, attrs=attrs)[0])
+
+
+@given(x=hnp.arrays(np.float32, (1, 2, 3, 3), elements=st.floats(-4, 4, width=16)),
+       w=hnp.arrays(np.float32, (2, 3, 2, 2), elements=st.floats(-4, 4, width=16)))  # fmt: skip
+def test_conv_transpose_rounds_the_float64_sum_once(x, w):
+    """float16-valued inputs: products exact in float64; sums of <= 8 terms too; so the float32 result
+    is the exact sum rounded once."""
+    (got,) = run_refquant("ConvTranspose", {"x": x, "w": w}, [np.float32], opset=22, attrs={"strides": [2, 1]})
+    exact = naive_conv_transpose(x, w, 1, [2, 1], [1, 1], [0, 0], [6, 4])
+    assert_same_bits(got, exact.astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    "attrs, length, begin",
+    [
+        ({"strides": [2], "output_shape": [8]}, 8, 0),  # total = 7 - 8 < 0: the extra output at the end
+        ({"strides": [2], "output_shape": [6]}, 6, 1),  # total 1: pad_begin = total - total // 2
+        ({"strides": [2], "auto_pad": "SAME_UPPER"}, 6, 0),  # out = 3 * 2, total 1: pad_begin = total // 2
+        ({"strides": [2], "auto_pad": "SAME_LOWER"}, 6, 1),
+        ({"strides": [2], "auto_pad": "VALID", "output_padding": [1]}, 8, 0),
+    ],
+)
+def test_conv_transpose_output_shape_and_auto_pad(attrs, length, begin):
+    x, w = np.array([[[1, 2, 3]]], np.float32), np.array([[[1, 10, 100]]], np.float32)
+    full = naive_conv_transpose(x, w, 1, [2], [1], [0], [7]).ravel()  # [1, 10, 102, 20, 203, 30, 300]
+    (got,) = run_refquant("ConvTranspose", {"x": x, "w": w}, [np.float32], opset=22, attrs=attrs)
+    expected = np.zeros(length)
+    stop = min(length, 7 - begin)
+    expected[:stop] = full[begin : begin + stop]
+    assert got.ravel().tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    "x_shape, w_shape, attrs, error, message",
+    [
+        ((1, 2, 3), (3, 1, 2), {}, ShapeError, "W has 3 input channels"),
+        ((1, 2, 3), (2, 1, 2), {"group": 3}, AttributeValueError, "group 3 must be >= 1 and divide"),
+        ((1, 2, 3), (2, 1, 2), {"strides": [2], "output_padding": [2]}, AttributeValueError, "output_padding"),
+        ((1, 2, 3), (2, 1, 2), {"pads": [3, 2]}, ShapeError, "every length must be >= 1"),
+        ((1, 2, 3), (2, 1, 2), {"output_shape": [1, 4]}, AttributeValueError, "output_shape has 2 values"),
+        ((1, 2, 3), (2, 1, 2), {"auto_pad": "SAME_UPPER", "pads": [1, 0]}, AttributeValueError, "cannot be used"),
+    ],
+)
+def test_conv_transpose_errors(x_shape, w_shape, attrs, error, message):
+    inputs = {"x": np.ones(x_shape, np.float32), "w": np.ones(w_shape, np.float32)}
+    with pytest.raises(error, match=message):
+        run_refquant("ConvTranspose", inputs, [np.float32], opset=22, attrs=attrs)
+
+
+# -- GlobalMaxPool --------------------------------------------------------------------
+
+
+@given(x=hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=5, max_side=4),
+                    elements=st.floats(-20, 20, width=32)))  # fmt: skip
+def test_global_max_pool_is_the_spatial_maximum(x):
+    (got,) = run_refquant("GlobalMaxPool", {"x": x}, [np.float32], opset=22)
+    spatial = tuple(range(2, x.ndim))
+    maximum = x.max(axis=spatial, keepdims=True)
+    positive_zero = ((x == 0) & ~np.signbit(x)).any(axis=spatial, keepdims=True)
+    assert_same_bits(got, np.where(maximum == 0, np.where(positive_zero, 0.0, -0.0), maximum).astype(x.dtype))
+    if x.ndim == 4:  # onnx.reference reduces axes (rank - 2, rank - 1, rank): right for 2-D images only
+        # its np.max gives either zero where +0 and -0 meet: values compared, not zero signs
+        np.testing.assert_array_equal(got, run_reference("GlobalMaxPool", {"x": x}, [np.float32], opset=22)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16])
+@pytest.mark.parametrize("op, attrs", [("GlobalMaxPool", {}), ("MaxPool", {"kernel_shape": [3]})])
+def test_a_zero_maximum_is_positive_when_a_positive_zero_is_pooled(op, attrs, dtype):
+    """IEEE 754-2019 maximum: -0 < +0, whatever order the zeros come in; -0 only when every zero is -0."""
+    x = np.array([[-0.0, 0.0, -1.0], [0.0, -0.0, -1.0], [-0.0, -0.0, -2.0]], dtype).reshape(1, 3, 3)
+    (got,) = run_refquant(op, {"x": x}, [dtype], opset=22, attrs=attrs)
+    got = got.astype(np.float32)
+    assert np.signbit(got).ravel().tolist() == [False, False, True] and (got == 0).all()

@@ -1,0 +1,127 @@
+"""Normalizations and averages: refquant/ops/normalization.py (Softmax, LogSoftmax, LayerNormalization,
+BatchNormalization, InstanceNormalization, GlobalAveragePool, AveragePool; spec/ops/nn.md).
+
+Expected values come from independent sources:
+- the since_versions of the ONNX schemas (onnx.defs);
+- onnx.reference.ReferenceEvaluator on hypothesis-drawn inputs, within a bound stated at each test
+  (it computes in float32);
+- float64 definitions written here (LogSoftmax within one float32 ulp; GlobalAveragePool's float64 mean);
+- onnxruntime CPU for the mlas-float32 GlobalAveragePool order;
+- hand-derived values for errors.
+The ONNX backend node cases of these ops run in test_onnx_node_cases.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import refquant
+from refquant.errors import ShapeError
+
+from .helpers import (
+    FLOATS,
+    assert_float_function_near_onnx_reference,
+    assert_same_bits,
+    assert_versions_are_the_schema_versions_from_opset_10,
+    run_reference,
+    run_refquant,
+    ulps,
+)
+
+
+@pytest.mark.parametrize(
+    "op",
+    "InstanceNormalization LogSoftmax Softmax LayerNormalization GlobalAveragePool AveragePool BatchNormalization".split(),
+)
+def test_versions_are_the_schema_versions_from_opset_10(op):
+    assert_versions_are_the_schema_versions_from_opset_10(op)
+
+
+@pytest.mark.parametrize("op", ["Softmax"])
+@given(x=FLOATS, opset=st.sampled_from([14, 18, 22]))
+def test_float_functions_are_within_four_ulps_of_onnx_reference(op, x, opset):
+    assert_float_function_near_onnx_reference(op, x, opset)
+
+
+@given(x=FLOATS, opset=st.sampled_from([11, 13]))
+def test_log_softmax_is_near_onnx_reference(x, opset):
+    axis = -1 if opset >= 13 else x.ndim - 1  # one axis at both versions
+    (got,) = run_refquant("LogSoftmax", {"x": x}, [np.float32], opset=opset, attrs={"axis": axis})
+    (want,) = run_reference("LogSoftmax", {"x": x}, [np.float32], opset=opset, attrs={"axis": axis})
+    # onnx.reference: float32 softmax (a few roundings, x - max inexact up to |x - max| * 2**-24), then log
+    x64 = x.astype(np.float64)
+    spread = np.max(x64, axis=-1, keepdims=True) - x64
+    np.testing.assert_array_less(np.abs(got.astype(np.float64) - want), (8 + 2 * spread + np.abs(want)) * 2.0**-22)
+    exact = x64 - np.max(x64, axis=-1, keepdims=True)
+    exact -= np.log(np.sum(np.exp(exact), axis=-1, keepdims=True))
+    assert np.all(ulps(got, exact.astype(np.float32)) <= 1)
+
+
+@given(x=hnp.arrays(np.float32, st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4), st.integers(2, 4)),
+                    elements=st.floats(-20, 20, width=32)), data=st.data())  # fmt: skip
+def test_instance_normalization_is_near_onnx_reference(x, data):
+    channels = x.shape[1]
+    scale = data.draw(hnp.arrays(np.float32, (channels,), elements=st.floats(-4, 4, width=32)))
+    bias = data.draw(hnp.arrays(np.float32, (channels,), elements=st.floats(-4, 4, width=32)))
+    inputs = {"x": x, "s": scale, "b": bias}
+    (got,) = run_refquant("InstanceNormalization", inputs, [np.float32], opset=22, attrs={"epsilon": 1e-2})
+    (want,) = run_reference("InstanceNormalization", inputs, [np.float32], opset=22, attrs={"epsilon": 1e-2})
+    # onnx.reference: float32 mean and var; with epsilon 1e-2 the normalised values stay < 16 * |x|max
+    spread = np.max(np.abs(x)) / np.sqrt(0.01)
+    bound = 2.0**-18 * (np.abs(scale).reshape(-1, 1, 1) * spread + np.abs(bias).reshape(-1, 1, 1) + 1)
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+
+
+def test_instance_normalization_refuses_bad_shapes():
+    x = np.ones((1, 2, 3), np.float32)
+    with pytest.raises(ShapeError, match=r"scale has shape \(3,\), expected \(2,\)"):
+        run_refquant("InstanceNormalization", {"x": x, "s": np.ones(3, np.float32), "b": np.ones(2, np.float32)},
+                     [np.float32], opset=22)  # fmt: skip
+    with pytest.raises(ShapeError, match=r"\(N, C, D1, \.\.\.\)"):
+        run_refquant("InstanceNormalization", {"x": x[0], "s": np.ones(3, np.float32), "b": np.ones(3, np.float32)},
+                     [np.float32], opset=22)  # fmt: skip
+
+
+@given(x=hnp.arrays(np.float32, st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4)),
+                    elements=st.floats(-20, 20, width=32)), data=st.data(), opset=st.sampled_from([10, 14, 15]))  # fmt: skip
+def test_batch_normalization_is_near_onnx_reference(x, data, opset):
+    channels = x.shape[1]
+
+    def vector(low, high):
+        return data.draw(hnp.arrays(np.float32, (channels,), elements=st.floats(low, high, width=32)))
+
+    scale, bias, mean, var = vector(-4, 4), vector(-4, 4), vector(-4, 4), vector(0, 4)
+    inputs = {"x": x, "scale": scale, "b": bias, "mean": mean, "var": var}
+    (got,) = run_refquant("BatchNormalization", inputs, [np.float32], opset=opset)
+    # onnx.reference's BatchNormalization-9 mixes in the batch statistics (its momentum attribute always
+    # has the schema default 0.9): compare 9 with 14, where both run inference
+    (want,) = run_reference("BatchNormalization", inputs, [np.float32], opset=max(opset, 14))
+    # onnx.reference: float32, four roundings; |x - mean| / sqrt(var + 1e-5) <= 24 / sqrt(1e-5) ~ 7600
+    column = (channels,) + (1,)
+    normalised = np.abs(x.astype(np.float64) - mean.reshape(column)) / np.sqrt(var.reshape(column).astype(np.float64) + 1e-5)
+    bound = 4 * 2.0**-24 * (np.abs(scale.reshape(column)) * normalised + np.abs(bias.reshape(column))) + 1e-30
+    assert np.all(np.abs(got.astype(np.float64) - want) <= bound)
+
+
+@pytest.mark.parametrize("spatial", [(1, 1), (2, 3), (3, 3), (5, 7), (8, 8), (13, 11)])
+def test_mlas_global_average_pool_matches_onnxruntime_bit_for_bit(spatial):
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto as T, helper
+
+    x = (np.random.default_rng(sum(spatial)).standard_normal((2, 16) + spatial) * 3).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("GlobalAveragePool", ["x"], ["y"])], "gap",
+                              [helper.make_tensor_value_info("x", T.FLOAT, list(x.shape))],
+                              [helper.make_tensor_value_info("y", T.FLOAT, None)])  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    (want,) = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    (got,) = refquant.Session(model, profile="onnxruntime").run(None, {"x": x})
+    assert_same_bits(got, want)
+    (exact,) = refquant.Session(model).run(None, {"x": x})
+    assert_same_bits(exact, x.astype(np.float64).mean(axis=(2, 3), keepdims=True).astype(np.float32))
