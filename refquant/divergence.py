@@ -227,10 +227,21 @@ def _u8s8_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapp
     return bool(pairwise_saturation_excess(x_q, w[0]).any())
 
 
+def _qlinear_float32_inexact(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """QLinearMatMul / QLinearConv: OpenVINO's lowering is modelled (per-tensor 8-bit operands, float32 or
+    float16 scales) but its float32 accumulation, bias included, is not exact in any order
+    (refquant.ops.qlinear_lowered.float32_accumulation_inexact, the test the emulation itself applies)."""
+    from .ops.qlinear_lowered import float32_accumulation_inexact
+
+    inputs = [values.get(name) if name else None for name in node.input]
+    return float32_accumulation_inexact(node.op_type, inputs)
+
+
 #: node conditions (``key = true`` or ``false``): computed from the node's tensors and their producers
 NODE_CONDITIONS = {
     "float32_sum_inexact": _float32_sum_inexact,
     "u8s8_pairs_saturate": _u8s8_pairs_saturate,
+    "qlinear_float32_inexact": _qlinear_float32_inexact,
 }
 
 

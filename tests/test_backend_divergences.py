@@ -939,3 +939,111 @@ def test_qdq_u8s8_pair_saturation_is_attributed_and_unsaturated_pairs_are_not(op
     assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[200]]
     report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.array([[0]], np.uint8)})["z_q"]
     assert report.unexplained == 1 and not report.attributed
+
+
+
+# -- OpenVINO QLinear: the bias, inexact float32 accumulations, bfloat16 scales (refquant fuzz --seed 8001, 8002) --
+
+
+def _qlinear_conv_bias(bias, x_scale=1.0, w_scale=1.0, y_scale=4.0, y_zero_point=1, x=0, w=0):
+    """QLinearConv u8 (refquant fuzz --seed 8001): x [1, 1, 1], w [1, 1, 1], zero points 0, dilations [2], B [bias]."""
+    init = {"xs": np.float32(x_scale), "xz": np.uint8(0), "w": np.full((1, 1, 1), w, np.uint8),
+            "ws": np.float32(w_scale), "wz": np.uint8(0), "ys": np.float32(y_scale), "yz": np.uint8(y_zero_point),
+            "B": np.int32([bias])}
+    xv = np.full((1, 1, 1), x, np.uint8)
+    attrs = {"dilations": [2], "kernel_shape": [1]}
+    return single_node_model("QLinearConv", {"x": xv, **init}, {"y": U8}, opset=10, attrs=attrs, initializers=init), xv
+
+
+def test_qlinear_conv_bias_is_added_after_the_accumulation_and_explained(openvino):
+    """Hand: s = 1, B dequantized 2 (folded: fl(2 * fl(1 / 1)) = 2); v = 0 + 2. Range [-4, 1016], isc = 0.25,
+    ish = 1: fma(2, 0.25, 1) = 1.5 -> 2 (the zero point added before rounding). Spec: round(0.5) + 1 = 1."""
+    model, x = _qlinear_conv_bias(2)
+    assert _run(model, x)[0].ravel().tolist() == [1]
+    assert _run(model, x, "openvino")[0].ravel().tolist() == [2]
+    got = openvino.run(model, {"x": x})["y"]
+    assert got.ravel().tolist() == [2]  # measured: openvino 2026.4 CPU
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.explained == {"openvino-qlinear-fake-quantize": 1} and report.unexplained == 0
+    assert _classify(model, {"x": x}, "openvino", {"y": np.full_like(got, 3)})["y"].unexplained == 1
+
+
+def test_qlinear_conv_bias_folding_that_rounds_is_attributed(openvino):
+    """Zero operand zero points, x_scale 3, w_scale 5 (s = 15), y_scale 30, y_zp 135, x 3, w 1, B -198. Folded into
+    the accumulator's units the bias is fl(fl(-198 * 15) * fl(1 / 15)) = -198.00002 (measured with 3 output
+    channels: 37, from fma(-195.00002, 0.5, 135) = 37.49999) or fl(-2970) / 15 = -198 (one channel, measured: 38,
+    from the tie 37.5): the two disagree, so the emulation is not applied and the defect attributes the element."""
+    model, x = _qlinear_conv_bias(-198, x_scale=3, w_scale=5, y_scale=30, y_zero_point=135, x=3, w=1)
+    assert np.float32(np.float32(-198 * 15) * (np.float32(1) / np.float32(15))) < -198
+    assert _run(model, x)[0].ravel().tolist() == [37]  # round(-97.5) + 135
+    assert _run(model, x, "openvino")[0].ravel().tolist() == [37]  # not applied: the spec's value
+    got = openvino.run(model, {"x": x})["y"]
+    assert got.ravel().tolist() == [38]
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.attributed == {"openvino-qlinear-float32-accumulation": 1}
+
+
+def test_qlinear_bias_that_rounds_is_left_to_the_defect():
+    """B * s not a float32 (s = fl(0.1) * 1): the emulation is not applied and the condition holds;
+    B * s exact (s = 0.5) it is applied and the condition does not hold."""
+    from refquant.ops import qlinear_lowered
+
+    rounded, _ = _qlinear_conv_bias(7, x_scale=0.1)
+    exact, _ = _qlinear_conv_bias(7, x_scale=0.5)
+    for model, inexact in ((rounded, True), (exact, False)):
+        inputs = [numpy_helper.to_array(t) for t in model.graph.initializer]
+        values = dict(zip([t.name for t in model.graph.initializer], inputs), x=np.zeros((1, 1, 1), np.uint8))
+        arrays = [values[name] for name in model.graph.node[0].input]
+        assert qlinear_lowered.float32_accumulation_inexact("QLinearConv", arrays) is inexact
+
+
+def _qlinear_matmul_8002(b_scale):
+    """refquant fuzz --seed 8002: QLinearMatMul u8, a [17, 17, 17] (scale 1, zp 13), b 12 (3 x 1, zp 0), both fed,
+    y_scale 32 / 255, y_zp 0."""
+    init = {"as": np.float32(1), "az": np.uint8(13), "bs": np.float32(b_scale), "bz": np.uint8(0),
+            "ys": np.float32(32 / 255), "yz": np.uint8(0)}
+    a, b = np.full((1, 3), 17, np.uint8), np.full((3, 1), 12, np.uint8)
+    inputs = {"a": a, "as": init["as"], "az": init["az"], "b": b, "bs": init["bs"], "bz": init["bz"],
+              "ys": init["ys"], "yz": init["yz"]}
+    model = single_node_model("QLinearMatMul", inputs, {"y": U8}, opset=10, initializers=init)
+    return model, {"a": a, "b": b}
+
+
+def test_qlinear_float32_accumulation_defect_is_attributed_and_an_exact_one_is_not(openvino):
+    """b_scale 1/255: 3 * 4 * 12 / 255 / (32 / 255) = 4.5 in the reals; the float32 b = fl(12 / 255) carries bits
+    down to 2**-28, the accumulation is not exact in any order: OpenVINO 5 (measured), spec 4: attributed.
+    A planted error next to b_scale 1/256 (an exact accumulation, emulated) stays unexplained."""
+    model, feeds = _qlinear_matmul_8002(1 / 255)
+    assert refquant.Session(model).run(None, feeds)[0].tolist() == [[4]]
+    got = openvino.run(model, feeds)["y"]
+    assert got.tolist() == [[5]]
+    report = _classify(model, feeds, "openvino", {"y": got})["y"]
+    assert report.attributed == {"openvino-qlinear-float32-accumulation": 1} and report.unexplained == 0
+    model, feeds = _qlinear_matmul_8002(1 / 256)
+    want = refquant.Session(model, profile="openvino").run(None, feeds)[0]
+    assert_bit_exact(openvino.run(model, feeds)["y"], want)
+    report = _classify(model, feeds, "openvino", {"y": want + 1})["y"]
+    assert report.unexplained == 1 and not report.attributed
+
+
+def _qlinear_matmul_bfloat16(scale_type):
+    """refquant fuzz --seed 8001: QLinearMatMul-21, scales 1, 1, 2, a 0 (zp 255), b 1 (zp 0), y_zp 255."""
+    init = {"as": scale_type(1), "az": np.uint8(255), "b": np.ones((1, 1), np.uint8), "bs": scale_type(1),
+            "bz": np.uint8(0), "ys": scale_type(2), "yz": np.uint8(255)}
+    a = np.zeros((1, 1), np.uint8)
+    return single_node_model("QLinearMatMul", {"a": a, **init}, {"y": U8}, opset=21, initializers=init), {"a": a}
+
+
+def test_qlinear_matmul_bfloat16_scales_defect_is_attributed_and_float32_scales_are_not(openvino):
+    """v = -255, range [-510, 0]: fma(-255, 0.5, 255) = 127.5 -> 128 on OpenVINO (measured); spec
+    round(-127.5) + 255 = 127. float32 scales: the emulation gives 128 (explained), a planted 126 is unexplained."""
+    model, feeds = _qlinear_matmul_bfloat16(ml_dtypes.bfloat16)
+    assert refquant.Session(model).run(None, feeds)[0].tolist() == [[127]]
+    got = openvino.run(model, feeds)["y"]
+    assert got.tolist() == [[128]]
+    report = _classify(model, feeds, "openvino", {"y": got})["y"]
+    assert report.attributed == {"openvino-qlinearmatmul-bfloat16-scales": 1}
+    model, feeds = _qlinear_matmul_bfloat16(np.float32)
+    assert refquant.Session(model, profile="openvino").run(None, feeds)[0].tolist() == [[128]]
+    report = _classify(model, feeds, "openvino", {"y": np.array([[126]], np.uint8)})["y"]
+    assert report.unexplained == 1 and not report.attributed

@@ -275,6 +275,16 @@ def _crop_resize():
     return model, {"x": np.arange(8, dtype=F32).reshape(1, 1, 1, 8)}
 
 
+def _qlinear_matmul(scale_type, b_scale):
+    """QLinearMatMul-21 u8, a [1, 3] (zp 13) and b [3, 1] fed, scales 1, b_scale, 32 / 255 of scale_type, y_zp 0."""
+    init = {"as": scale_type(1), "az": np.uint8(13), "bs": scale_type(b_scale), "bz": np.uint8(0),
+            "ys": scale_type(32 / 255), "yz": np.uint8(0)}
+    inputs = {"a": (T.UINT8, [1, 3]), "as": init["as"], "az": init["az"], "b": (T.UINT8, [3, 1]), "bs": init["bs"],
+              "bz": init["bz"], "ys": init["ys"], "yz": init["yz"]}
+    model = single_node_model("QLinearMatMul", inputs, {"y": T.UINT8}, opset=21, initializers=init)
+    return model, {"a": np.full((1, 3), 17, np.uint8), "b": np.full((3, 1), 12, np.uint8)}
+
+
 def _qdq_u8s8_matmul():
     """DequantizeLinear(x_q uint8 [1, 2], zp 128) and DequantizeLinear(w int8 [2, 1] = 107) -> MatMul -> y: the pair
     200 * 107 + 200 * 107 = 42800 leaves int16."""
@@ -296,6 +306,8 @@ DEFECT_CASES = {
         single_node_model("MatMulInteger", {"a": (T.UINT8, [1, 300]), "b": (T.UINT8, [300, 1])}, {"y": T.INT32}, opset=13),
         {"a": np.full((1, 300), 255, np.uint8), "b": np.full((300, 1), 255, np.uint8)})),
     "openvino-qdq-u8s8-pair-saturation": ("openvino", _qdq_u8s8_matmul),
+    "openvino-qlinear-float32-accumulation": ("openvino", lambda: _qlinear_matmul(np.float32, 1 / 255)),
+    "openvino-qlinearmatmul-bfloat16-scales": ("openvino", lambda: _qlinear_matmul(ml_dtypes.bfloat16, 1)),
     "ort-same-padding-ignores-dilation": ("ort-cpu", lambda: _maxpool_model([1, 2])),
     "ort-float8e4m3fn-unsaturated-480": ("ort-cpu", lambda: (
         single_node_model("Cast", {"x": (T.FLOAT, [3])}, {"y": T.FLOAT8E4M3FN}, opset=21,
