@@ -210,18 +210,33 @@ def _dequantized_source(name: str, producers: Mapping, values: Mapping[str, np.n
     return np.asarray(q), np.asarray(zp)
 
 
+def _dequantized_bytes(name: str, producers: Mapping, values: Mapping[str, np.ndarray]):
+    """(q, zero point) of the DequantizeLinear (any zero-point shape) that computes ``name``, or None."""
+    node = producers.get(name)
+    if node is None or node.op_type != "DequantizeLinear":
+        return None
+    q = values.get(node.input[0])
+    zp = values.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int64)
+    if q is None or zp is None:
+        return None
+    return np.asarray(q), np.asarray(zp)
+
+
 def _u8s8_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
-    """MatMul of DequantizeLinear(uint8 x) by DequantizeLinear(int8 2-D w): some adjacent pair along K
-    (k even, k + 1) of products of the stored bytes, x[k] * w[k] + x[k+1] * w[k+1], leaves int16, where
-    OpenVINO's int8 GEMM on AVX2 (VPMADDUBSW) saturates it (spec/backends.md)."""
+    """MatMul of DequantizeLinear(uint8 or int8 x, per tensor) by DequantizeLinear(int8 2-D w, per tensor or
+    per column): some adjacent pair along K (k even, k + 1) of products of the stored bytes,
+    x[k] * w[k] + x[k+1] * w[k+1], leaves int16, where OpenVINO's int8 GEMM on AVX2 (VPMADDUBSW) saturates it
+    (spec/backends.md). An int8 x enters the GEMM shifted to unsigned bytes, x + 128."""
     from .arith import pairwise_saturation_excess
 
     if len(node.input) < 2:
         return False
-    x, w = _dequantized_source(node.input[0], producers, values), _dequantized_source(node.input[1], producers, values)
-    if x is None or w is None or x[0].dtype != np.uint8 or w[0].dtype != np.int8 or w[0].ndim != 2 or x[0].ndim < 1:
+    x, w = _dequantized_source(node.input[0], producers, values), _dequantized_bytes(node.input[1], producers, values)
+    if x is None or w is None or x[0].dtype not in (np.uint8, np.int8) or w[0].dtype != np.int8 or w[0].ndim != 2 or x[0].ndim < 1:
         return False
     x_q = x[0] if x[0].ndim > 1 else x[0][None, :]
+    if x_q.dtype == np.int8:
+        x_q = x_q.astype(np.int32) + 128
     if x_q.shape[-1] != w[0].shape[0]:
         return False
     return bool(pairwise_saturation_excess(x_q, w[0]).any())
@@ -237,11 +252,99 @@ def _qlinear_float32_inexact(node, values: Mapping[str, np.ndarray], producers: 
     return float32_accumulation_inexact(node.op_type, inputs)
 
 
+def _quantized_conv(node, values: Mapping[str, np.ndarray], producers: Mapping):
+    """(x_q, x zero point, w_q, w zero point) of a quantized convolution: QLinearConv's own inputs, or a Conv of
+    DequantizeLinear(x, per tensor) and DequantizeLinear(w); None otherwise."""
+    names = list(node.input)
+    if node.op_type == "QLinearConv":
+        arrays = [values.get(names[i]) if i < len(names) and names[i] else None for i in (0, 2, 3, 5)]
+        return None if any(a is None for a in arrays) else tuple(np.asarray(a) for a in arrays)
+    if node.op_type != "Conv" or len(names) < 2:
+        return None
+    x, w = _dequantized_source(names[0], producers, values), _dequantized_bytes(names[1], producers, values)
+    return None if x is None or w is None else (x[0], x[1], w[0], w[1])
+
+
+def _group(node) -> int:
+    return next((int(helper.get_attribute_value(a)) for a in node.attribute if a.name == "group"), 1)
+
+
+def _grouped_gemm(node, w_q: np.ndarray) -> bool:
+    """group > 1 and not depthwise (one input and one output channel per group): OpenVINO's int8 convolution
+    then runs oneDNN's GEMM kernel (jit_gemm_I8 / jit_gemm_i8 in the runtime graph)."""
+    group = _group(node)
+    return group > 1 and w_q.ndim >= 3 and not (w_q.shape[0] == group and w_q.shape[1] == 1)
+
+
+def _s8_conv_odd_weights(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """Conv of DequantizeLinear(int8 x, zero point 0) and DequantizeLinear(int8 w, zero point 0), or QLinearConv
+    with those operands, some w odd: OpenVINO's int8 convolution with a signed source on AVX2 (no VNNI) halves
+    the weights (oneDNN's 0.5 weight adjustment, rounded to even) and doubles the result (spec/backends.md)."""
+    operands = _quantized_conv(node, values, producers)
+    if operands is None:
+        return False
+    x_q, x_zp, w_q, w_zp = operands
+    if x_q.dtype != np.int8 or w_q.dtype != np.int8 or np.any(x_zp) or np.any(w_zp):
+        return False
+    return bool((w_q.astype(np.int64) % 2).any())
+
+
+def _padded(node, x_q: np.ndarray, w_q: np.ndarray) -> bool:
+    """Some pad of the convolution is positive (explicit pads, or an auto_pad SAME total)."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        ones = [1] * (x_q.ndim - 2)
+        kernel = attrs.get("kernel_shape") or w_q.shape[2:]
+        return any(
+            same_total(size, (k - 1) * d + 1, s) > 0
+            for size, k, s, d in zip(x_q.shape[2:], kernel, attrs.get("strides") or ones, attrs.get("dilations") or ones)
+        )
+    return auto == "NOTSET" and any(p > 0 for p in attrs.get("pads", ()))
+
+
+def _u8_gemm_conv3d_padded(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """A 3-D grouped (not depthwise) convolution of uint8 x with a nonzero zero point and some padding: OpenVINO's
+    GEMM int8 kernel (jit_gemm_I8) compensates the padded taps of some axes as bytes 0, not as the zero point."""
+    operands = _quantized_conv(node, values, producers)
+    if operands is None:
+        return False
+    x_q, x_zp, w_q, _ = operands
+    if x_q.dtype != np.uint8 or x_q.ndim != 5 or not np.any(x_zp):
+        return False
+    return _grouped_gemm(node, w_q) and _padded(node, x_q, w_q)
+
+
+def _u8_gemm_output_wraps(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """QuantizeLinear to uint8 (per tensor) of a grouped (not depthwise) Conv of DequantizeLinear(uint8 x) and
+    DequantizeLinear(int8 w), some rint(z / scale) + zero point at or above 32768: OpenVINO's GEMM int8 kernel
+    (jit_gemm_I8) converts its requantized output to uint8 through int16 (unsigned saturation to 65535, then
+    signed packing), so it gives 0 there instead of 255."""
+    if node.op_type != "QuantizeLinear" or len(node.input) < 3:
+        return False
+    conv = producers.get(node.input[0])
+    operands = None if conv is None else _quantized_conv(conv, values, producers)
+    z, scale, zp = (values.get(name) for name in node.input[:3])
+    if operands is None or conv.op_type != "Conv" or z is None or scale is None or zp is None:
+        return False
+    x_q, _, w_q, _ = operands
+    zp = np.asarray(zp)
+    if x_q.dtype != np.uint8 or w_q.dtype != np.int8 or zp.dtype != np.uint8 or np.asarray(scale).size != 1:
+        return False
+    with np.errstate(all="ignore"):
+        level = np.rint(np.asarray(z, np.float64) / float(np.asarray(scale, np.float64).reshape(()))) + float(zp.reshape(()))
+    return _grouped_gemm(conv, w_q) and bool((level >= 32768).any())
+
+
 #: node conditions (``key = true`` or ``false``): computed from the node's tensors and their producers
 NODE_CONDITIONS = {
     "float32_sum_inexact": _float32_sum_inexact,
     "u8s8_pairs_saturate": _u8s8_pairs_saturate,
     "qlinear_float32_inexact": _qlinear_float32_inexact,
+    "s8_conv_odd_weights": _s8_conv_odd_weights,
+    "u8_gemm_conv3d_padded": _u8_gemm_conv3d_padded,
+    "u8_gemm_output_wraps": _u8_gemm_output_wraps,
 }
 
 

@@ -942,6 +942,127 @@ def test_qdq_u8s8_pair_saturation_is_attributed_and_unsaturated_pairs_are_not(op
 
 
 
+
+def _qdq_graph(op, x, x_zero_point, w, w_zero_point, out_scale, out_zero_point, *, w_scale=1.0, w_axis=None, attrs=None):
+    """DequantizeLinear(x_q, scale 1) and DequantizeLinear(w_q) -> ``op`` -> QuantizeLinear(out_scale), opset 19."""
+    dq_w = {} if w_axis is None else {"axis": w_axis}
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x_q", "xs", "xz"], ["x"]),
+        helper.make_node("DequantizeLinear", ["w_q", "ws", "wz"], ["w"], **dq_w),
+        helper.make_node(op, ["x", "w"], ["z"], **(attrs or {})),
+        helper.make_node("QuantizeLinear", ["z", "os", "oz"], ["z_q"]),
+    ]
+    init = {"xs": np.float32(1), "xz": x_zero_point, "w_q": w, "ws": np.asarray(w_scale, np.float32),
+            "wz": w_zero_point, "os": np.float32(out_scale), "oz": out_zero_point}
+    out_type = helper.np_dtype_to_tensor_dtype(np.asarray(out_zero_point).dtype)
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x_q", helper.np_dtype_to_tensor_dtype(x.dtype), list(x.shape))],
+                              [helper.make_tensor_value_info("z_q", out_type, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    return model
+
+
+def _avx2_int8():
+    from refquant import host
+
+    return host.u8s8_pairs_saturate()  # an AVX2 host without VNNI: the host these were measured on
+
+
+def test_qdq_int8_x_pair_saturation_is_attributed(openvino):
+    """refquant fuzz --seed 8002: int8 x_q 63 (zp -128), w 86 [6, 5], w scales [1, 1, 1, 1, 1000], out_scale 1000,
+    zp -128. Exact: 6 * 191 * 86 = 98556 -> rint(98.556) - 128 = -29. OpenVINO shifts x to x + 128 = 191: pairs
+    191 * 86 * 2 = 32852 -> 32767, 3 * 32767 = 98301 -> -30. w 85: pairs 32470 fit int16 (no condition), exact
+    6 * 191 * 85 = 97410 -> -31; a planted -32 stays unexplained."""
+    x = np.full((1, 6), 63, np.int8)
+    scales = np.float32([1, 1, 1, 1, 1000])
+    model = _qdq_graph("MatMul", x, np.int8(-128), np.full((6, 5), 86, np.int8), np.zeros(5, np.int8), 1000,
+                       np.int8(-128), w_scale=scales, w_axis=1)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[-29, -29, -29, -29, 127]]
+    got = np.array([[-30, -30, -30, -30, 127]], np.int8)
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == got.tolist()
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": got})["z_q"]
+    assert report.attributed == {"openvino-qdq-u8s8-pair-saturation": 4} and not report.unexplained
+    model = _qdq_graph("MatMul", x, np.int8(-128), np.full((6, 5), 85, np.int8), np.zeros(5, np.int8), 1000,
+                       np.int8(-128), w_scale=scales, w_axis=1)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[-31, -31, -31, -31, 127]]
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.array([[-32, -31, -31, -31, 127]], np.int8)})["z_q"]
+    assert report.unexplained == 1 and not report.attributed
+
+
+def test_int8_conv_halved_weights_are_attributed_and_even_weights_are_not(openvino):
+    """refquant fuzz --seed 8004: QDQ Conv, int8 x [1, 1, 1] (zp 0), w [1, 1], dilation 2, SAME_UPPER (pads 1, 1),
+    out zp -128: exact sums [1, 2, 1] -> [-127, -126, -127]; OpenVINO's s8 x s8 kernel uses 2 * rint(1 / 2) = 0 for
+    each weight: [-128, -128, -128]. --seed 8003: QLinearConv x 1, w 1 (group 2), y_zp -128: -128 for -127.
+    w [2, 2] (even, halved exactly): no condition, a planted error stays unexplained."""
+    x = np.ones((1, 1, 3), np.int8)
+    attrs = {"auto_pad": "SAME_UPPER", "dilations": [2], "kernel_shape": [2]}
+    model = _qdq_graph("Conv", x, np.int8(0), np.ones((1, 1, 2), np.int8), np.int8(0), 1, np.int8(-128), attrs=attrs)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[[-127, -126, -127]]]
+    got = np.full((1, 1, 3), -128, np.int8)
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == got.tolist()
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": got})["z_q"]
+    assert report.attributed == {"openvino-int8-conv-halved-weights": 3} and not report.unexplained
+    init = {"xs": np.float32(1), "xz": np.int8(0), "w": np.ones((2, 1, 1), np.int8), "ws": np.float32(1),
+            "wz": np.int8(0), "ys": np.float32(1), "yz": np.int8(-128)}
+    xq = np.ones((1, 2, 1), np.int8)
+    qconv = single_node_model("QLinearConv", {"x": xq, **init}, {"y": S8}, opset=10,
+                              attrs={"auto_pad": "SAME_UPPER", "group": 2, "kernel_shape": [1]}, initializers=init)
+    assert refquant.Session(qconv).run(None, {"x": xq})[0].tolist() == [[[-127], [-127]]]
+    report = _classify(qconv, {"x": xq}, "openvino", {"y": np.full((1, 2, 1), -128, np.int8)})["y"]
+    assert report.attributed == {"openvino-int8-conv-halved-weights": 2}
+    model = _qdq_graph("Conv", x, np.int8(0), np.full((1, 1, 2), 2, np.int8), np.int8(0), 1, np.int8(-128), attrs=attrs)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[[-126, -124, -126]]]
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == [[[-126, -124, -126]]]
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.array([[[-127, -124, -126]]], np.int8)})["z_q"]
+    assert report.unexplained == 1 and not report.attributed
+
+
+def test_int8_gemm_uint8_output_wrap_is_attributed_below_32768_not(openvino):
+    """refquant fuzz --seed 8003: QDQ Conv, group 2, dilation 2, uint8 x 0 (zp 255), w -65, scales 1: each output
+    2 * 255 * 65 = 33150 -> 255 (spec); OpenVINO's GEMM kernel packs 33150 through int16: 0. w -64: 32640, below
+    32768, OpenVINO gives 255 and a planted 0 stays unexplained."""
+    x = np.zeros((1, 4, 1), np.uint8)
+    attrs = {"auto_pad": "SAME_UPPER", "dilations": [2], "group": 2, "kernel_shape": [1]}
+    model = _qdq_graph("Conv", x, np.uint8(255), np.full((2, 2, 1), -65, np.int8), np.int8(0), 1, np.uint8(0), attrs=attrs)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[[255], [255]]]
+    got = np.zeros((1, 2, 1), np.uint8)
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == got.tolist()
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": got})["z_q"]
+    assert report.attributed == {"openvino-int8-gemm-output-wrap": 2} and not report.unexplained
+    model = _qdq_graph("Conv", x, np.uint8(255), np.full((2, 2, 1), -64, np.int8), np.int8(0), 1, np.uint8(0), attrs=attrs)
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == [[[255], [255]]]
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.array([[[0], [255]]], np.uint8)})["z_q"]
+    assert report.unexplained == 1 and not report.attributed
+
+
+def test_int8_gemm_conv3d_padding_is_attributed_and_unpadded_is_not(openvino):
+    """refquant fuzz --seed 8005: QLinearConv, group 2, x [1, 2, 1, 1, 2] of 0 (zp 128), w -1 [4, 1, 1, 1, 2],
+    SAME_UPPER (one pad at the end of the last axis), scales 1: the last output has one tap, (0 - 128) * -1 = 128;
+    OpenVINO counts the padded tap as the byte 0 as well: 256 -> 255. With VALID padding (no pad) there is no
+    condition, and a planted error stays unexplained."""
+    init = {"xs": np.float32(1), "xz": np.uint8(128), "w": np.full((4, 1, 1, 1, 2), -1, np.int8), "ws": np.float32(1),
+            "wz": np.int8(0), "ys": np.float32(1), "yz": np.uint8(0)}
+    x = np.zeros((1, 2, 1, 1, 2), np.uint8)
+    attrs = {"auto_pad": "SAME_UPPER", "group": 2, "kernel_shape": [1, 1, 2], "strides": [2, 1, 1]}
+    model = single_node_model("QLinearConv", {"x": x, **init}, {"y": U8}, opset=10, attrs=attrs, initializers=init)
+    assert refquant.Session(model).run(None, {"x": x})[0].reshape(4, 2).tolist() == [[255, 128]] * 4
+    got = np.full((1, 4, 1, 1, 2), 255, np.uint8)
+    if _avx2_int8():
+        assert openvino.run(model, {"x": x})["y"].tolist() == got.tolist()
+    report = _classify(model, {"x": x}, "openvino", {"y": got})["y"]
+    assert report.attributed == {"openvino-int8-gemm-conv3d-padding": 4} and not report.unexplained
+    attrs = {"auto_pad": "VALID", "group": 2, "kernel_shape": [1, 1, 2], "strides": [2, 1, 1]}
+    model = single_node_model("QLinearConv", {"x": x, **init}, {"y": U8}, opset=10, attrs=attrs, initializers=init)
+    assert refquant.Session(model).run(None, {"x": x})[0].ravel().tolist() == [255] * 4
+    report = _classify(model, {"x": x}, "openvino", {"y": np.array([[[[[254]]], [[[255]]], [[[255]]], [[[255]]]]], np.uint8)})["y"]
+    assert report.unexplained == 1 and not report.attributed
+
 # -- OpenVINO QLinear: the bias, inexact float32 accumulations, bfloat16 scales (refquant fuzz --seed 8001, 8002) --
 
 

@@ -300,6 +300,32 @@ def _qdq_u8s8_matmul():
     return model, {"x_q": np.uint8([[200, 200]])}
 
 
+def _int8_qlinearconv(x, x_zero_point, w, attrs, y_type=T.INT8):
+    """QLinearConv with scales 1 and zero points 0 but x's (spec/backends.md "OpenVINO's int8 kernels")."""
+    y_zero_point = np.int8(0) if y_type == T.INT8 else np.uint8(0)
+    init = {"xs": F32(1), "xz": x_zero_point, "w": w, "ws": F32(1), "wz": np.int8(0), "ys": F32(1), "yz": y_zero_point}
+    inputs = {"x": (T.INT8 if x.dtype == np.int8 else T.UINT8, list(x.shape)), **init}
+    model = single_node_model("QLinearConv", inputs, {"y": y_type}, opset=13, attrs=attrs, initializers=init)
+    return model, {"x": x}
+
+
+def _qdq_grouped_conv_u8_output():
+    """DequantizeLinear(x_q uint8 0, zp 255), DequantizeLinear(w int8 -65) -> Conv(group 2) -> QuantizeLinear(1, 0)
+    -> y: the level 2 * 255 * 65 = 33150 (openvino-int8-gemm-output-wrap)."""
+    init = {"xs": F32(1), "xz": np.uint8(255), "w_q": np.full((2, 2, 1), -65, np.int8), "ws": F32(1), "wz": np.int8(0),
+            "os": F32(1), "oz": np.uint8(0)}
+    nodes = [helper.make_node("DequantizeLinear", ["x_q", "xs", "xz"], ["x"]),
+             helper.make_node("DequantizeLinear", ["w_q", "ws", "wz"], ["w"]),
+             helper.make_node("Conv", ["x", "w"], ["z"], group=2, kernel_shape=[1]),
+             helper.make_node("QuantizeLinear", ["z", "os", "oz"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x_q", T.UINT8, [1, 4, 1])],
+                              [helper.make_tensor_value_info("y", T.UINT8, None)],
+                              [numpy_helper.from_array(np.asarray(v), k) for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    model.ir_version = 9
+    return model, {"x_q": np.zeros((1, 4, 1), np.uint8)}
+
+
 #: defect -> (a backend it concerns, a one-node model whose node matches it, with its feeds)
 DEFECT_CASES = {
     "openvino-matmulinteger-float32-accumulation": ("openvino", lambda: (
@@ -308,6 +334,12 @@ DEFECT_CASES = {
     "openvino-qdq-u8s8-pair-saturation": ("openvino", _qdq_u8s8_matmul),
     "openvino-qlinear-float32-accumulation": ("openvino", lambda: _qlinear_matmul(np.float32, 1 / 255)),
     "openvino-qlinearmatmul-bfloat16-scales": ("openvino", lambda: _qlinear_matmul(ml_dtypes.bfloat16, 1)),
+    "openvino-int8-conv-halved-weights": ("openvino", lambda: _int8_qlinearconv(
+        np.int8([[[5, 7, 9, 11, 13]]]), np.int8(0), np.int8([[[3, -2]]]), {"kernel_shape": [2]})),
+    "openvino-int8-gemm-output-wrap": ("openvino", _qdq_grouped_conv_u8_output),
+    "openvino-int8-gemm-conv3d-padding": ("openvino", lambda: _int8_qlinearconv(
+        np.zeros((1, 2, 1, 1, 2), np.uint8), np.uint8(128), np.full((4, 1, 1, 1, 2), -1, np.int8),
+        {"auto_pad": "SAME_UPPER", "group": 2, "kernel_shape": [1, 1, 2], "strides": [2, 1, 1]}, T.UINT8)),
     "ort-same-padding-ignores-dilation": ("ort-cpu", lambda: _maxpool_model([1, 2])),
     "ort-float8e4m3fn-unsaturated-480": ("ort-cpu", lambda: (
         single_node_model("Cast", {"x": (T.FLOAT, [3])}, {"y": T.FLOAT8E4M3FN}, opset=21,
