@@ -56,16 +56,19 @@ def _per_row_a_zero_point(node, infos) -> bool:
     return a_zero_point is not None and any(d != 1 for d in a_zero_point)
 
 
-def _one_axis_same_pool_unstrided(node, infos) -> bool:
-    """MaxPool over one spatial axis with auto_pad SAME_* and every stride and dilation 1."""
+def _one_axis_pool_unstrided_crashes(node, infos) -> bool:
+    """MaxPool over one spatial axis with every stride and dilation 1 where the CommonPool path fails: auto_pad
+    SAME_*, or an explicit begin pad without ceil_mode (IndexError), or no begin pad and fewer elements than
+    the kernel (it sizes the output without the end pad: RuntimeError, output shape 0)."""
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     x = _shape(node, infos, 0)
-    return (
-        attrs.get("auto_pad", b"NOTSET") in (b"SAME_UPPER", b"SAME_LOWER")
-        and x is not None
-        and len(x) == 3
-        and all(v == 1 for v in (*attrs.get("strides", []), *attrs.get("dilations", [])))
-    )
+    if x is None or len(x) != 3 or any(v != 1 for v in (*attrs.get("strides", []), *attrs.get("dilations", []))):
+        return False
+    if attrs.get("auto_pad", b"NOTSET") in (b"SAME_UPPER", b"SAME_LOWER"):
+        return True
+    begin = (attrs.get("pads") or [0, 0])[0]
+    kernel = (attrs.get("kernel_shape") or [1])[0]
+    return (begin > 0 and not attrs.get("ceil_mode", 0)) or (begin == 0 and isinstance(x[2], int) and x[2] < kernel)
 
 
 #: what onnx 1.23's evaluator does not implement (its op sources, onnx/reference/ops/; spec/backends.md)
@@ -96,9 +99,10 @@ UNSUPPORTED = (
     ),
     Unsupported(
         "MaxPool",
-        "one spatial axis, auto_pad SAME_* and every stride and dilation 1: _op_common_pool.py's CommonPool "
-        "path raises IndexError (tuple index out of range)",
-        _one_axis_same_pool_unstrided,
+        "one spatial axis, every stride and dilation 1, and auto_pad SAME_* or a begin pad without ceil_mode "
+        "(op_pool_common.py's CommonPool path raises IndexError), or fewer elements than the kernel and no begin "
+        "pad (it sizes the output without the end pad: RuntimeError)",
+        _one_axis_pool_unstrided_crashes,
     ),
 )
 

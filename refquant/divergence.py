@@ -337,6 +337,34 @@ def _u8_gemm_output_wraps(node, values: Mapping[str, np.ndarray], producers: Map
     return _grouped_gemm(conv, w_q) and bool((level >= 32768).any())
 
 
+def _pool_axes(node, values: Mapping[str, np.ndarray]):
+    """Per spatial axis of a pool with explicit pads: (D, k, s, d, pad_begin, pad_end, ceil_mode); None otherwise."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    auto = attrs.get("auto_pad", b"NOTSET")
+    x = values.get(node.input[0]) if node.input else None
+    kernel = attrs.get("kernel_shape")
+    if (auto.decode() if isinstance(auto, bytes) else auto) != "NOTSET" or x is None or not kernel:
+        return None
+    rank = len(kernel)
+    ones, pads = [1] * rank, list(attrs.get("pads") or [0] * 2 * rank)
+    ceil_mode = bool(attrs.get("ceil_mode", 0))
+    return [
+        (size, k, s, d, pads[axis], pads[axis + rank], ceil_mode)
+        for axis, (size, k, s, d) in enumerate(
+            zip(np.shape(x)[2:], kernel, attrs.get("strides") or ones, attrs.get("dilations") or ones)
+        )
+    ]
+
+
+def _unit_stride_pool_padding(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """MaxPool with every stride and dilation 1 (onnx.reference's CommonPool path, which mishandles explicit
+    padding: spec/ops/nn.md) and some explicit pad."""
+    axes = _pool_axes(node, values) if node.op_type == "MaxPool" else None
+    if not axes or any(s != 1 or d != 1 for _, _, s, d, *_ in axes):
+        return False
+    return any(begin + end > 0 for *_, begin, end, _ in axes)
+
+
 #: node conditions (``key = true`` or ``false``): computed from the node's tensors and their producers
 NODE_CONDITIONS = {
     "float32_sum_inexact": _float32_sum_inexact,
@@ -345,6 +373,7 @@ NODE_CONDITIONS = {
     "s8_conv_odd_weights": _s8_conv_odd_weights,
     "u8_gemm_conv3d_padded": _u8_gemm_conv3d_padded,
     "u8_gemm_output_wraps": _u8_gemm_output_wraps,
+    "unit_stride_pool_padding": _unit_stride_pool_padding,
 }
 
 

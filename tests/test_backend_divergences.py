@@ -533,6 +533,30 @@ def test_onnx_reference_same_lower_maxpool_is_recognised_and_an_even_total_is_no
     assert _classify(even, {"x": x}, "onnx-reference", {"y": wrong})["y"].status == "unexplained"
 
 
+def test_onnx_reference_unit_stride_maxpool_padding_is_recognised_and_symmetric_padding_is_not():
+    """Kernel 2, stride 1 over [1, 2, 3, 4] with pads [0, 1]: ONNX's windows [1, 2], [2, 3], [3, 4], [4, pad] give
+    [2, 3, 4, 4]; onnx.reference's unit-stride path drops the last window (refquant fuzz --seed 9003 found the
+    ceil_mode form). With stride 2 (op_max_pool.py's own path) it pads right: a planted error there stays unexplained."""
+    onnx_reference = backends.get("onnx-reference")
+    x = np.float32([1, 2, 3, 4]).reshape(1, 1, 4)
+    model = _max_pool(4, kernel_shape=[2], pads=[0, 1])
+    got = onnx_reference.run(model, {"x": x})["y"]
+    assert got.ravel().tolist() == [2, 3, 4] and _run(model, x)[0].ravel().tolist() == [2, 3, 4, 4]
+    report = _classify(model, {"x": x}, "onnx-reference", {"y": got})["y"]
+    assert report.status == "attributed" and set(report.attributed) == {"onnx-reference-maxpool-unit-stride-padding"}
+    strided = _max_pool(4, kernel_shape=[2], strides=[2], pads=[1, 1])  # windows [pad, 1], [2, 3], [4, pad]
+    assert_bit_exact(onnx_reference.run(strided, {"x": x})["y"], _run(strided, x)[0])
+    wrong = np.float32([1, 3, 5]).reshape(1, 1, 3)
+    assert _classify(strided, {"x": x}, "onnx-reference", {"y": wrong})["y"].status == "unexplained"
+    # the reproducer: ceil_mode, kernel [2, 1], pads [1, 0, 0, 0] over one row: one window [pad, x], not two
+    ceil = single_node_model("MaxPool", {"x": (T.FLOAT, [1, 1, 1, 1])}, {"y": T.FLOAT}, opset=22,
+                             attrs={"kernel_shape": [2, 1], "pads": [1, 0, 0, 0], "ceil_mode": 1})
+    one = np.float32([[[[7]]]])
+    got = onnx_reference.run(ceil, {"x": one})["y"]
+    assert got.shape == (1, 1, 2, 1) and _run(ceil, one)[0].shape == (1, 1, 1, 1)
+    assert _classify(ceil, {"x": one}, "onnx-reference", {"y": got})["y"].status == "attributed"
+
+
 @pytest.mark.parametrize(
     "length, attrs, kinds",
     [
@@ -699,7 +723,9 @@ def test_onnx_reference_rules_recognise_their_case_and_not_a_neighbour():
     same_1d = _max_pool(5, kernel_shape=[2], auto_pad="SAME_UPPER")
     assert "CommonPool" in _refused(onnx_reference, same_1d)
     assert _refused(onnx_reference, _max_pool(5, kernel_shape=[2], strides=[2], auto_pad="SAME_UPPER")) is None
-    assert _refused(onnx_reference, _max_pool(5, kernel_shape=[2], pads=[1, 0])) is None
+    assert "CommonPool" in _refused(onnx_reference, _max_pool(5, kernel_shape=[2], pads=[1, 0]))  # IndexError
+    assert _refused(onnx_reference, _max_pool(5, kernel_shape=[2], pads=[1, 0], ceil_mode=1)) is None  # runs
+    assert _refused(onnx_reference, _max_pool(5, kernel_shape=[2], pads=[0, 1])) is None  # runs (a defect)
 
 
 def test_onnx_reference_fails_where_the_rules_say():

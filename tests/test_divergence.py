@@ -367,6 +367,7 @@ DEFECT_CASES = {
     "onnx-reference-qlinearconv-1d-per-channel-shape": ("onnx-reference", lambda: _per_channel_qlinearconv((1, 3, 4), [1])),
     "onnx-reference-pool-negative-same-padding": ("onnx-reference", lambda: _pool(6, kernel_shape=[1], strides=[4], auto_pad="SAME_UPPER")),
     "onnx-reference-maxpool-same-lower": ("onnx-reference", lambda: _pool(4, kernel_shape=[3], strides=[2], auto_pad="SAME_LOWER")),
+    "onnx-reference-maxpool-unit-stride-padding": ("onnx-reference", lambda: _pool(4, kernel_shape=[2], pads=[0, 1])),
 }
 
 

@@ -188,11 +188,10 @@ def max_pool(node: Node, x):
         if value not in (0, 1):
             raise AttributeValueError(f"{name} must be 0 or 1, got {value}")
     window, view, y = window_max(node, x, ceil_mode=bool(ceil_mode))
-    wants_indices = len(node.proto.output) > 1 and node.proto.output[1]
-    if not wants_indices:
-        return (y,)
     taps = tap_coordinates(window)
-    inside = taps_inside(taps, window, x.shape[2:])
+    inside = taps_inside(taps, window, x.shape[2:])  # raises where a window pools padding only
+    if not (len(node.proto.output) > 1 and node.proto.output[1]):
+        return (y,)
     return y, _argmax_indices(view, y, inside, taps, x.shape, column_major=bool(storage_order))
 
 

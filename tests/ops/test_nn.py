@@ -314,6 +314,15 @@ def test_max_pool_errors(shape, attrs, error, message):
         run_pool(np.zeros(shape, np.float32), **attrs)
 
 
+@pytest.mark.parametrize("indices", [True, False])
+def test_a_window_of_padding_only_is_refused_with_or_without_indices(indices):
+    """Kernel 2, dilation 2, pads [1, 1] over one element: the window's taps -1 and 1 both lie in the padding,
+    so there is no maximum (spec/ops/nn.md). Refused whether or not Indices is asked for: the maximum of
+    nothing is not -inf."""
+    with pytest.raises(AttributeValueError, match="output 0 along spatial axis 0 would pool padding only"):
+        run_pool(np.ones((1, 1, 1), np.float32), indices=indices, kernel_shape=[2], dilations=[2], pads=[1, 1])
+
+
 # -- ConvTranspose --------------------------------------------------------------------
 
 
