@@ -15,7 +15,10 @@ import contextlib
 import functools
 import hashlib
 import json
+import queue
 import re
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +45,11 @@ __all__ = [
     "node_case_suite",
     "generated_suite",
     "draw_cases",
+    "iter_draws",
     "check",
     "CheckRow",
+    "CheckRun",
+    "FuzzRun",
     "fuzz",
     "save_reproducer",
     "node_reproducer",
@@ -260,6 +266,68 @@ def draw_cases(strategy, count: int, *, seed: int = 0) -> list:
     return drawn
 
 
+class _StopDrawing(BaseException):
+    """Ends a hypothesis run from inside its test body. Not an Exception: hypothesis lets it through at once,
+    without replaying, shrinking or reporting an example."""
+
+
+def iter_draws(strategy, count: int, *, seed: int = 0) -> Iterator:
+    """The examples :func:`draw_cases` returns, the same ones in the same order, one at a time.
+
+    Hypothesis draws in a helper thread whose test body hands each example over and waits until it is
+    taken (one example drawn ahead at most), so a long suite holds one case at a time and can stop early:
+    closing the iterator ends the drawing. The body does nothing but hand over, so the draws are
+    draw_cases' own.
+    """
+    from hypothesis import given
+    from hypothesis import seed as hypothesis_seed
+
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item) -> None:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _StopDrawing
+
+    @hypothesis_seed(seed)
+    @_hypothesis_settings(count)
+    @given(strategy)
+    def collect(example):
+        hand_over(("example", example))
+
+    def draw() -> None:
+        try:
+            with _without_harvested_constants():
+                collect()
+            hand_over(("done", None))
+        except _StopDrawing:
+            pass
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the consumer's thread)
+            with contextlib.suppress(_StopDrawing):
+                hand_over(("error", exc))
+
+    drawer = threading.Thread(target=draw, name="refquant-draw", daemon=True)
+    drawer.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            handoff.get_nowait()
+        drawer.join()
+
+
 def suite_strata(op: str) -> list[tuple[str, int, object]]:
     """(name, weight, strategy) of each stratum of ``op``'s generated cases (spec/conformance.md).
 
@@ -367,12 +435,13 @@ def _allocate(weights: Sequence[int], total: int) -> list[int]:
 
 def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: int = 0) -> Iterator[Case]:
     """``per_op`` models for each op, split between its strata (:func:`suite_strata`) in proportion to
-    their weights, the same ones for the same seed. A case is named ``<op>-seed<S>-<index>-<stratum>``."""
+    their weights, the same ones for the same seed. A case is named ``<op>-seed<S>-<index>-<stratum>``.
+    Drawn one at a time (:func:`iter_draws`): the suite is never held whole."""
     for op in ops:
         strata = suite_strata(op)
         index = 0
         for (name, _, strategy), count in zip(strata, _allocate([w for _, w, _ in strata], per_op)):
-            for case in draw_cases(strategy, count, seed=seed) if count else []:
+            for case in iter_draws(strategy, count, seed=seed) if count else []:
                 yield Case(f"{op.lower()}-seed{seed}-{index}-{name}", op, case.model, case.feeds)
                 index += 1
 
@@ -402,31 +471,68 @@ class CheckRow:
             self.unsupported_reasons[reason] = self.unsupported_reasons.get(reason, 0) + 1
 
 
+@dataclass
+class CheckRun:
+    """What :func:`check` ran: the table rows, the unexplained (case, result) pairs, how many cases ran of
+    how many the suite plans (at most; hypothesis may draw fewer), and whether the time limit stopped it.
+    Unpacks as ``rows, failures``."""
+
+    rows: list[CheckRow]
+    failures: list[tuple[Case, BackendResult]]
+    ran: int
+    planned: int
+    stopped: bool = False
+
+    def __iter__(self):
+        return iter((self.rows, self.failures))
+
+
 def check(
     backends: Sequence[str] | None = None,
     *,
     per_op: int = 20,
     seed: int = 0,
     progress: Callable[[int, int, str], None] | None = None,
-) -> tuple[list[CheckRow], list[tuple[Case, BackendResult]]]:
-    """Run the built-in suite on every backend; the table rows and the unexplained (case, result) pairs."""
+    time_limit: float | None = None,
+) -> CheckRun:
+    """Run the built-in suite on every backend; the table rows and the unexplained (case, result) pairs.
+
+    Cases are drawn and run one at a time, in the suite's order. With ``time_limit`` (seconds), no case
+    starts once that much time has passed: the run stops cleanly and says how many cases ran.
+    """
     if backends is None:
         backends = [name for name, status in available().items() if status]
-    cases = list(node_case_suite()) + list(generated_suite(per_op=per_op, seed=seed))
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    node_cases = list(node_case_suite())
+    planned = len(node_cases) + per_op * len(SUITE_OPS)
     rows: dict[tuple[str, str], CheckRow] = {}
     failures = []
-    for index, case in enumerate(cases):
-        if progress:
-            progress(index, len(cases), case.name)
-        for result in compare(case.model, case.feeds, backends):
-            row = rows.setdefault((result.backend, case.op), CheckRow(result.backend, case.op))
-            row.add(result.verdict, result.message)
-            if result.verdict in ("unexplained", "error"):
-                failures.append((case, result))
+    ran, stopped = 0, False
+    generated = generated_suite(per_op=per_op, seed=seed)
+    try:
+        for case in _chain(node_cases, generated):
+            if deadline is not None and time.monotonic() >= deadline:
+                stopped = True
+                break
+            if progress:
+                progress(ran, planned, case.name)
+            for result in compare(case.model, case.feeds, backends):
+                row = rows.setdefault((result.backend, case.op), CheckRow(result.backend, case.op))
+                row.add(result.verdict, result.message)
+                if result.verdict in ("unexplained", "error"):
+                    failures.append((case, result))
+            ran += 1
+    finally:
+        generated.close()  # ends the drawing thread when the loop stops early
     if progress:
-        progress(len(cases), len(cases), "done")
+        progress(ran, ran, f"stopped at the time limit ({ran} of {planned} cases)" if stopped else "done")
     order = {name: i for i, name in enumerate(backends)}
-    return sorted(rows.values(), key=lambda r: (order[r.backend], r.op)), failures
+    return CheckRun(sorted(rows.values(), key=lambda r: (order[r.backend], r.op)), failures, ran, planned, stopped)
+
+
+def _chain(*iterables: Iterable) -> Iterator:
+    for iterable in iterables:
+        yield from iterable
 
 
 def node_reproducer(model, feeds: Mapping[str, np.ndarray], tensor: str) -> Case:
@@ -536,6 +642,15 @@ def _reproducer_file(directory: Path, name: str) -> Path:
     return path
 
 
+class FuzzRun(list):
+    """The reproducer paths :func:`fuzz` saved (a list), with ``ran`` (examples run, every op together) and
+    ``stopped`` (the time limit ended the campaign)."""
+
+    def __init__(self, paths=(), *, ran: int = 0, stopped: bool = False):
+        super().__init__(paths)
+        self.ran, self.stopped = ran, stopped
+
+
 class _Unexplained(Exception):
     def __init__(self, case: Case, results: list[BackendResult]):
         super().__init__(f"{case.name}: unexplained on {[r.backend for r in results if r.verdict == 'unexplained']}")
@@ -550,29 +665,42 @@ def fuzz(
     seed: int = 0,
     out: Path = Path("reproducers"),
     progress: Callable[[str, int], None] | None = None,
-) -> list[Path]:
-    """A hypothesis campaign per op; each unexplained mismatch is shrunk and saved. Returns reproducer paths."""
+    time_limit: float | None = None,
+) -> FuzzRun:
+    """A hypothesis campaign per op; each unexplained mismatch is shrunk and saved. Returns reproducer paths
+    (a :class:`FuzzRun`). With ``time_limit`` (seconds), no example starts once that much time has passed
+    (shrinking included): the campaign stops cleanly."""
     from hypothesis import given
     from hypothesis import seed as hypothesis_seed
 
-    saved = []
+    deadline = None if time_limit is None else time.monotonic() + time_limit
+    saved = FuzzRun()
     for op in ops:
-        count = [0]
+        count, smallest = [0], [None]
 
         @hypothesis_seed(seed)
         @_hypothesis_settings(examples, shrink=True)
         @given(_strategy(op))
         def campaign(drawn):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _StopDrawing
             count[0] += 1
+            saved.ran += 1
             if progress:
                 progress(op, count[0])
             case = Case(f"{op.lower()}-fuzz", op, drawn.model, drawn.feeds)
             results = compare(case.model, case.feeds, backends)
             if any(r.verdict == "unexplained" for r in results):
+                smallest[0] = (case, results)  # kept should the time limit cut the shrinking short
                 raise _Unexplained(case, results)
 
         try:
             campaign()
         except _Unexplained as found:  # hypothesis re-raises the shrunk example
             saved.append(save_reproducer(out, found.case, found.results))
+        except _StopDrawing:
+            if smallest[0] is not None:  # found, not fully shrunk: saved as far as it got
+                saved.append(save_reproducer(out, *smallest[0]))
+            saved.stopped = True
+            break
     return saved

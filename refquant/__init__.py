@@ -5,10 +5,11 @@
 """
 
 from . import errors
+from .budget import Limits, use_limits
 from .calibration import calibrate
 from .profiles import Profile, get_profile
 from .registry import supported_ops
 from .session import Session, TensorSpec
 
-__all__ = ["Session", "TensorSpec", "Profile", "get_profile", "supported_ops", "errors", "calibrate"]
+__all__ = ["Session", "TensorSpec", "Limits", "use_limits", "Profile", "get_profile", "supported_ops", "errors", "calibrate"]
 __version__ = "0.1.0"

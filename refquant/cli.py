@@ -1,16 +1,18 @@
 """The ``refquant`` command.
 
-    refquant check [--backends a,b] [--per-op N] [--seed S] [--json FILE] [--save-failures DIR]
+    refquant check [--backends a,b] [--per-op N] [--seed S] [--json FILE] [--save-failures DIR] [--time-limit S]
     refquant compare MODEL [--backends a,b] [--input NAME=FILE.npy ...] [--all-tensors [--save DIR]] [--json FILE]
-    refquant fuzz [--ops ...] [--backends ...] [--examples N] [--seed S] [--out DIR]
+    refquant fuzz [--ops ...] [--backends ...] [--examples N] [--seed S] [--out DIR] [--time-limit S]
     refquant replay DIR [--backends a,b]
     refquant bench [--ops ...] [--models ...] [--backends ...] [--repeat N] [--json FILE] [--plot FILE] [--quick]
-    refquant run MODEL [--input NAME=FILE.npy ...] [--seed N] [--save DIR]
+    refquant run MODEL [--input NAME=FILE.npy ...] [--seed N] [--save DIR] [--max-memory SIZE] [--max-work N]
     refquant calibrate MODEL --data PATH --method minmax|entropy|percentile|distribution --out DIR
     refquant debug FLOAT_MODEL QUANT_MODEL --data PATH [--json FILE] [--plot FILE]
     refquant ops
 
 Errors print one line on stderr and exit non-zero; ``--debug`` shows the traceback.
+The commands that run models (run, compare, replay, calibrate, debug, bench) take ``--max-memory`` and
+``--max-work``: the per-node resource budget (refquant.Limits, spec/model.md "Resource budget").
 Subcommands that compare engines import ``backends`` lazily, inside their
 function, so that ``run`` and ``ops`` work with numpy and onnx alone.
 """
@@ -18,6 +20,7 @@ function, so that ``run`` and ``ops`` work with numpy and onnx alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -49,6 +52,15 @@ def _bounded(value: int, flag: str, low: int, high: int) -> int:
     if not low <= value <= high:
         raise RefquantError(f"{flag} must be an integer from {low} to {high}, got {value}")
     return value
+
+
+def _time_limit(seconds: float | None) -> float | None:
+    """--time-limit SECONDS: a positive, finite number, or None when not given."""
+    if seconds is None:
+        return None
+    if not (seconds > 0 and seconds < float("inf")):
+        raise RefquantError(f"--time-limit must be a positive number of seconds, got {seconds}")
+    return seconds
 
 
 def _check_outputs(**paths: str | None) -> None:
@@ -315,9 +327,13 @@ def cmd_check(args) -> int:
     per_op = _bounded(args.per_op, "--per-op", 0, MAX_PER_OP)
     seed = _bounded(args.seed, "--seed", 0, MAX_SEED)
     _check_outputs(json_file=args.json, failures_dir=args.save_failures)
+    time_limit = _time_limit(args.time_limit)
     names = _backend_names(args.backends)
-    rows, failures = conformance.check(names, per_op=per_op, seed=seed, progress=report.Progress("check"))
+    run = conformance.check(names, per_op=per_op, seed=seed, progress=report.Progress("check"), time_limit=time_limit)
+    rows, failures = run
     print(report.check_table(rows))
+    if run.stopped:
+        print(f"stopped at --time-limit {args.time_limit:g} s: ran {run.ran} of {run.planned} cases")
     skipped = _unavailable_lines(names)
     if skipped:
         print("not available here:")
@@ -364,13 +380,16 @@ def cmd_fuzz(args) -> int:
     examples = _bounded(args.examples, "--examples", 1, MAX_EXAMPLES)
     seed = _bounded(args.seed, "--seed", 0, MAX_SEED)
     _check_outputs(out_dir=args.out)
+    time_limit = _time_limit(args.time_limit)
     progress = report.Progress("fuzz")
     saved = conformance.fuzz(
         ops, _backend_names(args.backends), examples=examples, seed=seed, out=Path(args.out),
-        progress=lambda op, n: progress(n, None, op),
+        progress=lambda op, n: progress(n, None, op), time_limit=time_limit,
     )
     for path in saved:
         print(f"unexplained mismatch, shrunk and saved: {path}  (refquant replay {path})")
+    if saved.stopped:
+        print(f"stopped at --time-limit {args.time_limit:g} s: ran {saved.ran} example(s)")
     print(f"fuzzed {', '.join(ops)}: {len(saved)} reproducer(s)")
     return 1 if saved else 0
 
@@ -411,6 +430,37 @@ def cmd_bench(args) -> int:
 
 
 # -- wiring -----------------------------------------------------------------------
+
+#: the commands that run a model given by the user, and so take --max-memory and --max-work
+LIMITED_COMMANDS = ("run", "compare", "replay", "calibrate", "debug", "bench")
+
+
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """--max-memory and --max-work: the per-node resource budget (refquant.Limits)."""
+    from .budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK, show_bytes
+
+    parser.add_argument(
+        "--max-memory", metavar="SIZE",
+        help=f"bytes one node may allocate, e.g. 16GiB, or 'none' (default {show_bytes(DEFAULT_MAX_MEMORY)})",
+    )
+    parser.add_argument(
+        "--max-work", metavar="N",
+        help=f"multiply-adds one node may compute, e.g. 1e11, or 'none' (default {DEFAULT_MAX_WORK:.0e})",
+    )
+
+
+def _limits(args):
+    """The Limits the command line asks for (defaults for the flags not given), or None when the command
+    takes no limits."""
+    from .budget import Limits, parse_count, parse_size
+
+    if not hasattr(args, "max_memory"):
+        return None
+    defaults = Limits()
+    return Limits(
+        max_memory=defaults.max_memory if args.max_memory is None else parse_size(args.max_memory, "--max-memory"),
+        max_work=defaults.max_work if args.max_work is None else parse_count(args.max_work, "--max-work"),
+    )
 
 
 def _add_feed_options(parser: argparse.ArgumentParser) -> None:
@@ -455,6 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of the generated cases (default 0)")
     check.add_argument("--json", metavar="FILE", help="write the table and failures as JSON")
     check.add_argument("--save-failures", metavar="DIR", help="save each failing case as a reproducer")
+    check.add_argument("--time-limit", type=float, metavar="SECONDS",
+                       help="start no case after this many seconds; report how many ran")
     check.set_defaults(func=cmd_check)
 
     compare = sub.add_parser("compare", help="run a model on backends and classify every difference")
@@ -472,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuzz.add_argument("--examples", type=int, default=100, help="examples per operator (default 100)")
     fuzz.add_argument("--seed", type=int, default=0)
     fuzz.add_argument("--out", default="reproducers", help="directory for reproducers (default ./reproducers)")
+    fuzz.add_argument("--time-limit", type=float, metavar="SECONDS",
+                      help="start no example after this many seconds (shrinking included); report how many ran")
     fuzz.set_defaults(func=cmd_fuzz)
 
     replay = sub.add_parser("replay", help="re-run a saved reproducer")
@@ -488,6 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", metavar="FILE", help="save a bar chart (needs matplotlib)")
     bench.add_argument("--quick", action="store_true", help="one timed call per case: a smoke run, not a measurement")
     bench.set_defaults(func=cmd_bench)
+    for name in LIMITED_COMMANDS:
+        _add_limit_options(sub.choices[name])
     return parser
 
 
@@ -495,12 +551,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        from .budget import use_limits
+
+        limits = _limits(args)
+        with use_limits(limits) if limits is not None else contextlib.nullcontext():
+            return args.func(args)
     except RefquantError as exc:
         if args.debug:
             raise
         message = " ".join(str(exc).splitlines())  # one line, even where a name in the model holds a newline
         print(f"refquant: error: {message}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        if args.debug:
+            raise
+        print("refquant: error: out of memory; --max-memory sets what one node may allocate", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("refquant: interrupted", file=sys.stderr)

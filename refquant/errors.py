@@ -22,6 +22,7 @@ __all__ = [
     "NonFiniteError",
     "AccumulatorOverflowError",
     "KernelFailure",
+    "ResourceLimitError",
     "CalibrationError",
     "RefquantWarning",
     "AccumulatorOverflowWarning",
@@ -102,6 +103,19 @@ class AccumulatorOverflowError(NodeError):
 
 class KernelFailure(NodeError):
     """An unexpected failure inside a kernel (a refquant bug or an unforeseen input)."""
+
+
+class ResourceLimitError(NodeError):
+    """A node would allocate or compute more than the session's limits allow (refquant.Limits: ``max_memory``
+    bytes, ``max_work`` multiply-adds), or ran out of memory. Checked from shapes before the kernel runs.
+
+    ``limit`` names the limit ("max_memory", "max_work", or "memory" when the machine ran out), ``requested``
+    what the node needs, ``allowed`` the limit (None when the machine ran out).
+    """
+
+    def __init__(self, message: str, *, limit: str, requested: int | None = None, allowed: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.limit, self.requested, self.allowed = limit, requested, allowed
 
 
 class CalibrationError(RefquantError):

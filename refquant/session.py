@@ -13,15 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import ModelProto, TensorProto, numpy_helper
 
-from . import ops  # noqa: F401  (fills the registry)
+from . import budget, ops  # noqa: F401  (ops fills the registry)
+from .budget import Limits
 from .dtypes import np_dtype, proto_of, type_name
-from .errors import FeedError, KernelFailure, ModelError, NodeError, RefquantError, UnsupportedOpError
+from .errors import FeedError, KernelFailure, ModelError, NodeError, RefquantError, ResourceLimitError, UnsupportedOpError
 from .model import load_model, opset_versions, topological_order
 from .node import Node
 from .profiles import Profile, get_profile
 from .registry import lookup
 
-__all__ = ["Session", "TensorSpec"]
+__all__ = ["Session", "TensorSpec", "Limits"]
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,22 @@ class Session:
     >>> y, = sess.run(None, {"x": x})                       # doctest: +SKIP
 
     ``model`` is a path, bytes or ``onnx.ModelProto``; ``profile`` a profile
-    name ("spec") or a :class:`~refquant.profiles.Profile`.
+    name ("spec") or a :class:`~refquant.profiles.Profile`; ``limits`` what one node
+    may allocate and compute (:class:`~refquant.budget.Limits`; by default
+    :func:`refquant.budget.default_limits`): each node is checked from its input
+    shapes before its kernel runs (ResourceLimitError).
     """
 
-    def __init__(self, model: str | os.PathLike | bytes | ModelProto, *, profile: str | Profile = "spec"):
+    def __init__(
+        self,
+        model: str | os.PathLike | bytes | ModelProto,
+        *,
+        profile: str | Profile = "spec",
+        limits: Limits | None = None,
+    ):
+        if limits is not None and not isinstance(limits, Limits):
+            raise RefquantError(f"limits must be a refquant.Limits, not {type(limits).__name__}")
+        self.limits = budget.default_limits() if limits is None else limits
         self.profile = get_profile(profile)
         self.model = load_model(model)
         graph = self.model.graph
@@ -195,7 +208,7 @@ class Session:
         with np.errstate(all="ignore"):
             for step, node in enumerate(self._plan):
                 inputs = [values[name] if name else None for name in node.proto.input]
-                results = self._call(node, inputs)
+                results = self._call(node, inputs, self.limits)
                 for name, value in zip(node.proto.output, results):
                     if name:
                         values[name] = value
@@ -206,9 +219,18 @@ class Session:
         return values
 
     @staticmethod
-    def _call(node: Node, inputs: list) -> tuple:
+    def _call(node: Node, inputs: list, limits: Limits | None = None) -> tuple:
+        """Run one node: its budget checked first (``limits``, default_limits() when None), then its kernel."""
         try:
+            budget.check(node, inputs, budget.default_limits() if limits is None else limits)
             results = node.cache["kernel"](node, *inputs)
+        except MemoryError:
+            shapes = ", ".join(str(list(x.shape)) for x in inputs if isinstance(x, np.ndarray))
+            raise ResourceLimitError(
+                f"ran out of memory (inputs {shapes or 'none'}); lower refquant.Limits(max_memory=...) "
+                "(--max-memory) to have such a node refused before it allocates",
+                limit="memory",
+            ).attach(node.op_type, node.name) from None
         except NodeError as err:
             raise err.attach(node.op_type, node.name)
         except RefquantError:

@@ -164,6 +164,49 @@ def test_check_counts_every_case_per_backend_and_op(monkeypatch):
     assert table.splitlines()[0].split() == header  # attributed shown even where it is zero everywhere
 
 
+def test_streamed_draws_are_draw_cases_own_and_stop_early():
+    """generated_suite draws one case at a time (iter_draws): the same cases, in the same order, as drawing
+    the whole list first, however slowly they are taken; closing it early ends the drawing thread."""
+    import threading
+    import time
+
+    strategy = conformance.suite_strata("QLinearConv")[0][2]
+    listed = [c.model.SerializeToString() for c in conformance.draw_cases(strategy, 4, seed=2)]
+    streamed = []
+    for case in conformance.iter_draws(strategy, 4, seed=2):
+        time.sleep(0.2)  # a slow consumer: the drawing waits, it does not change
+        streamed.append(case.model.SerializeToString())
+    assert streamed == listed
+    draws = conformance.generated_suite(per_op=20, seed=0)
+    next(draws)
+    draws.close()
+    assert [t.name for t in threading.enumerate() if t.name == "refquant-draw"] == []
+
+
+def test_check_stops_cleanly_at_its_time_limit(monkeypatch):
+    cases = list(conformance.node_case_suite())[:4]
+    monkeypatch.setattr(conformance, "node_case_suite", lambda: iter(cases))
+    run = conformance.check(["reference"], per_op=1, seed=0, time_limit=0)
+    assert (run.ran, run.stopped, run.rows, run.failures) == (0, True, [], [])
+    assert run.planned == 4 + len(conformance.SUITE_OPS)
+    complete = conformance.check(["reference"], per_op=1, seed=0, time_limit=3600)
+    assert (complete.ran, complete.stopped) == (complete.planned, False)
+    rows, failures = complete  # unpacks as before
+    assert sum(r.cases for r in rows) == complete.ran
+
+
+def test_cli_check_and_fuzz_take_a_time_limit(tmp_path, capsys, monkeypatch):
+    cases = list(conformance.node_case_suite())[:2]
+    monkeypatch.setattr(conformance, "node_case_suite", lambda: iter(cases))
+    assert cli.main(["check", "--backends", "reference", "--per-op", "1", "--time-limit", "0.000001"]) == 0
+    assert "stopped at --time-limit 1e-06 s: ran 0 of 10 cases" in capsys.readouterr().out
+    assert cli.main(["fuzz", "--ops", "QuantizeLinear", "--backends", "reference", "--examples", "1000",
+                     "--time-limit", "0.000001", "--out", str(tmp_path)]) == 0
+    assert "stopped at --time-limit 1e-06 s: ran 0 example(s)" in capsys.readouterr().out
+    assert cli.main(["check", "--time-limit", "-1"]) == 1
+    assert "--time-limit must be a positive number" in capsys.readouterr().err
+
+
 def test_fuzz_shrinks_and_saves_an_unexplained_mismatch(tmp_path, shifty):
     saved = conformance.fuzz(["QuantizeLinear"], [shifty], examples=5, seed=1, out=tmp_path)
     assert len(saved) == 1

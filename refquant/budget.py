@@ -1,0 +1,566 @@
+"""The resource budget: what one node may allocate and compute, checked from shapes before its kernel runs.
+
+    Limits(max_memory=4 GiB, max_work=10**10)      per node; None lifts a limit
+    Session(model, limits=Limits(...))              or the default: use_limits(...) (the CLI's --max-memory, --max-work)
+
+Every registered op has an *estimator*: from the node and its input arrays (shapes, and the values of shape-like
+inputs: ConstantOfShape's shape, Range's scalars, Pad's pads, Resize's scales), the tensors the kernel will
+allocate (its outputs and its large intermediates: padded copies, im2col columns, interpolation coordinates)
+and its work (multiply-adds, window taps, interpolation taps, Python-level steps). The Session checks the
+estimate against the limits before it calls the kernel; :class:`~refquant.errors.ResourceLimitError` names the
+node, the tensor, its shape and the limit. spec/model.md ("Resource budget") states the model and the defaults.
+
+Memory counts every element at 8 bytes (refquant's working width: float64 and int64 accumulators), an
+estimate of the node's peak, not an exact account. An estimator that cannot read its inputs (a malformed
+node) returns None: the kernel then reports the problem as it always has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from .errors import RefquantError, ResourceLimitError
+
+__all__ = [
+    "Limits",
+    "Allocation",
+    "Estimate",
+    "DEFAULT_MAX_MEMORY",
+    "DEFAULT_MAX_WORK",
+    "estimate",
+    "check",
+    "default_limits",
+    "use_limits",
+    "parse_size",
+    "parse_count",
+    "show_bytes",
+    "estimated_ops",
+]
+
+#: bytes one node may allocate (outputs plus large intermediates, 8 bytes per element): spec/model.md
+DEFAULT_MAX_MEMORY = 4 * 2**30
+#: work units (multiply-adds, window or interpolation taps) one node may compute: spec/model.md
+DEFAULT_MAX_WORK = 10**10
+#: bytes counted per element: refquant computes in float64 and int64
+WORD = 8
+#: work charged per Python-level step (a numpy call per kernel tap, an exact coordinate of Resize): such a
+#: step costs about what a thousand multiply-adds cost inside numpy
+STEP = 1000
+#: bytes counted per exact (Fraction) coordinate Resize keeps: the object, its two integers, its list slot
+COORDINATE_BYTES = 256
+
+
+def _limit(value, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise RefquantError(f"Limits.{name} must be a positive number or None, got {value!r}")
+    if not (math.isfinite(value) and value >= 1 and float(value).is_integer()):
+        raise RefquantError(f"Limits.{name} must be a whole number >= 1 or None, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-node resource limits. ``max_memory``: bytes a node may allocate (its outputs and large
+    intermediates, every element counted at 8 bytes); ``max_work``: multiply-adds (window taps,
+    interpolation taps) a node may compute. ``None`` lifts a limit."""
+
+    max_memory: int | None = DEFAULT_MAX_MEMORY
+    max_work: int | None = DEFAULT_MAX_WORK
+
+    def __post_init__(self):
+        object.__setattr__(self, "max_memory", _limit(self.max_memory, "max_memory"))
+        object.__setattr__(self, "max_work", _limit(self.max_work, "max_work"))
+
+    @classmethod
+    def unlimited(cls) -> Limits:
+        return cls(None, None)
+
+
+_DEFAULT: contextvars.ContextVar[Limits] = contextvars.ContextVar("refquant_limits", default=Limits())
+
+
+def default_limits() -> Limits:
+    """The limits of a Session created without ``limits=``: Limits() unless :func:`use_limits` says otherwise."""
+    return _DEFAULT.get()
+
+
+@contextlib.contextmanager
+def use_limits(limits: Limits) -> Iterator[Limits]:
+    """Within the block, Sessions created without ``limits=`` (also those refquant creates inside calibration,
+    debug and the comparison commands) take ``limits``."""
+    if not isinstance(limits, Limits):
+        raise RefquantError(f"use_limits takes a refquant.Limits, not {type(limits).__name__}")
+    token = _DEFAULT.set(limits)
+    try:
+        yield limits
+    finally:
+        _DEFAULT.reset(token)
+
+
+# -- estimates -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A tensor a kernel allocates: what it is, its shape, the bytes counted per element."""
+
+    what: str
+    shape: tuple[int, ...]
+    itemsize: int = WORD
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def bytes(self) -> int:
+        return self.elements * self.itemsize
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a node will allocate (each tensor) and compute (work units)."""
+
+    allocations: tuple[Allocation, ...]
+    work: int = 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(a.bytes for a in self.allocations)
+
+
+Estimator = Callable[..., Estimate | None]
+_ESTIMATORS: dict[tuple[str, str], Estimator] = {}
+
+
+def _estimates(*op_types: str, domain: str = ""):
+    def decorate(function: Estimator) -> Estimator:
+        for op_type in op_types:
+            key = (domain, op_type)
+            if key in _ESTIMATORS:
+                raise RuntimeError(f"{domain or 'ai.onnx'}::{op_type} has two estimators")
+            _ESTIMATORS[key] = function
+        return function
+
+    return decorate
+
+
+def estimated_ops() -> set[tuple[str, str]]:
+    """(domain, op_type) of every op with an estimator (a test checks that every registered op has one)."""
+    return set(_ESTIMATORS)
+
+
+def _canonical(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain
+
+
+def estimate(node, inputs: Sequence[np.ndarray | None]) -> Estimate | None:
+    """The node's estimate, or None when it has no estimator or its inputs are malformed (the kernel says how)."""
+    estimator = _ESTIMATORS.get((_canonical(node.domain), node.op_type))
+    if estimator is None:
+        return None
+    try:
+        return estimator(node, list(inputs))
+    except Exception:  # noqa: BLE001  (a malformed node: the kernel raises its own, precise error)
+        return None
+
+
+def check(node, inputs: Sequence[np.ndarray | None], limits: Limits) -> None:
+    """ResourceLimitError when the node's estimate exceeds ``limits``; nothing otherwise."""
+    if limits.max_memory is None and limits.max_work is None:
+        return
+    found = estimate(node, inputs)
+    if found is None:
+        return
+    if limits.max_memory is not None:
+        for allocation in found.allocations:  # the largest single tensor is the clearest thing to name
+            if allocation.bytes > limits.max_memory:
+                raise ResourceLimitError(
+                    f"{allocation.what} of shape {_show(allocation.shape)} ({_count(allocation.elements)} elements, "
+                    f"{show_bytes(allocation.bytes)} at {allocation.itemsize} bytes each) exceeds max_memory "
+                    f"{show_bytes(limits.max_memory)}" + _HOW,
+                    limit="max_memory", requested=allocation.bytes, allowed=limits.max_memory,
+                )
+        if found.bytes > limits.max_memory:
+            parts = ", ".join(f"{a.what} {_show(a.shape)}" for a in found.allocations if a.bytes)
+            raise ResourceLimitError(
+                f"its tensors ({parts}) need {show_bytes(found.bytes)} together, over max_memory "
+                f"{show_bytes(limits.max_memory)}" + _HOW,
+                limit="max_memory", requested=found.bytes, allowed=limits.max_memory,
+            )
+    if limits.max_work is not None and found.work > limits.max_work:
+        shapes = ", ".join(f"{_show(x.shape)}" for x in inputs if isinstance(x, np.ndarray))
+        raise ResourceLimitError(
+            f"{_count(found.work)} multiply-adds (inputs {shapes}) exceed max_work {_count(limits.max_work)}" + _HOW,
+            limit="max_work", requested=found.work, allowed=limits.max_work,
+        )
+
+
+_HOW = " (raise it with refquant.Limits, or --max-memory / --max-work on the command line)"
+
+
+def _show(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def _count(n: int) -> str:
+    return f"{n}" if n < 10**6 else f"{n:.3g}"
+
+
+def show_bytes(n: int) -> str:
+    """``n`` bytes as B, KiB, MiB, GiB, TiB, PiB or EiB (three significant digits)."""
+    for unit, power in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 2**power:
+            return f"{n / 2**power:.3g} {unit}"
+    return f"{n} B"
+
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?(?:[eE][0-9]+)?)\s*([KMGTP]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+
+
+def parse_size(text: str, flag: str) -> int | None:
+    """A byte count from the command line: ``4GiB``, ``512M``, ``1e9``, ``1073741824``; ``none`` lifts the limit.
+    K, M, G, T, P are binary (KiB, MiB, ...) with or without ``iB``."""
+    if text.strip().lower() in ("none", "unlimited"):
+        return None
+    match = _SIZE.match(text)
+    if not match:
+        raise RefquantError(f"{flag} must be a size such as 4GiB, 512MiB or 1e9 (bytes), or 'none'; got {text!r}")
+    unit = (match.group(2) or "").upper().rstrip("B").rstrip("I")
+    value = Fraction(match.group(1)) * _UNITS[unit]
+    if value < 1:
+        raise RefquantError(f"{flag} must be at least 1 byte, got {text!r}")
+    return int(value)
+
+
+def parse_count(text: str, flag: str) -> int | None:
+    """A count from the command line: ``1e11``, ``100000000000``; ``none`` lifts the limit."""
+    if text.strip().lower() in ("none", "unlimited"):
+        return None
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        raise RefquantError(f"{flag} must be a number such as 1e11, or 'none'; got {text!r}") from None
+    if value < 1 or value.denominator != 1:
+        raise RefquantError(f"{flag} must be a whole number >= 1, got {text!r}")
+    return int(value)
+
+
+# -- shape arithmetic without numpy's limits ----------------------------------------------------------
+
+
+def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """Multidirectional broadcasting of Python shapes (any size: nothing is allocated); ValueError if they clash."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def _dims(values: np.ndarray) -> tuple[int, ...]:
+    """A 1-D integer tensor as a shape; ValueError on a negative dimension."""
+    if values.ndim != 1 or values.dtype.kind not in "iu":
+        raise ValueError("not a 1-D integer tensor")
+    dims = tuple(int(v) for v in values)
+    if any(d < 0 for d in dims):
+        raise ValueError("negative dimension")
+    return dims
+
+
+def _present(inputs) -> list[np.ndarray]:
+    return [x for x in inputs if isinstance(x, np.ndarray)]
+
+
+def _out(shape, what: str = "output", itemsize: int = WORD) -> Allocation:
+    return Allocation(what, tuple(int(d) for d in shape), itemsize)
+
+
+# -- estimators: outputs bounded by the inputs ------------------------------------------------------------
+
+#: ops whose outputs hold no more elements than their largest input: element-wise functions, casts, views,
+#: normalizations, quantization (Split's outputs together; TopK's values and indices each). Estimate: the
+#: largest input, at 8 bytes per element (twice for TopK). Constant's value is an attribute the model holds.
+BOUNDED_BY_INPUT = (
+    "Relu", "Round", "Not", "Sqrt", "Exp", "Erf", "Tanh", "Sigmoid", "LeakyRelu", "HardSigmoid", "HardSwish",
+    "Gelu", "Cast", "Identity", "Constant", "Flatten", "Reshape", "Transpose", "Split", "Slice", "Squeeze",
+    "Unsqueeze", "GatherElements", "Shape", "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization",
+    "InstanceNormalization", "TopK", "CumSum", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+)
+BOUNDED_BY_INPUT_MS = ("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QuantizeLinear", "DequantizeLinear")
+#: reductions: the output is the input's shape with reduced axes of length 1 (or removed), so an empty axis
+#: grows to 1: the bound is the input's shape with every 0 counted as 1 ((10**6, 0, 10**6) reduces to 10**12)
+REDUCING = ("ReduceSum", "ReduceMean", "ReduceMin", "ReduceMax", "ArgMax", "GlobalAveragePool", "GlobalMaxPool")
+REDUCING_MS = ("QLinearGlobalAveragePool", "QLinearReduceMean")
+#: multidirectional broadcasting of every input
+BROADCASTING = ("Add", "Sub", "Mul", "Div", "Min", "Max", "Pow", "Where", "Equal", "Less", "Greater", "Clip")
+BROADCASTING_MS = ("QLinearAdd", "QLinearMul", "QLinearWhere")
+
+
+def _bounded(node, inputs) -> Estimate:
+    present = _present(inputs)
+    if not present:
+        return Estimate(())
+    largest = max(present, key=lambda x: x.size)
+    copies = 2 if node.op_type == "TopK" else 1
+    return Estimate((_out(largest.shape, "output (no larger than the largest input)"),) * copies)
+
+
+def _reducing(node, inputs) -> Estimate:
+    x = inputs[0]
+    return Estimate((_out(tuple(max(d, 1) for d in x.shape), "output (the input, empty axes reduced to 1)"),))
+
+
+def _broadcasting(node, inputs) -> Estimate:
+    return Estimate((_out(_broadcast(*(x.shape for x in _present(inputs))), "output (broadcast of the inputs)"),))
+
+
+def _joined(node, inputs) -> Estimate:
+    """Concat: the inputs' elements, together."""
+    return Estimate((_out((sum(x.size for x in _present(inputs)),), "output (every input joined)"),))
+
+
+_estimates(*BOUNDED_BY_INPUT)(_bounded)
+_estimates(*BOUNDED_BY_INPUT_MS, domain="com.microsoft")(_bounded)
+_estimates(*REDUCING)(_reducing)
+_estimates(*REDUCING_MS, domain="com.microsoft")(_reducing)
+_estimates(*BROADCASTING)(_broadcasting)
+_estimates(*BROADCASTING_MS, domain="com.microsoft")(_broadcasting)
+_estimates("Concat")(_joined)
+_estimates("QLinearConcat", domain="com.microsoft")(_joined)
+
+
+# -- estimators: outputs shaped by values or attributes -------------------------------------------------
+
+
+@_estimates("ConstantOfShape")
+def _constant_of_shape(node, inputs) -> Estimate:
+    return Estimate((_out(_dims(inputs[0])),))
+
+
+@_estimates("Expand")
+def _expand(node, inputs) -> Estimate:
+    x, shape = inputs
+    return Estimate((_out(_broadcast(x.shape, _dims(shape))),))
+
+
+@_estimates("Gather")
+def _gather(node, inputs) -> Estimate:
+    data, indices = inputs
+    axis = node.attr("axis", 0, int) % max(data.ndim, 1)
+    return Estimate((_out(data.shape[:axis] + indices.shape + data.shape[axis + 1 :]),))
+
+
+@_estimates("Range")
+def _range(node, inputs) -> Estimate:
+    first, last, step = (Fraction(x.reshape(()).item()) for x in inputs)  # ValueError for NaN and infinities
+    length = max(math.ceil((last - first) / step), 0)
+    # narrow floats: start, the steps and their rounding in float64 beside the output
+    return Estimate((_out((length,)), _out((2 * length,), "float64 steps")))
+
+
+@_estimates("Pad")
+def _pad(node, inputs) -> Estimate:
+    from .ops.shape import _pad_operands
+
+    data = inputs[0]
+    padding = inputs + [None] * (4 - len(inputs))
+    pads, _ = _pad_operands(node, data, padding[1], padding[2], padding[3])
+    rank = data.ndim
+    shape = tuple(max(d + b + e, 0) for d, b, e in zip(data.shape, pads[:rank], pads[rank:]))
+    return Estimate((_out(shape),))
+
+
+@_estimates("Resize")
+def _resize(node, inputs) -> Estimate:
+    from .ops import resize as rs
+
+    x, roi, scales, sizes = (inputs + [None] * 4)[:4]
+    if node.version < 11:
+        roi, scales, sizes = None, roi, None
+    axes = rs._axes(node, x.ndim)
+    scales, sizes = rs._scales_and_sizes(node, roi, scales, sizes)
+    transform = rs._transform_name(node)
+    crops = rs._crops(roi, len(axes)) if transform == "tf_crop_and_resize" else [None] * len(axes)
+    lengths, exact = rs._geometry(node, x.shape, axes, scales, sizes, crops)
+    mode = node.attr("mode", "nearest", str)
+    base = {"nearest": 1, "linear": 2, "cubic": 4}.get(mode, 4)
+    antialias = node.version >= 18 and node.attr("antialias", 0, int) == 1
+    shape, largest, work, coordinates = list(x.shape), x.size, 0, 0
+    for axis, length, scale in zip(axes, lengths, exact):
+        shape[axis] = length  # the kernel resizes one axis after another
+        taps = base * (math.ceil(1 / scale) if antialias and scale < 1 else 1)
+        elements = math.prod(shape)
+        largest = max(largest, elements)
+        work += elements * taps + length * STEP
+        coordinates += length
+    return Estimate(
+        (
+            _out(shape),
+            _out((largest,), "intermediate (one axis resized)"),
+            _out((coordinates,), "exact coordinates", COORDINATE_BYTES),
+        ),
+        work,
+    )
+
+
+# -- estimators: products ----------------------------------------------------------------------------
+
+
+def _matmul_estimate(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> Estimate:
+    """numpy.matmul's shapes: 1-D operands promoted; batch dimensions broadcast."""
+    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    batch = _broadcast(a2[:-2], b2[:-2])
+    m, k, n = a2[-2], a2[-1], b2[-1]
+    out = batch + (m, n)
+    return Estimate((_out(out),), math.prod(out) * k)
+
+
+@_estimates("MatMul", "MatMulInteger")
+def _matmul(node, inputs) -> Estimate:
+    return _matmul_estimate(inputs[0].shape, inputs[1].shape)
+
+
+@_estimates("QLinearMatMul")
+def _qlinear_matmul(node, inputs) -> Estimate:
+    return _matmul_estimate(inputs[0].shape, inputs[3].shape)
+
+
+@_estimates("MatMulIntegerToFloat", "DynamicQuantizeMatMul", domain="com.microsoft")
+def _matmul_to_float(node, inputs) -> Estimate:
+    return _matmul_estimate(inputs[0].shape, inputs[1].shape)
+
+
+def _gemm_estimate(node, a: np.ndarray, b: np.ndarray, c) -> Estimate:
+    m, k = a.shape[::-1] if node.attr("transA", 0, int) else a.shape
+    n = b.shape[0] if node.attr("transB", 0, int) else b.shape[1]
+    return Estimate((_out((m, n)),), m * n * k)
+
+
+@_estimates("Gemm")
+def _gemm(node, inputs) -> Estimate:
+    return _gemm_estimate(node, inputs[0], inputs[1], None)
+
+
+@_estimates("QGemm", domain="com.microsoft")
+def _qgemm(node, inputs) -> Estimate:
+    return _gemm_estimate(node, inputs[0], inputs[3], None)
+
+
+# -- estimators: sliding windows -----------------------------------------------------------------------
+
+
+def _conv_estimate(node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> Estimate:
+    """Conv, ConvInteger, QLinearConv: the padded input, im2col's columns (or, one input channel per group,
+    the tap sums over the padded grid), the output; work N * M * prod(output) * C/group * prod(kernel)."""
+    from .window import conv_window
+
+    window, group = conv_window(node, tuple(x_shape), tuple(w_shape))
+    n, channels = x_shape[:2]
+    out_channels, taps = w_shape[0], math.prod(window.kernel)
+    padded = tuple(d + b + e for d, b, e in zip(x_shape[2:], window.pads_begin, window.pads_end))
+    points = math.prod(window.output)
+    if w_shape[1] == 1:  # one input channel per group: tap sums over the padded grid, one numpy call per tap
+        middle = _out((n, out_channels) + padded, "tap sums over the padded input")
+        work = n * out_channels * math.prod(padded) * taps + taps * STEP
+    else:
+        middle = _out((n, channels * taps, points), "im2col columns")
+        work = n * out_channels * points * (channels // group) * taps
+    allocations = (_out((n, channels) + padded, "padded input"), middle, _out((n, out_channels) + window.output))
+    return Estimate(allocations, work)
+
+
+@_estimates("Conv", "ConvInteger")
+def _conv(node, inputs) -> Estimate:
+    return _conv_estimate(node, inputs[0].shape, inputs[1].shape)
+
+
+@_estimates("QLinearConv")
+def _qlinear_conv(node, inputs) -> Estimate:
+    return _conv_estimate(node, inputs[0].shape, inputs[3].shape)
+
+
+@_estimates("QLinearConv", domain="com.microsoft")
+def _qlinear_conv_channels_last(node, inputs) -> Estimate:
+    x_shape = inputs[0].shape
+    if node.attr("channels_last", 0, int) == 1:
+        x_shape = x_shape[:1] + x_shape[-1:] + x_shape[1:-1]
+    return _conv_estimate(node, x_shape, inputs[3].shape)
+
+
+@_estimates("ConvTranspose")
+def _conv_transpose(node, inputs) -> Estimate:
+    """The per-tap products (N, M, prod(kernel), *D), the full scatter (N, M, *full), the cropped output."""
+    from .ops.nn import transposed_window
+
+    x_shape, w_shape = inputs[0].shape, inputs[1].shape
+    window, group = transposed_window(node, x_shape, w_shape)
+    n, channels = x_shape[:2]
+    out_channels, taps = w_shape[1] * group, math.prod(window.kernel)
+    allocations = (
+        _out((n, out_channels, taps) + tuple(x_shape[2:]), "per-tap products"),
+        _out((n, out_channels) + window.full, "full scatter"),
+        _out((n, out_channels) + window.output),
+    )
+    work = n * channels * math.prod(x_shape[2:]) * (out_channels // group) * taps + taps * STEP
+    return Estimate(allocations, work)
+
+
+def _pool_estimate(node, x_shape: tuple[int, ...], outputs: int = 1) -> Estimate:
+    """A pool over (N, C, *D): the padded input, the output(s), the (output, kernel) tap mask; one numpy call
+    per tap over every output point."""
+    from .window import resolve_window
+
+    ceil_mode = node.attr("ceil_mode", 0, int)
+    if ceil_mode not in (0, 1) or len(x_shape) < 3:
+        raise ValueError("malformed")
+    window = resolve_window(node, tuple(x_shape[2:]), ceil_mode=bool(ceil_mode))
+    n, channels = x_shape[:2]
+    padded = tuple(d + b + e for d, b, e in zip(x_shape[2:], window.pads_begin, window.pads_end))
+    taps = math.prod(window.kernel)
+    out = (n, channels) + window.output
+    allocations = [_out((n, channels) + padded, "padded input")]
+    allocations += [_out(out, "output" if i == 0 else f"output {i}") for i in range(outputs)]
+    allocations.append(_out(window.output + window.kernel, "window mask", 1))
+    return Estimate(tuple(allocations), math.prod(out) * taps + taps * STEP)
+
+
+@_estimates("MaxPool")
+def _max_pool(node, inputs) -> Estimate:
+    return _pool_estimate(node, inputs[0].shape, outputs=len([o for o in node.proto.output if o]))
+
+
+@_estimates("AveragePool")
+def _average_pool(node, inputs) -> Estimate:
+    return _pool_estimate(node, inputs[0].shape)
+
+
+def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[:1] + shape[-1:] + shape[1:-1]
+
+
+@_estimates("QLinearAveragePool", domain="com.microsoft")
+def _qlinear_average_pool(node, inputs) -> Estimate:
+    shape = inputs[0].shape
+    return _pool_estimate(node, _channels_last(shape) if node.attr("channels_last", 0, int) == 1 else shape)
+
+
+@_estimates("NhwcMaxPool", domain="com.microsoft")
+def _nhwc_max_pool(node, inputs) -> Estimate:
+    return _pool_estimate(node, _channels_last(inputs[0].shape))
