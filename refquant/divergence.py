@@ -316,6 +316,20 @@ def _u8_gemm_conv3d_padded(node, values: Mapping[str, np.ndarray], producers: Ma
     return _grouped_gemm(node, w_q) and _padded(node, x_q, w_q)
 
 
+def _u8_gemm_conv_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """Grouped (not depthwise) convolution of uint8 x by int8 w with weight zero point 0 (a QDQ Conv or a
+    QLinearConv), where two products of the stored bytes can leave int16 together, 2 * max(x) * max|w| > 32767:
+    OpenVINO's GEMM int8 kernel (jit_gemm_I8) adds adjacent products along K with VPMADDUBSW on AVX2, which
+    saturates (spec/backends.md). Its K order is not measured, so the bound uses the extremes."""
+    operands = _quantized_conv(node, values, producers)
+    if operands is None:
+        return False
+    x_q, _, w_q, w_zp = operands
+    if x_q.dtype != np.uint8 or w_q.dtype != np.int8 or np.any(w_zp) or not _grouped_gemm(node, w_q):
+        return False
+    return 2 * int(x_q.max(initial=0)) * max(int(w_q.max(initial=0)), -int(w_q.min(initial=0))) > 32767
+
+
 def _u8_gemm_output_wraps(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
     """QuantizeLinear to uint8 (per tensor) of a grouped (not depthwise) Conv of DequantizeLinear(uint8 x) and
     DequantizeLinear(int8 w), some rint(z / scale) + zero point at or above 32768: OpenVINO's GEMM int8 kernel
@@ -373,6 +387,7 @@ NODE_CONDITIONS = {
     "s8_conv_odd_weights": _s8_conv_odd_weights,
     "u8_gemm_conv3d_padded": _u8_gemm_conv3d_padded,
     "u8_gemm_output_wraps": _u8_gemm_output_wraps,
+    "u8_gemm_conv_pairs_saturate": _u8_gemm_conv_pairs_saturate,
     "unit_stride_pool_padding": _unit_stride_pool_padding,
 }
 

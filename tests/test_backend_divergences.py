@@ -1047,6 +1047,28 @@ def test_int8_conv_halved_weights_are_attributed_and_even_weights_are_not(openvi
     assert report.unexplained == 1 and not report.attributed
 
 
+def test_int8_gemm_conv_pair_saturation_is_attributed_and_a_pair_inside_int16_is_not(openvino):
+    """refquant fuzz --seed 1203002: QDQ Conv, group 2 with two input channels per group (OpenVINO's GEMM int8
+    kernel), uint8 x 217 (zp 0), int8 w 76 (zp 0), out_scale 192: exact 217 * 76 * 2 = 32984 -> rint(171.79) = 172;
+    the pair saturates to 32767 -> rint(170.66) = 171. w 75: 32550 fits int16, no condition, and a planted 171
+    stays unexplained."""
+    x = np.full((1, 4, 1), 217, np.uint8)
+    attrs = {"group": 2, "kernel_shape": [1]}
+    model = _qdq_graph("Conv", x, np.uint8(0), np.full((2, 2, 1), 76, np.int8), np.int8(0), 192, np.uint8(0), attrs=attrs)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[[172], [172]]]
+    got = np.full((1, 2, 1), 171, np.uint8)
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == got.tolist()
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": got})["z_q"]
+    assert report.attributed == {"openvino-int8-gemm-conv-pair-saturation": 2} and not report.unexplained
+    model = _qdq_graph("Conv", x, np.uint8(0), np.full((2, 2, 1), 75, np.int8), np.int8(0), 192, np.uint8(0), attrs=attrs)
+    assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[[170], [170]]]  # 32550 / 192 = 169.53
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].tolist() == [[[170], [170]]]
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.array([[[171], [170]]], np.uint8)})["z_q"]
+    assert report.unexplained == 1 and not report.attributed
+
+
 def test_int8_gemm_uint8_output_wrap_is_attributed_below_32768_not(openvino):
     """refquant fuzz --seed 8003: QDQ Conv, group 2, dilation 2, uint8 x 0 (zp 255), w -65, scales 1: each output
     2 * 255 * 65 = 33150 -> 255 (spec); OpenVINO's GEMM kernel packs 33150 through int16: 0. w -64: 32640, below
