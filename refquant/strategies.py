@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 import ml_dtypes
 import numpy as np
+from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
@@ -45,6 +46,7 @@ from onnx import TensorProto as T
 from .dtypes import np_dtype, proto_of, qtype
 from .ops.common import types_at
 from .ops.quantize import QUANTIZED_TYPES
+from .window import same_total
 
 __all__ = [
     "Case",
@@ -943,13 +945,37 @@ def _add_middle(draw, act_type: int, x_scale: np.ndarray):
     return _Middle(x_shape, nodes, ["x", "y"], {}, initializers, feeds, float(x_scale))
 
 
+def _pools_padding_only(spatial: Sequence[int], attrs: dict) -> bool:
+    """Whether some window of a MaxPool with these attributes reads padding only: no maximum, which refquant
+    refuses (spec/ops/nn.md), so the QDQ strategy does not draw it."""
+    rank = len(spatial)
+    auto_pad, pads = attrs.get("auto_pad", "NOTSET"), attrs.get("pads", [0] * 2 * rank)
+    for axis, (size, k, s, d) in enumerate(
+        zip(spatial, attrs["kernel_shape"], attrs.get("strides", [1] * rank), attrs.get("dilations", [1] * rank))
+    ):
+        extent = (k - 1) * d + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            total = max(0, same_total(size, extent, s))
+            begin, count = (total // 2 if auto_pad == "SAME_UPPER" else total - total // 2), -(-size // s)
+        else:
+            begin, end = (0, 0) if auto_pad == "VALID" else (pads[axis], pads[axis + rank])
+            span = size + begin + end - extent
+            count = (-(-span // s) if attrs.get("ceil_mode") else span // s) + 1
+            if attrs.get("ceil_mode") and (count - 1) * s >= size + begin:
+                count -= 1
+        if any(all(not 0 <= j * s - begin + t * d < size for t in range(k)) for j in range(count)):
+            return True
+    return False
+
+
 @st.composite
 def _max_pool_middle(draw, x_scale: np.ndarray):
-    """MaxPool with a convolution's geometry (no group), sometimes with ceil_mode."""
+    """MaxPool with a convolution's geometry (no group), sometimes with ceil_mode; no window of padding only."""
     geometry = draw(conv_geometries())
     attrs = {k: v for k, v in geometry.attrs.items() if k != "group"} | {"kernel_shape": list(geometry.w_shape[2:])}
     if attrs.get("auto_pad", "NOTSET") == "NOTSET" and draw(st.booleans()):
         attrs["ceil_mode"] = 1
+    assume(not _pools_padding_only(geometry.x_shape[2:], attrs))
     return _Middle(geometry.x_shape, [], ["x"], attrs, {}, {}, float(x_scale))
 
 

@@ -1203,6 +1203,24 @@ def _qlinear_matmul_bfloat16(scale_type):
     return single_node_model("QLinearMatMul", {"a": a, **init}, {"y": U8}, opset=21, initializers=init), {"a": a}
 
 
+def test_float8_qlinear_matmul_is_lowered_like_the_integer_one(openvino):
+    """refquant fuzz --seed 1203003: float8e4m3fn a = 0xD9 = -(1 + 1/8) * 2**4 = -18 (zero point 0), int8 b 0 (zero
+    point -128), scales 1, 1, 512, uint8 y_zp 5: acc -18 * 128 = -2304, -2304 / 512 = -4.5; the spec rounds first,
+    -4 + 5 = 1; OpenVINO's FakeQuantize adds the zero point first, rint(0.5) = 0. float8 operands dequantize exactly
+    to float32, so the lowering applies (93 of 93 random float8 QLinearMatMul models matched). A planted 2 stays
+    unexplained."""
+    a = np.array([[0xD9]], np.uint8).view(ml_dtypes.float8_e4m3fn)
+    init = {"as": np.float32(1), "az": np.zeros((), ml_dtypes.float8_e4m3fn), "b": np.zeros((1, 1), np.int8),
+            "bs": np.float32(1), "bz": np.int8(-128), "ys": np.float32(512), "yz": np.uint8(5)}
+    model = single_node_model("QLinearMatMul", {"a": a, **init}, {"y": T.UINT8}, opset=21, initializers=init)
+    assert float(a.item()) == -18.0 and refquant.Session(model).run(None, {"a": a})[0].item() == 1
+    assert refquant.Session(model, profile="openvino").run(None, {"a": a})[0].item() == 0
+    if _avx2_int8():
+        assert openvino.run(model, {"a": a})["y"].item() == 0
+    assert _classify(model, {"a": a}, "openvino", {"y": np.array([[0]], np.uint8)})["y"].status == "explained"
+    assert _classify(model, {"a": a}, "openvino", {"y": np.array([[2]], np.uint8)})["y"].status == "unexplained"
+
+
 def test_qlinear_matmul_bfloat16_scales_defect_is_attributed_and_float32_scales_are_not(openvino):
     """v = -255, range [-510, 0]: fma(-255, 0.5, 255) = 127.5 -> 128 on OpenVINO (measured); spec
     round(-127.5) + 255 = 127. float32 scales: the emulation gives 128 (explained), a planted 126 is unexplained."""

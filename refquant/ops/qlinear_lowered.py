@@ -22,8 +22,9 @@ A QLinearConv bias B is dequantized as fl(B * fl(x_scale * w_scale)) and added a
 dequantization is exact.
 
 The emulation is used only where it is a reproduction (spec/backends.md "## openvino"): per-tensor
-scales and zero points, 8-bit operands, float32 or float16 scales, a bias B * s exact in float32, not an int8 y when
-every operand zero point is 0 (OpenVINO's int8 route there is not reproduced), and a float32 accumulation
+scales and zero points, 8-bit integer or float8 (e4m3fn, e5m2) operands, float32 or float16 scales, a bias
+B * s exact in float32, not an int8 y when every operand zero point is 0 (OpenVINO's int8 route there is
+not reproduced), and a float32 accumulation
 that is exact in any order: every term a multiple of g (the product of the operands' smallest bit weights)
 and K * max|a| * max|b| <= 2**24 * g, so every partial sum is a float32. Elsewhere the kernels keep the
 spec's value (:func:`lowered_matmul` / :func:`lowered_conv` return None); where only the accumulation's
@@ -32,6 +33,7 @@ exactness fails, :func:`float32_accumulation_inexact` says so (the defect ``open
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from .. import arith
@@ -100,8 +102,13 @@ def _operand(q: np.ndarray, zero_point, scale) -> np.ndarray:
     return (centered * np.asarray(scale).astype(np.float64).reshape(())).astype(_F32)
 
 
+#: operand types OpenVINO dequantizes exactly to float32 before its product: 8-bit integers, and the float8
+#: types it reads (QLinearMatMul-21; the fnuz variants it refuses)
+_MODELLED_OPERANDS = frozenset(np.dtype(t) for t in (np.uint8, np.int8, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2))
+
+
 def _modelled(qt: QType, q_types, scales, zero_operands: bool) -> bool:
-    if qt.is_float or qt.dtype.itemsize != 1 or any(np.dtype(t).itemsize != 1 or np.dtype(t).kind not in "iu" for t in q_types):
+    if qt.is_float or qt.dtype.itemsize != 1 or any(np.dtype(t) not in _MODELLED_OPERANDS for t in q_types):
         return False
     if {np.asarray(s).dtype for s in scales} - set(_MODELLED_SCALES) or len({np.asarray(s).dtype for s in scales}) != 1:
         return False
