@@ -200,14 +200,8 @@ def _float32_sum_inexact(node, values: Mapping[str, np.ndarray], producers: Mapp
 
 def _dequantized_source(name: str, producers: Mapping, values: Mapping[str, np.ndarray]):
     """(q, zero point) of the DequantizeLinear (per tensor) that computes ``name``, or None."""
-    node = producers.get(name)
-    if node is None or node.op_type != "DequantizeLinear":
-        return None
-    q = values.get(node.input[0])
-    zp = values.get(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.int64)
-    if q is None or zp is None or np.asarray(zp).size != 1:
-        return None
-    return np.asarray(q), np.asarray(zp)
+    source = _dequantized_bytes(name, producers, values)
+    return source if source is not None and source[1].size == 1 else None
 
 
 def _dequantized_bytes(name: str, producers: Mapping, values: Mapping[str, np.ndarray]):
