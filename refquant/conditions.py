@@ -116,11 +116,14 @@ def _zero_range(node, inputs, outputs) -> list[Mask]:
     return [zero] * len(outputs)
 
 
-def _scale_underflow(node, inputs, outputs) -> list[Mask]:
-    """DynamicQuantizeLinear: the range is not [0, 0] but float32((max - min) / 255) is 0 (every output, every element)."""
+def _scale_out_of_range(node, inputs, outputs) -> list[Mask]:
+    """DynamicQuantizeLinear: the range is not [0, 0] but float32((max - min) / 255) is 0 or inf (every output,
+    every element)."""
     x = inputs[0][~np.isnan(inputs[0])]
     high, low = np.float32(max(0.0, x.max(initial=0.0))), np.float32(min(0.0, x.min(initial=0.0)))
-    return [bool(high != low and (high - low) / np.float32(255) == 0)] * len(outputs)
+    with np.errstate(over="ignore"):
+        scale = (high - low) / np.float32(255)
+    return [bool(high != low and not 0 < scale < np.inf)] * len(outputs)
 
 
 def _int32_dequantize(node, inputs, outputs) -> list[Mask]:
@@ -155,7 +158,7 @@ CONDITIONS: dict[str, OptionCondition] = {
     "int32_overflow": OptionCondition({"MatMulInteger", "ConvInteger"}),
     "avx2_u8s8_saturation": OptionCondition(U8S8_GEMMS),
     "dynamic_zero_range_scale": OptionCondition({"DynamicQuantizeLinear"}, _zero_range),
-    "dynamic_scale_underflow": OptionCondition({"DynamicQuantizeLinear"}, _scale_underflow),
+    "dynamic_scale_out_of_range": OptionCondition({"DynamicQuantizeLinear"}, _scale_out_of_range),
     "qlinear_pipeline": OptionCondition(QLINEAR_CONTRIB),
     "quantize_formula": OptionCondition({"QuantizeLinear"}),
     "dequantize_formula": OptionCondition({"DequantizeLinear"}),

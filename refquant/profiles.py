@@ -65,12 +65,13 @@ class Profile:
     dynamic_zero_range_scale:
         Scale DynamicQuantizeLinear returns when min(x, 0) == max(x, 0), where
         the spec formula would divide by zero (onnxruntime: 1.0; onnx.reference: 1/255).
-    dynamic_scale_underflow:
-        DynamicQuantizeLinear when x's range is not [0, 0] but (max - min) / 255 underflows float32 to 0
-        (max - min below about 3e-43): ``"error"`` refuses (the zero point qmin - min / scale would
-        divide by 0), ``"clamp-nan-to-qmax"`` returns the float32 formulas' values: scale 0, y from
-        x / 0 (+-inf saturate; 0 / 0 follows ``nan``), and a zero point of 0 / 0 (min(x, 0) = 0) clamped
-        to qmax as C's std::min(255.f, NaN) returns 255 (onnxruntime, onnx.reference).
+    dynamic_scale_out_of_range:
+        DynamicQuantizeLinear when x's range is not [0, 0] but its float32 scale (max - min) / 255 is not a
+        positive finite number: it underflows to 0 (max - min below about 3e-43) or max - min overflows to
+        inf (|x| near float32's largest). ``"error"`` refuses (the zero point qmin - min / scale would
+        divide by 0, or the scale would be infinite); ``"float32"`` returns the float32 formulas' values
+        (onnxruntime, onnx.reference): scale 0 or inf, y from x / scale (+-inf saturate; 0 / 0 follows
+        ``nan``; x / inf is 0), and a zero point of 0 / 0 clamped to qmax as C's std::min(255.f, NaN) does.
     qlinear_pipeline:
         Arithmetic of the com.microsoft QLinear elementwise and pooling ops (QLinearAdd,
         QLinearMul, QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax, QLinearConcat,
@@ -140,7 +141,7 @@ class Profile:
     int32_overflow: Literal["wrap", "saturate", "error"] = "wrap"
     avx2_u8s8_saturation: bool = False
     dynamic_zero_range_scale: float = 1.0
-    dynamic_scale_underflow: Literal["error", "clamp-nan-to-qmax"] = "error"
+    dynamic_scale_out_of_range: Literal["error", "float32"] = "error"
     qlinear_pipeline: Literal["exact", "mlas-float32"] = "exact"
     quantize_formula: Literal["exact", "fake-quantize"] = "exact"
     dequantize_formula: Literal["exact", "distributed"] = "exact"
@@ -167,7 +168,7 @@ class Profile:
             "quantize_division": ("scale-type", "float32"),
             "float_pipeline": ("exact", "mlas-float32", "numpy-float32"),
             "dequantize_int32": ("exact", "float32-first", "float32-input"),
-            "dynamic_scale_underflow": ("error", "clamp-nan-to-qmax"),
+            "dynamic_scale_out_of_range": ("error", "float32"),
             "qlinear_requantize": ("exact", "fake-quantize"),
         }
         for key, values in allowed.items():
@@ -197,7 +198,7 @@ ONNXRUNTIME = Profile(
     name="onnxruntime",
     requantize_precision="float32",
     nan="qmin",
-    dynamic_scale_underflow="clamp-nan-to-qmax",
+    dynamic_scale_out_of_range="float32",
     avx2_u8s8_saturation=host.u8s8_pairs_saturate(),
     qlinear_pipeline="mlas-float32",
     float_pipeline="mlas-float32",
@@ -214,7 +215,7 @@ ONNX_REFERENCE = Profile(
     quantize_overflow="int32-indefinite",
     nan="qmin",
     dynamic_zero_range_scale=float(1 / 255),
-    dynamic_scale_underflow="clamp-nan-to-qmax",
+    dynamic_scale_out_of_range="float32",
     dequantize_int32="float32-first",
 )
 

@@ -529,7 +529,7 @@ OPTION_CASES = [
     ("quantize_division", "float32", rqs.quantize_linear_models),
     ("quantize_formula", "fake-quantize", rqs.quantize_linear_models),
     ("dynamic_zero_range_scale", 1 / 255, rqs.dynamic_quantize_linear_models),
-    ("dynamic_scale_underflow", "clamp-nan-to-qmax", rqs.dynamic_quantize_linear_models),
+    ("dynamic_scale_out_of_range", "float32", rqs.dynamic_quantize_linear_models),
     ("dynamic_quantize_formula", "reciprocal", rqs.dynamic_quantize_linear_models),
     ("requantize_precision", "float32", rqs.qlinear_matmul_models),
     ("requantize_precision", "mixed", rqs.qlinear_conv_models),

@@ -637,7 +637,7 @@ def test_bfloat16_quantize_onnx_reference_profile_is_bit_exact(data):
     assert_bit_exact(refquant.Session(model, profile="onnx-reference").run(None, feeds)[0], _onnx_reference_run(model, feeds))
 
 
-# -- DynamicQuantizeLinear whose scale underflows (profile option dynamic_scale_underflow) ---------------------------
+# -- DynamicQuantizeLinear whose scale underflows (profile option dynamic_scale_out_of_range) ---------------------------
 
 #: x -> (y, scale, zero point) as onnxruntime 1.32 CPU and onnx.reference (onnx 1.23) both return them (measured;
 #: refquant fuzz --seed 8002 found the first): (max - min) / 255 underflows float32 to 0; a zero point of 0 / 0
@@ -670,3 +670,19 @@ def test_dynamic_quantize_smallest_scale_is_not_an_underflow():
     model = single_node_model("DynamicQuantizeLinear", {"x": x}, {"y": T.UINT8, "y_scale": T.FLOAT, "y_zero_point": T.UINT8}, opset=11)
     y, scale, zero_point = refquant.Session(model).run(None, {"x": x})
     assert (y.tolist(), scale.item(), zero_point.item()) == ([214], float(np.float32(1.4e-45)), 0)
+
+
+def test_dynamic_quantize_scale_overflow():
+    """x = [-3e38, 3e38]: max - min = 6e38 overflows float32, so the scale would be inf and every y 0. The spec
+    profile refuses; onnxruntime 1.32 and onnx.reference return y [0, 0], scale inf, zero point 0 (measured:
+    0 - (-3e38) / inf = 0, x / inf = 0), which dynamic_scale_out_of_range="float32" reproduces."""
+    x = np.array([-3e38, 3e38], np.float32)
+    model = single_node_model("DynamicQuantizeLinear", {"x": x}, {"y": T.UINT8, "y_scale": T.FLOAT, "y_zero_point": T.UINT8}, opset=11)
+    with pytest.raises(QuantParamError, match="overflows float32"):
+        refquant.Session(model).run(None, {"x": x})
+    for profile in ("onnxruntime", "onnx-reference"):
+        y, scale, zero_point = refquant.Session(model, profile=profile).run(None, {"x": x})
+        assert (y.tolist(), scale.item(), zero_point.item()) == ([0, 0], np.inf, 0), profile
+    with np.errstate(all="ignore"):
+        y, scale, zero_point = ReferenceEvaluator(model).run(None, {"x": x})
+    assert (y.tolist(), scale.item(), zero_point.item()) == ([0, 0], np.inf, 0)

@@ -169,13 +169,15 @@ def dynamic_quantize_linear(node: Node, x):
     if x_max == x_min:
         scale = np.float32(node.profile.dynamic_zero_range_scale)
     else:
-        scale = (x_max - x_min) / np.float32(u8.qmax - u8.qmin)
-    if scale == 0 and node.profile.dynamic_scale_underflow == "error":
-        raise QuantParamError(
-            f"x's range [{x_min}, {x_max}] is too narrow for a float32 scale: (max - min) / 255 underflows to 0 "
-            "and the zero point qmin - min / scale would divide by it (profile option dynamic_scale_underflow)"
+        with np.errstate(over="ignore"):  # max - min beyond float32: refused below unless the profile allows it
+            scale = (x_max - x_min) / np.float32(u8.qmax - u8.qmin)
+    if not 0 < scale < np.inf and node.profile.dynamic_scale_out_of_range == "error":
+        problem = (
+            "is too narrow for a float32 scale: (max - min) / 255 underflows to 0 and the zero point qmin - min / "
+            "scale would divide by it" if scale == 0 else "overflows float32: max - min is infinite, and so would the scale be"
         )
-    with np.errstate(divide="ignore", invalid="ignore"):  # only where the scale underflowed, as the profile allows
+        raise QuantParamError(f"x's range [{x_min}, {x_max}] {problem} (profile option dynamic_scale_out_of_range)")
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # only as the profile allows
         initial_zero_point = np.float32(u8.qmin) - x_min / scale
     if np.isnan(initial_zero_point):  # 0 / 0: std::min(255.f, NaN) is 255
         initial_zero_point = np.float32(u8.qmax)
