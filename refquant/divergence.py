@@ -310,16 +310,18 @@ def _u8_gemm_conv3d_padded(node, values: Mapping[str, np.ndarray], producers: Ma
     return _grouped_gemm(node, w_q) and _padded(node, x_q, w_q)
 
 
-def _u8_gemm_conv_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
-    """Grouped (not depthwise) convolution of uint8 x by int8 w with weight zero point 0 (a QDQ Conv or a
-    QLinearConv), where two products of the stored bytes can leave int16 together, 2 * max(x) * max|w| > 32767:
-    OpenVINO's GEMM int8 kernel (jit_gemm_I8) adds adjacent products along K with VPMADDUBSW on AVX2, which
-    saturates (spec/backends.md). Its K order is not measured, so the bound uses the extremes."""
+def _u8_conv_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapping) -> bool:
+    """Convolution (not depthwise) of uint8 x by int8 w with weight zero point 0 (a QDQ Conv or a QLinearConv),
+    where two products of the stored bytes can leave int16 together, 2 * max(x) * max|w| > 32767: OpenVINO's
+    int8 kernels (jit_avx2_I8, and jit_gemm_I8 for grouped convolutions) add adjacent products along K with
+    VPMADDUBSW on AVX2, which saturates (spec/backends.md). Their K order is not measured, so the bound uses
+    the extremes."""
     operands = _quantized_conv(node, values, producers)
     if operands is None:
         return False
     x_q, _, w_q, w_zp = operands
-    if x_q.dtype != np.uint8 or w_q.dtype != np.int8 or np.any(w_zp) or not _grouped_gemm(node, w_q):
+    not_depthwise = _group(node) == 1 or _grouped_gemm(node, w_q)
+    if x_q.dtype != np.uint8 or w_q.dtype != np.int8 or np.any(w_zp) or not not_depthwise:
         return False
     return 2 * int(x_q.max(initial=0)) * max(int(w_q.max(initial=0)), -int(w_q.min(initial=0))) > 32767
 
@@ -381,7 +383,7 @@ NODE_CONDITIONS = {
     "s8_conv_odd_weights": _s8_conv_odd_weights,
     "u8_gemm_conv3d_padded": _u8_gemm_conv3d_padded,
     "u8_gemm_output_wraps": _u8_gemm_output_wraps,
-    "u8_gemm_conv_pairs_saturate": _u8_gemm_conv_pairs_saturate,
+    "u8_conv_pairs_saturate": _u8_conv_pairs_saturate,
     "unit_stride_pool_padding": _unit_stride_pool_padding,
 }
 

@@ -1060,12 +1060,31 @@ def test_int8_gemm_conv_pair_saturation_is_attributed_and_a_pair_inside_int16_is
     if _avx2_int8():
         assert openvino.run(model, {"x_q": x})["z_q"].tolist() == got.tolist()
     report = _classify(model, {"x_q": x}, "openvino", {"z_q": got})["z_q"]
-    assert report.attributed == {"openvino-int8-gemm-conv-pair-saturation": 2} and not report.unexplained
+    assert report.attributed == {"openvino-int8-conv-pair-saturation": 2} and not report.unexplained
     model = _qdq_graph("Conv", x, np.uint8(0), np.full((2, 2, 1), 75, np.int8), np.int8(0), 192, np.uint8(0), attrs=attrs)
     assert refquant.Session(model).run(None, {"x_q": x})[0].tolist() == [[[170], [170]]]  # 32550 / 192 = 169.53
     if _avx2_int8():
         assert openvino.run(model, {"x_q": x})["z_q"].tolist() == [[[170], [170]]]
     report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.array([[[171], [170]]], np.uint8)})["z_q"]
+    assert report.unexplained == 1 and not report.attributed
+
+
+def test_ungrouped_int8_conv_pair_saturation_is_attributed(openvino):
+    """refquant fuzz --seed 1203003, reduced: ungrouped QDQ Conv (jit_avx2_I8), x 254 (zp 255), w -65, two channels,
+    1x1 kernel: exact (-1)(-65) * 2 = 130; the stored bytes pair 254 * -65 * 2 = -33020 -> -32768, plus the
+    zero-point term 255 * 130: 382 -> 255. w -64: -32512 fits int16, no condition, a planted error stays unexplained."""
+    x = np.full((1, 2, 1, 1), 254, np.uint8)
+    model = _qdq_graph("Conv", x, np.uint8(255), np.full((1, 2, 1, 1), -65, np.int8), np.int8(0), 1, np.uint8(0))
+    assert refquant.Session(model).run(None, {"x_q": x})[0].item() == 130
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].item() == 255
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.full((1, 1, 1, 1), 255, np.uint8)})["z_q"]
+    assert report.attributed == {"openvino-int8-conv-pair-saturation": 1}
+    model = _qdq_graph("Conv", x, np.uint8(255), np.full((1, 2, 1, 1), -64, np.int8), np.int8(0), 1, np.uint8(0))
+    assert refquant.Session(model).run(None, {"x_q": x})[0].item() == 128
+    if _avx2_int8():
+        assert openvino.run(model, {"x_q": x})["z_q"].item() == 128
+    report = _classify(model, {"x_q": x}, "openvino", {"z_q": np.full((1, 1, 1, 1), 129, np.uint8)})["z_q"]
     assert report.unexplained == 1 and not report.attributed
 
 

@@ -312,7 +312,7 @@ def _int8_qlinearconv(x, x_zero_point, w, attrs, y_type=T.INT8):
 def _qdq_grouped_conv_u8_output(x_value=0, x_zero_point=255, w_value=-65, out_scale=1):
     """DequantizeLinear(x_q uint8 0, zp 255), DequantizeLinear(w int8 -65) -> Conv(group 2) -> QuantizeLinear(1, 0)
     -> y: the level 2 * 255 * 65 = 33150 (openvino-int8-gemm-output-wrap); with x_q 217, zp 0, w 76, out_scale
-    192 a pair 217 * 76 * 2 = 32984 beyond int16 (openvino-int8-gemm-conv-pair-saturation)."""
+    192 a pair 217 * 76 * 2 = 32984 beyond int16 (openvino-int8-conv-pair-saturation)."""
     init = {"xs": F32(1), "xz": np.uint8(x_zero_point), "w_q": np.full((2, 2, 1), w_value, np.int8), "ws": F32(1),
             "wz": np.int8(0), "os": F32(out_scale), "oz": np.uint8(0)}
     nodes = [helper.make_node("DequantizeLinear", ["x_q", "xs", "xz"], ["x"]),
@@ -338,7 +338,7 @@ DEFECT_CASES = {
     "openvino-int8-conv-halved-weights": ("openvino", lambda: _int8_qlinearconv(
         np.int8([[[5, 7, 9, 11, 13]]]), np.int8(0), np.int8([[[3, -2]]]), {"kernel_shape": [2]})),
     "openvino-int8-gemm-output-wrap": ("openvino", _qdq_grouped_conv_u8_output),
-    "openvino-int8-gemm-conv-pair-saturation": ("openvino", lambda: _qdq_grouped_conv_u8_output(217, 0, 76, 192)),
+    "openvino-int8-conv-pair-saturation": ("openvino", lambda: _qdq_grouped_conv_u8_output(217, 0, 76, 192)),
     "openvino-int8-gemm-conv3d-padding": ("openvino", lambda: _int8_qlinearconv(
         np.zeros((1, 2, 1, 1, 2), np.uint8), np.uint8(128), np.full((4, 1, 1, 1, 2), -1, np.int8),
         {"auto_pad": "SAME_UPPER", "group": 2, "kernel_shape": [1, 1, 2], "strides": [2, 1, 1]}, T.UINT8)),
