@@ -5,12 +5,44 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from onnx import AttributeProto, NodeProto, helper, numpy_helper
+from onnx import AttributeProto, NodeProto, defs, helper, numpy_helper
 
 from .errors import AttributeValueError, RefquantWarning
 from .profiles import Profile
 
-__all__ = ["Node"]
+__all__ = ["Node", "check_attributes", "FLAG_ATTRIBUTES", "MS_ATTRIBUTES"]
+
+#: Attributes that are 0/1 flags in every op refquant registers that has them (spec/model.md "Refused models").
+FLAG_ATTRIBUTES = frozenset({
+    "allowzero", "antialias", "ceil_mode", "channels_last", "count_include_pad", "exclude_outside", "exclusive",
+    "keepdims", "largest", "noop_with_empty_axes", "reverse", "saturate", "select_last_index", "sorted",
+    "storage_order", "training_mode", "transA", "transB",
+})
+
+_I, _F, _S, _INTS = AttributeProto.INT, AttributeProto.FLOAT, AttributeProto.STRING, AttributeProto.INTS
+_POOL = {"auto_pad": _S, "ceil_mode": _I, "kernel_shape": _INTS, "pads": _INTS, "strides": _INTS}
+#: {op_type: {attribute: type}} of the com.microsoft ops refquant registers: their schemas live in onnxruntime
+#: (contrib_defs), not in onnx.defs; tests/test_model.py compares this table with onnxruntime's when installed.
+MS_ATTRIBUTES: dict[str, dict[str, int]] = {
+    "DequantizeLinear": {"axis": _I},
+    "DynamicQuantizeMatMul": {},
+    "MatMulIntegerToFloat": {},
+    "NhwcMaxPool": {**_POOL, "dilations": _INTS},
+    "QGemm": {"alpha": _F, "transA": _I, "transB": _I},
+    "QLinearAdd": {},
+    "QLinearAveragePool": {**_POOL, "channels_last": _I, "count_include_pad": _I},
+    "QLinearConcat": {"axis": _I},
+    "QLinearConv": {"auto_pad": _S, "channels_last": _I, "dilations": _INTS, "group": _I, "kernel_shape": _INTS,
+                    "pads": _INTS, "strides": _INTS},
+    "QLinearGlobalAveragePool": {"channels_last": _I},
+    "QLinearLeakyRelu": {"alpha": _F},
+    "QLinearMul": {},
+    "QLinearReduceMean": {"axes": _INTS, "keepdims": _I},
+    "QLinearSigmoid": {},
+    "QLinearSoftmax": {"axis": _I, "opset": _I},
+    "QLinearWhere": {},
+    "QuantizeLinear": {"axis": _I},
+}
 
 _MISSING = object()
 
@@ -27,6 +59,50 @@ def _attribute_value(attr: AttributeProto) -> Any:
     if attr.type in (AttributeProto.INTS, AttributeProto.FLOATS):
         return list(helper.get_attribute_value(attr))
     return helper.get_attribute_value(attr)
+
+
+def _schema_attributes(domain: str, op_type: str, opset: int) -> dict[str, int] | None:
+    """{attribute: AttributeProto type} of the op's schema in effect at ``opset``, or None when unknown."""
+    if domain in ("", "ai.onnx"):
+        try:
+            schema = defs.get_schema(op_type, opset, "")
+        except defs.SchemaError:
+            return None
+        return {name: int(a.type) for name, a in schema.attributes.items()}
+    if domain == "com.microsoft":
+        return MS_ATTRIBUTES.get(op_type)
+    return None
+
+
+def _type_name(kind: int) -> str:
+    return AttributeProto.AttributeType.Name(kind) if kind in AttributeProto.AttributeType.values() else str(kind)
+
+
+def check_attributes(proto: NodeProto, opset: int, name: str) -> None:
+    """Every attribute of the node is one its op's schema (at ``opset``) defines, of the schema's type; a
+    0/1 flag (:data:`FLAG_ATTRIBUTES`) is 0 or 1. AttributeValueError naming the node and the attribute."""
+    domain = proto.domain or ""
+    known = _schema_attributes(domain, proto.op_type, opset)
+    if known is None:
+        return
+    op = f"{domain or 'ai.onnx'}::{proto.op_type}"
+
+    def refuse(message: str):
+        return AttributeValueError(message).attach(proto.op_type, name)
+
+    for attr in proto.attribute:
+        if attr.name not in known:
+            listed = ", ".join(sorted(known)) or "none"
+            raise refuse(
+                f"attribute '{attr.name}' is not defined by {op} at opset {opset} (its attributes: {listed})"
+            )
+        want = known[attr.name]
+        if attr.type != want:
+            raise refuse(
+                f"attribute '{attr.name}' has type {_type_name(attr.type)}, {op} defines it as {_type_name(want)}"
+            )
+        if attr.name in FLAG_ATTRIBUTES and want == AttributeProto.INT and attr.i not in (0, 1):
+            raise refuse(f"{attr.name} must be 0 or 1, got {attr.i}")
 
 
 class Node:

@@ -18,7 +18,7 @@ from .budget import Limits
 from .dtypes import np_dtype, proto_of, type_name
 from .errors import FeedError, KernelFailure, ModelError, NodeError, RefquantError, ResourceLimitError, UnsupportedOpError
 from .model import load_model, opset_versions, topological_order
-from .node import Node
+from .node import Node, check_attributes
 from .profiles import Profile, get_profile
 from .registry import lookup
 
@@ -124,6 +124,7 @@ class Session:
             _check_default(spec, self.constants[spec.name])
         self._plan = [self._bind(proto, index, versions) for index, proto in enumerate(topological_order(graph))]
         self._last_use = self._last_uses()
+        self._producers = {name: node for node in self._plan for name in node.proto.output if name}
 
     # -- building -------------------------------------------------------------
 
@@ -139,6 +140,7 @@ class Session:
                 f"at opset {versions[domain]} (see `refquant ops`)"
             )
         version, kernel = found
+        check_attributes(proto, versions[domain], name)
         node = Node(proto, version, self.profile, name)
         node.cache["kernel"] = kernel
         return node
@@ -216,7 +218,32 @@ class Session:
                     for name in node.proto.input:
                         if name and self._last_use.get(name) == step:
                             values.pop(name, None)
+        self._check_outputs(values)
         return values
+
+    def _check_outputs(self, values: Mapping[str, np.ndarray]) -> None:
+        """Each graph output has its declared element type, rank and fixed (> 0) dimensions: a kernel
+        result that contradicts the model's declaration is refused (ModelError naming the output), never
+        returned as if the model had said so (spec/model.md "Refused models")."""
+        for spec in self.outputs:
+            value = values.get(spec.name)
+            if value is None:
+                continue
+            node = self._producers.get(spec.name)
+            source = f" (computed by {node.op_type} '{node.name}')" if node is not None else ""
+            if value.dtype != spec.dtype:
+                raise ModelError(
+                    f"graph output '{spec.name}'{source} has dtype {value.dtype}, the model declares "
+                    f"{spec.dtype} ({type_name(proto_of(spec.dtype))})"
+                )
+            if spec.shape is not None and (
+                value.ndim != len(spec.shape)
+                or any(isinstance(want, int) and want > 0 and want != got for got, want in zip(value.shape, spec.shape))
+            ):
+                raise ModelError(
+                    f"graph output '{spec.name}'{source} has shape {list(value.shape)}, the model declares "
+                    f"{_show_shape(spec.shape)}"
+                )
 
     @staticmethod
     def _call(node: Node, inputs: list, limits: Limits | None = None) -> tuple:

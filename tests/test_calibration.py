@@ -716,6 +716,34 @@ def test_infinite_values_are_an_error_for_histograms():
         refquant.calibrate(_relu_model(), batches, "percentile", runner=_relu_runner)
 
 
+@pytest.mark.parametrize("bad, counts", [(np.nan, "1 NaN and 0 infinite"), (-np.inf, "0 NaN and 1 infinite")])
+def test_finite_data_refuses_nan_and_inf_naming_batch_and_input(bad, counts):
+    """finite_data=True (what `refquant calibrate` passes, since it writes tables): no inf/nan range."""
+    good = np.array([[1.0, 0.5, -3.0, 2.0]], np.float32)
+    batches = [{"x": good}, {"x": good}, {"x": np.array([[1.0, bad, 0.0, 2.0]], np.float32)}]
+    for method in ("minmax", "entropy"):
+        with pytest.raises(CalibrationError, match=f"batch 3, input 'x': {counts} value\\(s\\); calibration data must be finite"):
+            refquant.calibrate(_relu_model(), batches, method, runner=_relu_runner, finite_data=True)
+    # by default NaN is ignored and MinMax reports the infinite range (spec/calibration.md); the tables refuse it
+    ranges = refquant.calibrate(_relu_model(), batches, "minmax", runner=_relu_runner, tensors=["x"])
+    if np.isinf(bad):
+        assert ranges["x"].low == -np.inf
+
+
+def test_calibrate_command_refuses_non_finite_data(tmp_path, capsys):
+    import onnx
+
+    from refquant import cli
+
+    onnx.save(_relu_model(), tmp_path / "f.onnx")
+    np.savez(tmp_path / "data.npz", x=np.array([[[1.0, 2.0, 3.0, 4.0]], [[1.0, np.inf, 3.0, 4.0]]], np.float32))
+    status = cli.main(["calibrate", str(tmp_path / "f.onnx"), "--data", str(tmp_path / "data.npz"),
+                       "--runner", "refquant", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1 and "batch 2, input 'x': 0 NaN and 1 infinite value(s)" in err, err
+    assert not (tmp_path / "out" / "calibration.cache").exists()
+
+
 def test_option_errors():
     with pytest.raises(CalibrationError, match="num_bins >= 512"):
         create_calibrator("distribution", num_bins=256)

@@ -518,3 +518,138 @@ def test_ir_versions_refquant_does_not_read_are_refused(ir_version):
     model.ir_version = ir_version
     with pytest.raises(ModelError, match=f"declares IR version {ir_version}; refquant reads IR versions 3 to 14"):
         refquant.Session(model)
+
+
+# -- attributes (issue 12): out of domain, of the wrong type, or unknown to the op's schema --------------
+
+
+def _q_model(opset=21, **attrs):
+    return single_node_model(
+        "QuantizeLinear",
+        {"x": (T.FLOAT, [4]), "s": np.array(0.5, np.float32), "zp": np.array(0, np.int8)},
+        {"y": T.INT8},
+        opset=opset,
+        attrs=attrs,
+        initializers={"s": np.array(0.5, np.float32), "zp": np.array(0, np.int8)},
+    )
+
+
+def _with_attribute(model, attribute):
+    model.graph.node[0].attribute.append(attribute)
+    return model
+
+
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (_q_model(saturate=5), "QuantizeLinear '#0': saturate must be 0 or 1, got 5"),
+        (_q_model(saturate=-1), "QuantizeLinear '#0': saturate must be 0 or 1, got -1"),
+        (_q_model(axis=1.0), "QuantizeLinear '#0': attribute 'axis' has type FLOAT, ai.onnx::QuantizeLinear defines it as INT"),
+        (_with_attribute(dq_graph_model(), helper.make_attribute("axis", "1")),
+         "DequantizeLinear '#0': attribute 'axis' has type STRING, ai.onnx::DequantizeLinear defines it as INT"),
+        (_with_attribute(dq_graph_model(), helper.make_attribute("axis", [1])),
+         "DequantizeLinear '#0': attribute 'axis' has type INTS, ai.onnx::DequantizeLinear defines it as INT"),
+        (_q_model(block_size=2.5), "attribute 'block_size' has type FLOAT"),
+        (_q_model(output_dtype="int8"), "attribute 'output_dtype' has type STRING"),
+        (_with_attribute(dq_graph_model(), helper.make_attribute("saturate", 1)),
+         "DequantizeLinear '#0': attribute 'saturate' is not defined by ai.onnx::DequantizeLinear at opset 13 "
+         r"\(its attributes: axis\)"),
+        (_q_model(opset=13, saturate=1),
+         r"attribute 'saturate' is not defined by ai.onnx::QuantizeLinear at opset 13 \(its attributes: axis\)"),
+        (_q_model(my_hint=3), "QuantizeLinear '#0': attribute 'my_hint' is not defined by ai.onnx::QuantizeLinear at "
+         "opset 21"),
+    ],
+)
+def test_bad_attributes_are_refused_naming_node_and_attribute(model, match):
+    with pytest.raises(refquant.errors.AttributeValueError, match=match):
+        refquant.Session(model)
+
+
+def test_unknown_attribute_on_a_com_microsoft_op_is_refused():
+    model = single_node_model(
+        "QLinearSigmoid",
+        {"x": (T.UINT8, [4]), "xs": np.array(0.1, np.float32), "xz": np.array(0, np.uint8),
+         "ys": np.array(0.1, np.float32), "yz": np.array(0, np.uint8)},
+        {"y": T.UINT8}, opset=13, domain="com.microsoft", attrs={"alpha": 0.5},
+        initializers={k: v for k, v in {"xs": np.array(0.1, np.float32), "xz": np.array(0, np.uint8),
+                                       "ys": np.array(0.1, np.float32), "yz": np.array(0, np.uint8)}.items()},
+    )
+    with pytest.raises(refquant.errors.AttributeValueError,
+                       match=r"QLinearSigmoid '#0': attribute 'alpha' is not defined by com.microsoft::QLinearSigmoid "
+                             r"at opset 1 \(its attributes: none\)"):
+        refquant.Session(model)
+
+
+def test_flags_0_and_1_and_schema_attributes_are_accepted():
+    x = np.array([0.0, 1.0, 2.5, -3.0], np.float32)
+    for saturate in (0, 1):
+        y, = refquant.Session(_q_model(saturate=saturate, axis=0)).run(None, {"x": x})
+        assert y.tolist() == [0, 2, 5, -6]
+
+
+def test_the_com_microsoft_attribute_table_is_onnxruntime_s():
+    """refquant.node.MS_ATTRIBUTES (contrib schemas are not in onnx.defs) equals onnxruntime's schemas."""
+    pybind = pytest.importorskip("onnxruntime.capi.onnxruntime_pybind11_state")
+    from refquant.node import MS_ATTRIBUTES
+
+    theirs = {
+        s.name: {name: int(a.type) for name, a in s.attributes.items()}
+        for s in pybind.get_all_operator_schema()
+        if s.domain == "com.microsoft" and s.name in MS_ATTRIBUTES
+    }
+    assert theirs == MS_ATTRIBUTES
+
+
+def test_flag_attributes_are_ints_wherever_a_registered_op_defines_them():
+    from onnx import AttributeProto, defs
+
+    from refquant.node import FLAG_ATTRIBUTES, MS_ATTRIBUTES
+    from refquant.registry import supported_ops
+
+    seen = set()
+    for domain, op, version in supported_ops():
+        known = MS_ATTRIBUTES[op] if domain else {n: int(a.type) for n, a in defs.get_schema(op, version, "").attributes.items()}
+        for name in FLAG_ATTRIBUTES & set(known):
+            assert known[name] == AttributeProto.INT, (op, name)
+            seen.add(name)
+    assert seen == FLAG_ATTRIBUTES
+
+
+# -- graph outputs (issue 12): a computed output must have the declared type and fixed dims --------------
+
+
+def _dq_declaring(elem_type, shape):
+    model = dq_graph_model()
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("y", elem_type, shape))
+    return model
+
+
+@pytest.mark.parametrize(
+    "elem_type, shape, match",
+    [
+        (T.INT8, None, r"graph output 'y' \(computed by DequantizeLinear '#0'\) has dtype float32, the model declares "
+                       r"int8 \(int8\)"),
+        (T.FLOAT16, ["N", 3], "has dtype float32, the model declares float16"),
+        (T.FLOAT, ["N", 5], r"graph output 'y' \(computed by DequantizeLinear '#0'\) has shape \[2, 3\], the model "
+                            r"declares \[N, 5\]"),
+        (T.FLOAT, [3, 3], r"has shape \[2, 3\], the model declares \[3, 3\]"),
+        (T.FLOAT, ["N"], r"has shape \[2, 3\], the model declares \[N\]"),
+        (T.FLOAT, ["N", 3, 1], r"has shape \[2, 3\], the model declares \[N, 3, 1\]"),
+    ],
+)
+def test_outputs_contradicting_their_declaration_are_refused(elem_type, shape, match):
+    session = refquant.Session(_dq_declaring(elem_type, shape))
+    with pytest.raises(ModelError, match=match):
+        session.run(None, {"x": np.zeros((2, 3), np.uint8)})
+    with pytest.raises(ModelError, match=match):
+        session.run_all({"x": np.zeros((2, 3), np.uint8)})
+
+
+@pytest.mark.parametrize("shape", [None, ["N", "M"], [2, 3], [None, 3], [0, 3]])
+def test_outputs_matching_their_declaration_or_free_dims_are_accepted(shape):
+    model = _dq_declaring(T.FLOAT, shape)
+    if shape and shape[0] is None:
+        model.graph.output[0].type.tensor_type.shape.dim[0].Clear()
+    y, = refquant.Session(model).run(None, {"x": np.zeros((2, 3), np.uint8)})
+    assert y.shape == (2, 3)

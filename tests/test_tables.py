@@ -82,12 +82,21 @@ def test_minmax_tables_byte_identical(tmp_path_factory, entries):
     table = TrtTable.TrtTable.GetRootAsTrtTable(buffer, 0)
     theirs = {table.Dict(i).Key().decode(): table.Dict(i).Value().decode() for i in range(table.DictLength())}
     assert parse_flatbuffers_table(buffer) == theirs
+    # a value v < 0 reads as [-v, v] with low > high, and a JSON range with lowest > highest: both refused
+    amaxes = {name: max(np.float32(hi).item(), np.float32(lo).item()) for name, (lo, hi) in entries.items()}
     for path in (our_dir / "calibration.flatbuffers", our_dir / "calibration.cache"):
+        if any(value < 0 for value in amaxes.values()):
+            with pytest.raises(CalibrationError, match="< 0; the table's value v is the range"):
+                read_table(path)
+            continue
         back = read_table(path)
         assert set(back) == set(ranges)
-        for name, (lo, hi) in entries.items():
-            value = max(np.float32(hi).item(), np.float32(lo).item())
+        for name, value in amaxes.items():
             assert back[name].high == np.float32(value) and back[name].low == np.float32(-value)
+    if any(np.float32(lo) > np.float32(hi) for lo, hi in entries.values()):
+        with pytest.raises(CalibrationError, match="has lowest > highest"):
+            read_table(our_dir / "calibration.json")
+        return
     json_back = read_table(our_dir / "calibration.json")
     assert {n: (r.low.tobytes(), r.high.tobytes()) for n, r in json_back.items()} == {
         n: (r.low.tobytes(), r.high.tobytes()) for n, r in ranges.items()
@@ -146,7 +155,7 @@ def test_table_errors(tmp_path):
     [
         ("calibration.json", b"\xff\xfe{}", "is not UTF-8 text"),
         ("calibration.cache", b"x \xff\n", "is not UTF-8 text"),
-        ("calibration.json", b"[" * 100_000, "calibration.json nests JSON too deeply"),
+        ("calibration.json", b"[" * 100_000, "calibration.json' nests JSON too deeply"),
         ("calibration.json", b'{"data": [1, 2]}', "not an onnxruntime calibration.json: AttributeError"),
         ("calibration.json", b'{"data": {"x": {"lowest": {"CLS": "numpy.array", "data": 1, "dtype": "nope"}}}}',
          "not an onnxruntime calibration.json: TypeError"),
@@ -174,3 +183,114 @@ def test_a_fifo_as_a_table_is_refused_without_blocking(tmp_path):
 def test_empty_table_matches_onnxruntime(tmp_path):
     write_calibration_table(ort_calibrate.TensorsData(ort_calibrate.CalibrationMethod.MinMax, {}), str(tmp_path))
     assert flatbuffers_table({}) == (tmp_path / "calibration.flatbuffers").read_bytes()
+
+
+# -- hostile table files (issue 12): refused with the file and the tensor named -------------------------
+
+def _json_entry(lowest, highest, method="CalibrationMethod.MinMax") -> bytes:
+    import json
+
+    def arr(v, dtype="float32"):
+        return {"data": v, "dtype": dtype, "CLS": "numpy.array"}
+
+    entry = {"lowest": lowest if not isinstance(lowest, list) else arr(lowest),
+             "highest": highest if not isinstance(highest, list) else arr(highest), "CLS": "TensorData"}
+    return json.dumps({"CLS": "TensorsData", "data": {"t": entry},
+                       "calibration_method": {"CLS": "CalibrationMethod", "value": method}}).encode()
+
+
+@pytest.mark.parametrize(
+    "name, data, match",
+    [
+        ("calibration.json", _json_entry("abc", [1.0]), "tensor 't' field 'lowest' is 'abc', not a number"),
+        ("calibration.json", _json_entry([-1.0], True), "tensor 't' field 'highest' is True, not a number"),
+        ("calibration.json",
+         _json_entry({"data": ["a"], "dtype": "object", "CLS": "numpy.array"}, [1.0]),
+         "tensor 't' field 'lowest' has dtype object, not a number type"),
+        ("calibration.json",
+         _json_entry({"data": ["abc"], "dtype": "float32", "CLS": "numpy.array"}, [1.0]),
+         "tensor 't' field 'lowest' is not numeric data"),
+        ("calibration.json", _json_entry(float("nan"), 1.0), "tensor 't' field 'lowest' is not finite \\(nan\\)"),
+        ("calibration.json", _json_entry([-1.0], [float("inf")]), "tensor 't' field 'highest' is not finite \\(inf\\)"),
+        ("calibration.json", _json_entry([2.0], [1.0]), "tensor 't' has lowest > highest \\(2.0 > 1.0\\)"),
+        ("calibration.json", _json_entry([0.0, 1.0], [1.0]), "tensor 't' has lowest of shape \\(2,\\) and highest"),
+        ("calibration.json", _json_entry([0.0], [1.0], "CalibrationMethod.Magic"),
+         "calibration_method 'CalibrationMethod.Magic' is not one of"),
+        ("calibration.cache", b"t abc\n", "tensor 't' has the value 'abc', which is not a number"),
+        ("calibration.cache", b"t nan\n", "tensor 't' has the value 'nan', which is not a finite float32"),
+        ("calibration.cache", b"t inf\n", "tensor 't' has the value 'inf', which is not a finite float32"),
+        ("calibration.cache", b"t 1e39\n", "tensor 't' has the value '1e39', which is not a finite float32"),
+        ("calibration.cache", b"t -2.0\n", "tensor 't' has the value '-2.0' < 0"),
+        ("calibration.cache", b"t 1.0\nt 2.0\n", "line 2: tensor 't' appears twice"),
+        ("calibration.trt.cache", b"TRT-8601-EntropyCalibration2\nt: 7fc00000\n", "tensor 't' has the value nan"),
+        ("calibration.trt.cache", b"TRT-8601-EntropyCalibration2\nt: 7f800000\n", "tensor 't' has the value inf"),
+        ("calibration.trt.cache", b"TRT-8601-EntropyCalibration2\nt: bf800000\n", "tensor 't' has the value -127.0 < 0"),
+        ("calibration.trt.cache", b"TRT-8601-EntropyCalibration2\nt: 3c000000\nt: 3c000000\n", "tensor 't' appears twice"),
+        ("calibration.flatbuffers", flatbuffers_table({"t": "abc"}), "tensor 't' has the value 'abc', which is not"),
+        ("calibration.flatbuffers", flatbuffers_table({"t": "nan"}), "tensor 't' has the value 'nan', which is not a finite"),
+        ("calibration.flatbuffers", flatbuffers_table({"t": "-1.5"}), "tensor 't' has the value '-1.5' < 0"),
+        ("calibration.flatbuffers", flatbuffers_table({"t": ""}), "tensor 't' has the value '', which is not a number"),
+    ],
+)
+def test_hostile_table_values_are_refused_naming_file_and_tensor(tmp_path, name, data, match):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(CalibrationError, match=match) as info:
+        read_table(tmp_path / name)
+    assert f"'{tmp_path / name}'" in str(info.value)
+
+
+def test_a_flatbuffers_table_with_a_duplicate_key_is_refused(tmp_path):
+    buffer = bytearray(flatbuffers_table({"ab": "1.0", "ac": "2.0"}))
+    at = buffer.index(b"ac\0")
+    buffer[at : at + 2] = b"ab"
+    (tmp_path / "calibration.flatbuffers").write_bytes(bytes(buffer))
+    with pytest.raises(CalibrationError, match="key 'ab' appears twice"):
+        read_table(tmp_path / "calibration.flatbuffers")
+
+
+@pytest.mark.parametrize("values", [{"conv1": "0.5", "x": "3.25"}, {"t": "1.0"}, {}])
+def test_every_single_byte_corruption_of_a_flatbuffers_table_is_caught(tmp_path, values):
+    """Each byte of a valid table flipped (x ^ 0xff): the file either loads to exactly the original values
+    (a padding byte, which nothing reads) or is a CalibrationError, never other values or another error."""
+    good = flatbuffers_table(values)
+    path = tmp_path / "calibration.flatbuffers"
+    path.write_bytes(good)
+    original = read_table(path)
+    outcomes = {"same": 0, "refused": 0}
+    for index in range(len(good)):
+        corrupt = bytearray(good)
+        corrupt[index] ^= 0xFF
+        path.write_bytes(bytes(corrupt))
+        try:
+            back = read_table(path)
+        except CalibrationError:
+            outcomes["refused"] += 1
+            continue
+        assert back == original, f"byte {index} flipped loads {back}"
+        outcomes["same"] += 1
+    assert outcomes["refused"] > outcomes["same"]
+
+
+def test_truncated_flatbuffers_tables_are_refused(tmp_path):
+    """Cut anywhere before the last string's NUL terminator: refused; only trailing padding may go."""
+    good = flatbuffers_table({"conv1": "0.5", "x": "3.25"})
+    path = tmp_path / "calibration.flatbuffers"
+    path.write_bytes(good)
+    original = read_table(path)
+    last_nul = good.rindex(b"conv1\0") + len("conv1")
+    for length in range(len(good)):
+        path.write_bytes(good[:length])
+        if length > last_nul:
+            assert read_table(path) == original
+            continue
+        with pytest.raises(CalibrationError, match="is not a valid calibration.flatbuffers"):
+            read_table(path)
+
+
+def test_tables_hold_no_inf_or_nan(tmp_path):
+    for low, high in ((-np.inf, 1.0), (0.0, np.nan)):
+        ranges = {"t": TensorRange(low=np.array([low], np.float32), high=np.array([high], np.float32))}
+        for fmt in ("json", "flatbuffers", "cache", "trt"):
+            with pytest.raises(CalibrationError, match="tensor 't' has a non-finite (low|high) .*no inf or nan"):
+                write_tables(ranges, tmp_path / fmt, [fmt])
+            assert not (tmp_path / fmt).exists()

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from onnx import ModelProto
 
 from ..model import load_model
@@ -58,6 +59,7 @@ def calibrate(
     op_types: Sequence[str] | None = None,
     tensors: Sequence[str] | None = None,
     progress: Progress | None = None,
+    finite_data: bool = False,
     **options,
 ) -> dict[str, TensorRange]:
     """Calibrate ``model`` on ``data``: {tensor name: TensorRange}, in graph order.
@@ -77,6 +79,9 @@ def calibrate(
     profile (each float result the exact value rounded once).
     op_types: calibrate only the inputs and outputs of these node types;
     tensors: calibrate exactly these tensors instead.
+    finite_data: refuse a batch whose float inputs hold NaN or infinity (CalibrationError naming the batch
+    and the input), as ``refquant calibrate`` does: the tables it writes hold finite values only.
+    By default NaN in a tensor is ignored and MinMax reports an infinite range (spec/calibration.md).
     """
     proto = load_model(model)
     calibrator = create_calibrator(method, **options)
@@ -95,11 +100,30 @@ def calibrate(
         for pass_number, batches in enumerate(source.passes(calibrator.passes), 1):
             if pass_number > 1:
                 calibrator.next_pass()
+            elif finite_data:
+                batches = _finite_batches(batches)
             for index, activations in enumerate(_prefetched(worker, run, batches, names), 1):
                 calibrator.collect(activations)
                 if progress is not None:
                     progress(pass_number, calibrator.passes, index, source.length)
     return calibrator.compute()
+
+
+def _finite_batches(batches) -> Iterator[dict]:
+    """The batches, each float input checked for NaN and infinity first (the first pass sees every batch)."""
+    for index, feeds in enumerate(batches, 1):
+        for name, value in feeds.items():
+            array = np.asarray(value)
+            if array.dtype.kind != "f" and array.dtype.name != "bfloat16":
+                continue
+            wide = array.astype(np.float64)
+            nan, inf = int(np.isnan(wide).sum()), int(np.isinf(wide).sum())
+            if nan or inf:
+                raise CalibrationError(
+                    f"batch {index}, input '{name}': {nan} NaN and {inf} infinite value(s); calibration data "
+                    "must be finite, or the tables would hold inf/nan ranges"
+                )
+        yield feeds
 
 
 def _prefetched(worker: ThreadPoolExecutor, run: Runner, batches, names) -> Iterator[dict]:

@@ -221,6 +221,7 @@ def run(args) -> int:
         op_types=_op_types(args),
         compat=args.compat,
         progress=None if args.quiet else _ProgressBar(),
+        finite_data=True,
         **options,
     )
     try:

@@ -126,31 +126,46 @@ def onnxruntime_json(ranges: Mapping[str, TensorRange], method: str | None = Non
     return json.dumps(document)
 
 
-def parse_onnxruntime_json(text: str) -> dict[str, TensorRange]:
+def parse_onnxruntime_json(text: str, source: str = "calibration.json") -> dict[str, TensorRange]:
     """Ranges from an onnxruntime calibration.json (its lowest/highest and histograms).
 
-    Invalid or too deeply nested JSON, and a document of any other shape, raise CalibrationError.
+    Invalid or too deeply nested JSON, a document of any other shape, an unknown method, and a value
+    that is not a finite number (a string, an object or string dtype, NaN, inf), lowest > highest or
+    lowest and highest of different shapes raise CalibrationError naming ``source`` and the tensor.
     """
-    document = parse_json(text, "calibration.json", CalibrationError)
+    document = parse_json(text, source, CalibrationError)
     method_of = {v: k for k, v in _METHOD_LABELS.items()}
 
-    def decode(value):
+    def decode(value, name, key):
         if isinstance(value, dict) and value.get("CLS") == "numpy.array":
-            return np.asarray(value["data"], dtype=np.dtype(value["dtype"]))
-        if isinstance(value, float):
+            dtype = np.dtype(value["dtype"])
+            if dtype.kind not in "iuf":
+                raise CalibrationError(f"{source}: tensor '{name}' field '{key}' has dtype {dtype}, not a number type")
+            try:
+                return np.asarray(value["data"], dtype=dtype)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise CalibrationError(f"{source}: tensor '{name}' field '{key}' is not numeric data: {exc}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CalibrationError(f"{source}: tensor '{name}' field '{key}' is {value!r}, not a number")
+        if isinstance(value, float) or key in ("lowest", "highest", "avg", "std"):
             return np.float32(value)
         return value
 
     ranges = {}
     try:
         entries = document["data"]
-        method = method_of.get(
-            document.get("calibration_method", {}).get("value", "CalibrationMethod.MinMax").split(".")[-1]
-        )
+        label = document.get("calibration_method", {}).get("value", "CalibrationMethod.MinMax")
+        method = method_of.get(label.split(".")[-1]) if label.startswith("CalibrationMethod.") else None
+        if method is None:
+            raise CalibrationError(
+                f"{source}: calibration_method {label!r} is not one of "
+                f"{[f'CalibrationMethod.{v}' for v in _METHOD_LABELS.values()]}"
+            )
         for name, entry in entries.items():
-            fields = {key: decode(value) for key, value in entry.items() if key != "CLS"}
+            fields = {key: decode(value, name, key) for key, value in entry.items() if key != "CLS"}
             if "lowest" not in fields or "highest" not in fields:
-                raise CalibrationError(f"tensor '{name}' in calibration.json has no lowest/highest")
+                raise CalibrationError(f"{source}: tensor '{name}' has no lowest/highest")
+            _check_json_range(fields, name, source)
             histogram = fields.get("hist") if isinstance(fields.get("hist"), np.ndarray) else None
             edges = fields.get("bins", fields.get("hist_edges"))
             ranges[name] = TensorRange(
@@ -163,8 +178,31 @@ def parse_onnxruntime_json(text: str) -> dict[str, TensorRange]:
                 method=method,
             )
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise CalibrationError(f"not an onnxruntime calibration.json: {type(exc).__name__}: {exc}") from None
+        raise CalibrationError(f"{source}: not an onnxruntime calibration.json: {type(exc).__name__}: {exc}") from None
     return ranges
+
+
+def _check_json_range(fields: dict, name: str, source: str) -> None:
+    """lowest and highest finite, of one shape, lowest <= highest; the other fields finite, counts >= 0."""
+    for key, value in fields.items():
+        array = np.asarray(value)
+        if not np.isfinite(array.astype(np.float64)).all():
+            raise CalibrationError(f"{source}: tensor '{name}' field '{key}' is not finite ({_shown(array)})")
+        if key == "hist" and (array < 0).any():
+            raise CalibrationError(f"{source}: tensor '{name}' field 'hist' has a negative count")
+    low, high = np.asarray(fields["lowest"]), np.asarray(fields["highest"])
+    if low.shape != high.shape:
+        raise CalibrationError(
+            f"{source}: tensor '{name}' has lowest of shape {low.shape} and highest of shape {high.shape}"
+        )
+    if (low > high).any():
+        raise CalibrationError(
+            f"{source}: tensor '{name}' has lowest > highest ({_shown(low)} > {_shown(high)}); that is no range"
+        )
+
+
+def _shown(array: np.ndarray) -> str:
+    return str(array.item()) if array.size == 1 else np.array2string(array.ravel()[:8], threshold=8)
 
 
 # ----------------------------------------------------------------------------
@@ -284,41 +322,78 @@ def flatbuffers_table(values: Mapping[str, str]) -> bytes:
     return builder.finish(builder.end_table())
 
 
-def parse_flatbuffers_table(data: bytes) -> dict[str, str]:
-    """{key: value} of a TrtTable buffer."""
+def parse_flatbuffers_table(data: bytes, source: str = "calibration.flatbuffers") -> dict[str, str]:
+    """{key: value} of a TrtTable buffer, its structure verified rather than trusted.
 
-    def u32(at):
+    Like flatbuffers' verifier: every offset lands inside the buffer and is aligned (tables, vectors and
+    strings to 4 bytes, vtables to 2); a vtable is at least 4 bytes, even, inside the buffer, and each of
+    its fields lies inside its table; a vector's elements and a string's bytes and NUL terminator lie
+    inside the buffer; strings are UTF-8. Besides: every entry has a key, and no key appears twice.
+    Anything else is a CalibrationError naming ``source``.
+    """
+    size = len(data)
+
+    class Corrupt(Exception):
+        pass
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise Corrupt(what)
+
+    def u32(at: int, what: str) -> int:
+        need(0 <= at and at + 4 <= size, f"{what} at byte {at} lies outside the {size}-byte buffer")
         return struct.unpack_from("<I", data, at)[0]
 
-    def field(table, slot):
-        vtable = table - struct.unpack_from("<i", data, table)[0]
-        entry = 4 + 2 * slot
-        if entry >= struct.unpack_from("<H", data, vtable)[0]:
-            return None
-        offset = struct.unpack_from("<H", data, vtable + entry)[0]
-        return table + offset if offset else None
+    def target(at: int, what: str) -> int:
+        """The position a uoffset at ``at`` points to: inside the buffer, 4-aligned."""
+        to = at + u32(at, what)
+        need(to + 4 <= size, f"{what} at byte {at} points outside the buffer")
+        need(to % 4 == 0, f"{what} at byte {at} points to unaligned byte {to}")
+        return to
 
-    def string(at):
-        start = at + u32(at)
-        return bytes(data[start + 4 : start + 4 + u32(start)]).decode("utf-8")
+    def table(at: int, what: str) -> list[int | None]:
+        """The positions of a table's fields (None: absent)."""
+        vtable = at - struct.unpack_from("<i", data, at)[0]
+        need(vtable % 2 == 0 and 0 <= vtable and vtable + 4 <= size, f"{what}'s vtable lies outside the buffer")
+        vsize, osize = struct.unpack_from("<HH", data, vtable)
+        need(vsize >= 4 and vsize % 2 == 0 and vtable + vsize <= size, f"{what}'s vtable has an invalid size {vsize}")
+        need(osize >= 4 and at + osize <= size, f"{what} has an invalid size {osize}")
+        fields = []
+        for entry in range(4, vsize, 2):
+            offset = struct.unpack_from("<H", data, vtable + entry)[0]
+            need(offset == 0 or 4 <= offset <= osize - 4, f"{what} has a field outside it (offset {offset})")
+            fields.append(at + offset if offset else None)
+        return fields
+
+    def string(field: int, what: str) -> str:
+        start = target(field, what)
+        length = u32(start, what)
+        end = start + 4 + length
+        need(end < size and data[end] == 0, f"{what} runs past the buffer or lacks its NUL terminator")
+        return bytes(data[start + 4 : end]).decode("utf-8")
 
     try:
-        root = u32(0)
-        vector_field = field(root, 0)
-        if vector_field is None:
+        need(size >= 8, f"{size} bytes are too few for a TrtTable")
+        root = target(0, "the root offset")
+        root_fields = table(root, "the TrtTable")
+        if not root_fields or root_fields[0] is None:
             return {}
-        vector = vector_field + u32(vector_field)
-        table = {}
-        for index in range(u32(vector)):
-            element = vector + 4 + 4 * index
-            entry = element + u32(element)
-            key_at, value_at = field(entry, 0), field(entry, 1)
-            if key_at is None:
-                raise ValueError("an entry has no key")
-            table[string(key_at)] = string(value_at) if value_at is not None else ""
-        return table
-    except (struct.error, UnicodeDecodeError, ValueError) as exc:
-        raise CalibrationError(f"not a calibration.flatbuffers (TrtTable) buffer: {exc}") from None
+        vector = target(root_fields[0], "the entries vector")
+        count = u32(vector, "the entries vector")
+        need(vector + 4 + 4 * count <= size, f"the entries vector's {count} entries run past the buffer")
+        result = {}
+        for index in range(count):
+            what = f"entry {index}"
+            fields = table(target(vector + 4 + 4 * index, what), what) + [None, None]
+            need(fields[0] is not None, f"{what} has no key")
+            key = string(fields[0], f"{what}'s key")
+            need(key not in result, f"key {key!r} appears twice")
+            result[key] = string(fields[1], f"{what}'s value") if fields[1] is not None else ""
+        return result
+    except Corrupt as exc:
+        raise CalibrationError(f"{source} is not a valid calibration.flatbuffers (TrtTable) buffer: {exc}") from None
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise CalibrationError(f"{source} is not a valid calibration.flatbuffers (TrtTable) buffer: {exc}") from None
 
 
 # ----------------------------------------------------------------------------
@@ -331,14 +406,16 @@ def text_cache(values: Mapping[str, str]) -> str:
     return "".join(f"{key} {values[key]}\n" for key in sorted(values))
 
 
-def parse_text_cache(text: str) -> dict[str, str]:
+def parse_text_cache(text: str, source: str = "calibration.cache") -> dict[str, str]:
     table = {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         key, sep, value = line.rpartition(" ")
         if not sep or not key:
-            raise CalibrationError(f"calibration.cache line {number} is not '<name> <value>': {line!r}")
+            raise CalibrationError(f"{source} line {number} is not '<name> <value>': {line!r}")
+        if key in table:
+            raise CalibrationError(f"{source} line {number}: tensor '{key}' appears twice")
         table[key] = value
     return table
 
@@ -356,20 +433,25 @@ def tensorrt_cache(amaxes: Mapping[str, float], header: str = "TRT-8601-EntropyC
     return "\n".join(lines) + "\n"
 
 
-def parse_tensorrt_cache(text: str) -> tuple[str, dict[str, np.float32]]:
+def parse_tensorrt_cache(text: str, source: str = "TensorRT cache") -> tuple[str, dict[str, np.float32]]:
     """(header, {name: scale}); the range of a tensor is +-scale * 127."""
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines or not lines[0].startswith("TRT-"):
-        raise CalibrationError("not a TensorRT calibration cache (the first line must be 'TRT-<version>-<calibrator>')")
+        raise CalibrationError(
+            f"{source}: not a TensorRT calibration cache (the first line must be 'TRT-<version>-<calibrator>')"
+        )
     scales = {}
     for number, line in enumerate(lines[1:], 2):
         name, sep, bits = line.rpartition(": ")
         try:
-            scales[name] = np.frombuffer(struct.pack("<I", int(bits, 16)), dtype=np.float32)[0]
+            scale = np.frombuffer(struct.pack("<I", int(bits, 16)), dtype=np.float32)[0]
         except (ValueError, struct.error):
-            raise CalibrationError(f"TensorRT cache line {number} is not '<name>: <hex float32>': {line!r}") from None
+            raise CalibrationError(f"{source} line {number} is not '<name>: <hex float32>': {line!r}") from None
         if not sep:
-            raise CalibrationError(f"TensorRT cache line {number} is not '<name>: <hex float32>': {line!r}")
+            raise CalibrationError(f"{source} line {number} is not '<name>: <hex float32>': {line!r}")
+        if name in scales:
+            raise CalibrationError(f"{source} line {number}: tensor '{name}' appears twice")
+        scales[name] = scale
     return lines[0], scales
 
 
@@ -395,6 +477,14 @@ def write_tables(
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise CalibrationError(f"unknown table format(s) {unknown}; use {sorted(FORMATS)}")
+    for name, tensor_range in ranges.items():
+        for key in ("low", "high", "avg", "std", "edges"):
+            value = getattr(tensor_range, key)
+            if value is not None and not np.isfinite(np.asarray(value, dtype=np.float64)).all():
+                raise CalibrationError(
+                    f"tensor '{name}' has a non-finite {key} ({_shown(np.asarray(value))}); a calibration table "
+                    "holds finite values only (refquant writes no inf or nan)"
+                )
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     values = {name: amax(name, r, amax_rule) for name, r in ranges.items()} if set(formats) - {"json"} else {}
@@ -418,12 +508,14 @@ def read_table(path: str | os.PathLike) -> dict[str, TensorRange]:
     """Ranges from any table file; the one-value tables give [-v, v] (TensorRT's reading).
 
     The file is read under refquant's file rule (a regular file: refquant.files); text tables are UTF-8.
+    A value that is not a finite float32 number >= 0 (the range [-v, v]) is refused, naming the file and
+    the tensor (spec/tables.md "Reading tables").
     """
     path = Path(path)
+    source = f"'{path}'"
     data = read_regular(path, "calibration table", CalibrationError)
     if path.suffix == ".flatbuffers":
-        values = {name: float(value) for name, value in parse_flatbuffers_table(data).items()}
-        return {name: TensorRange(low=np.float32(-v), high=np.float32(v)) for name, v in values.items()}
+        return _symmetric(parse_flatbuffers_table(data, source), source)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -431,13 +523,33 @@ def read_table(path: str | os.PathLike) -> dict[str, TensorRange]:
             f"calibration table '{path}' is not UTF-8 text: {exc.reason} at byte {exc.start}"
         ) from None
     if path.suffix == ".json":
-        return parse_onnxruntime_json(text)
+        return parse_onnxruntime_json(text, source)
     if text.startswith("TRT-"):
-        _, scales = parse_tensorrt_cache(text)
-        values = {name: float(scale * np.float32(127)) for name, scale in scales.items()}
-    else:
+        _, scales = parse_tensorrt_cache(text, source)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _symmetric({name: scale * np.float32(127) for name, scale in scales.items()}, source)
+    return _symmetric(parse_text_cache(text, source), source)
+
+
+def _symmetric(values: Mapping[str, object], source: str) -> dict[str, TensorRange]:
+    """[-v, v] for each one-value entry; v must be a finite float32 number >= 0."""
+    ranges = {}
+    for name, value in values.items():
+        shown = repr(value) if isinstance(value, str) else str(float(value))
         try:
-            values = {name: float(value) for name, value in parse_text_cache(text).items()}
-        except ValueError as exc:
-            raise CalibrationError(f"'{path}' has a value that is not a number: {exc}") from None
-    return {name: TensorRange(low=np.float32(-v), high=np.float32(v)) for name, v in values.items()}
+            number = float(value)
+        except (ValueError, TypeError, OverflowError):
+            raise CalibrationError(f"{source}: tensor '{name}' has the value {shown}, which is not a number") from None
+        with np.errstate(over="ignore"):
+            v = np.float32(number)
+        if not np.isfinite(v):
+            raise CalibrationError(
+                f"{source}: tensor '{name}' has the value {shown}, which is not a finite float32 number"
+            )
+        if v < 0:
+            raise CalibrationError(
+                f"{source}: tensor '{name}' has the value {shown} < 0; the table's value v is the range "
+                "[-v, v], so a negative v would make low > high"
+            )
+        ranges[name] = TensorRange(low=np.float32(-v), high=v)
+    return ranges
