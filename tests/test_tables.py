@@ -294,3 +294,13 @@ def test_tables_hold_no_inf_or_nan(tmp_path):
             with pytest.raises(CalibrationError, match="tensor 't' has a non-finite (low|high) .*no inf or nan"):
                 write_tables(ranges, tmp_path / fmt, [fmt])
             assert not (tmp_path / fmt).exists()
+
+
+def test_a_tensor_named_like_a_tensorrt_header_reads_back(tmp_path):
+    """An onnxruntime text cache whose first tensor is called "TRT-" (hypothesis drew it) is not a TensorRT cache:
+    that header is one word, TRT-<version>-<calibrator>; a text cache line is "<name> <value>"."""
+    ranges = {name: TensorRange(low=np.array([-2.0], np.float32), high=np.array([2.0], np.float32), method="minmax")
+              for name in ("TRT-", "[", "TRT-8601-EntropyCalibration2")}
+    write_tables(ranges, tmp_path)
+    back = read_table(tmp_path / "calibration.cache")
+    assert set(back) == set(ranges) and all(r.high == np.float32(2) and r.low == np.float32(-2) for r in back.values())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -504,6 +505,11 @@ def write_tables(
     return written
 
 
+#: TensorRT's cache header, "TRT-<version>-<calibrator>": one word, where an onnxruntime text cache line is
+#: "<name> <value>" (a tensor may be called "TRT-...")
+_TENSORRT_HEADER = re.compile(r"TRT-\d+-\S+")
+
+
 def read_table(path: str | os.PathLike) -> dict[str, TensorRange]:
     """Ranges from any table file; the one-value tables give [-v, v] (TensorRT's reading).
 
@@ -524,7 +530,7 @@ def read_table(path: str | os.PathLike) -> dict[str, TensorRange]:
         ) from None
     if path.suffix == ".json":
         return parse_onnxruntime_json(text, source)
-    if text.startswith("TRT-"):
+    if _TENSORRT_HEADER.fullmatch(text.split("\n", 1)[0].rstrip("\r")):
         _, scales = parse_tensorrt_cache(text, source)
         with np.errstate(over="ignore", invalid="ignore"):
             return _symmetric({name: scale * np.float32(127) for name, scale in scales.items()}, source)
