@@ -560,11 +560,14 @@ def node_reproducer(model, feeds: Mapping[str, np.ndarray], tensor: str) -> Case
 
 
 def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Save arrays as .npz; ml_dtypes arrays (float8, int4, bfloat16) go as raw bytes plus their dtype name."""
+    """Save arrays as .npz; ml_dtypes arrays (float8, int4, bfloat16) go as raw bytes plus their dtype name.
+
+    Those are numpy's user-defined types (``dtype.isbuiltin == 2``), whatever their kind: float8_e5m2 says "f".
+    """
     stored, kinds = {}, {}
     for name, array in arrays.items():
         array = np.asarray(array)
-        if array.dtype.kind == "V":
+        if array.dtype.isbuiltin == 2:
             kinds[name] = array.dtype.name
             stored[name] = array.view(np.uint8 if array.dtype.itemsize == 1 else np.uint16)
         else:

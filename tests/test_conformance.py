@@ -90,7 +90,11 @@ def test_unknown_backend_is_an_error_result():
     assert result.verdict == "error" and "unknown backend" in result.message
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32, ml_dtypes.float8_e4m3fn, ml_dtypes.int4, ml_dtypes.bfloat16])
+@pytest.mark.parametrize(
+    "dtype",
+    # float8_e5m2's kind is "f", the other ml_dtypes' "V": a reproducer saved with it once could not be read
+    [np.uint8, np.float32, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.int4, ml_dtypes.bfloat16],
+)
 def test_arrays_round_trip_with_their_dtype(tmp_path, dtype):
     array = np.array([[1, -2], [3, 0.5]], np.float32).astype(dtype)
     conformance.save_arrays(tmp_path / "a.npz", {"t": array})
