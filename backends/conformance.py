@@ -582,7 +582,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
     kinds = parse_json(str(arrays.pop("__dtypes__", "")), f"'{path}' __dtypes__")
     try:
         dtypes = {name: np.dtype(getattr(ml_dtypes, kind)) for name, kind in kinds.items() if name in arrays}
-        if any(dtype.kind != "V" for dtype in dtypes.values()):
+        if any(dtype.isbuiltin != 2 for dtype in dtypes.values()):  # numpy's user-defined types only
             raise TypeError("not an ml_dtypes type")
         return {name: array.view(dtypes[name]) if name in dtypes else array for name, array in arrays.items()}
     except (AttributeError, TypeError, ValueError) as exc:
