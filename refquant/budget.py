@@ -376,11 +376,11 @@ def _range(node, inputs) -> Estimate:
 
 @_estimates("Pad")
 def _pad(node, inputs) -> Estimate:
-    from .ops.shape import _pad_operands
+    from .ops.shape import pad_operands
 
     data = inputs[0]
     padding = inputs + [None] * (4 - len(inputs))
-    pads, _ = _pad_operands(node, data, padding[1], padding[2], padding[3])
+    pads, _ = pad_operands(node, data, padding[1], padding[2], padding[3])
     rank = data.ndim
     shape = tuple(max(d + b + e, 0) for d, b, e in zip(data.shape, pads[:rank], pads[rank:]))
     return Estimate((_out(shape),))

@@ -59,3 +59,13 @@ def test_importing_refquant_and_running_it_loads_no_engine():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_module_imports_a_private_name_from_another():
+    """`from X import _name` across modules couples them to internals; a shared helper gets a public name."""
+    root = REFQUANT.parent
+    for path in [*REFQUANT.rglob("*.py"), *(root / "backends").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__" and not (node.module or "").startswith(("onnxruntime", "hypothesis")):
+                private = [alias.name for alias in node.names if alias.name.startswith("_") and not alias.name.startswith("__")]
+                assert not private, f"{path.relative_to(root)}:{node.lineno} imports private {private} from {node.module}"

@@ -237,7 +237,7 @@ def constant_of_shape(node: Node, shape_input):
 PAD_MODES = {"constant": "constant", "reflect": "reflect", "edge": "edge", "wrap": "wrap"}
 
 
-def _pad_operands(node: Node, data, pads_input, value_input, axes_input) -> tuple[list[int], object]:
+def pad_operands(node: Node, data, pads_input, value_input, axes_input) -> tuple[list[int], object]:
     """(pads as 2 * rank begin/end amounts, the constant value)."""
     rank = data.ndim
     if node.version < 11:
@@ -265,7 +265,7 @@ def pad(node: Node, data, pads_input=None, value_input=None, axes_input=None):
     mode = node.attr("mode", "constant", str)
     if mode not in PAD_MODES or (mode == "wrap" and node.version < 19):
         raise AttributeValueError(f"mode {mode!r} is not a Pad mode at opset {node.version}")
-    pads, value = _pad_operands(node, data, pads_input, value_input, axes_input)
+    pads, value = pad_operands(node, data, pads_input, value_input, axes_input)
     rank = data.ndim
     crop = tuple(slice(max(-b, 0), data.shape[i] - max(-e, 0)) for i, (b, e) in enumerate(zip(pads[:rank], pads[rank:])))
     cropped = data[crop]
