@@ -1,6 +1,6 @@
 """Backends: run one ONNX model on refquant and on other engines through one interface.
 
->>> import backends
+>>> import refquant.backends as backends
 >>> backends.available()["reference"]
 Availability(available=True, reason=None)
 >>> ort = backends.get("ort-cpu")                                # doctest: +SKIP
@@ -15,13 +15,19 @@ Names:
 - ``ort-cuda``, ``ort-tensorrt``: onnxruntime-gpu's CUDA and TensorRT providers.
 - ``openvino``: the OpenVINO runtime, CPU device.
 
-Every adapter is a :class:`~backends.base.Backend`; options passed to
+Every adapter is a :class:`~refquant.backends.base.Backend`; options passed to
 :func:`get` go to its constructor (e.g. ``get("ort-tensorrt", int8=True)``).
 """
 
 from __future__ import annotations
 
 import importlib
+
+if __name__ == "backends":  # this folder imported from a checkout under its old top-level name
+    raise ImportError(
+        "refquant's backends are the package refquant.backends since 0.2 (the folder backends/ is installed under "
+        "that name): write `import refquant.backends as backends`; the pytest plugin is refquant.backends.pytest_plugin"
+    )
 
 from .base import (
     Availability,

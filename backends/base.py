@@ -98,7 +98,7 @@ class Capabilities:
 
     ``ir_version`` and ``opset`` are the largest IR version and ai.onnx opset it
     loads (None: unknown or unbounded); models above them are lowered where
-    the semantics stay the same (:mod:`backends.lowering`). ``domains`` lists
+    the semantics stay the same (:mod:`refquant.backends.lowering`). ``domains`` lists
     the other operator domains it runs. ``unsupported`` lists documented
     op/type combinations it refuses; ``notes`` are limits worth knowing that
     do not make a model unsupported.

@@ -38,6 +38,7 @@ from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 import refquant
 from refquant.dtypes import proto_of
+from refquant.feeds import random_feeds
 
 from . import conformance, create
 from .base import BackendError, load_model
@@ -272,8 +273,6 @@ def _quantization_cases(rng) -> list[BenchCase]:
 
 
 def _model_case(name: str, model: ModelProto, seed: int) -> BenchCase:
-    from refquant.cli import random_feeds
-
     return BenchCase(f"model {name}", "models", model, random_feeds(refquant.Session(model).inputs, seed=seed))
 
 

@@ -6,7 +6,7 @@
     replay(directory)                     re-run a saved reproducer
 
 Every differing element is ``exact``, ``explained:<divergence>``, ``attributed:<defect>`` or ``unexplained``
-(:mod:`refquant.divergence`); there is no tolerance anywhere.
+(:mod:`refquant.backends.divergence`); there is no tolerance anywhere.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import onnx
 from onnx import ModelProto
 
 import refquant
-from refquant.divergence import OutputReport, classify, load_divergences
+from refquant.backends.divergence import OutputReport, classify, load_divergences
 from refquant.errors import RefquantError
 from refquant.files import load_json, load_npz, parse_json
 from refquant.model import load_model
@@ -59,7 +59,7 @@ __all__ = [
     "SUITE_OPS",
 ]
 
-#: The single-op model strategies of refquant.strategies, by operator.
+#: The single-op model strategies of refquant.backends.strategies, by operator.
 SUITE_OPS = (
     "QuantizeLinear",
     "DequantizeLinear",
@@ -193,7 +193,7 @@ def _strategy(op: str):
 
 
 def _broad_strategy(op: str):
-    from refquant import strategies
+    from refquant.backends import strategies
 
     return {
         "QuantizeLinear": strategies.quantize_linear_models,
@@ -339,7 +339,7 @@ def suite_strata(op: str) -> list[tuple[str, int, object]]:
     from hypothesis import strategies as st
     from onnx import TensorProto as T
 
-    from refquant import strategies as rqs
+    from refquant.backends import strategies as rqs
 
     ints8, ints = [T.UINT8, T.INT8], [T.UINT8, T.INT8, T.UINT16, T.INT16]
     float8 = [T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2FNUZ]

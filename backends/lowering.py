@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import GraphProto, ModelProto, NodeProto, TensorProto, defs, helper, numpy_helper
 
+from refquant.registry import DEFAULT_DOMAIN, canonical_domain
+
 from .base import TensorInfo, input_type, tensor_infos
 
 __all__ = [
@@ -201,7 +203,7 @@ for _op, _versions in {
 def default_opset(model: ModelProto) -> int:
     """The ai.onnx opset a model imports."""
     for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx"):
+        if canonical_domain(entry.domain) == DEFAULT_DOMAIN:
             return entry.version
     raise LoweringError("the model does not import the ai.onnx domain")
 
@@ -209,7 +211,7 @@ def default_opset(model: ModelProto) -> int:
 def _walk(graph: GraphProto) -> Iterator[NodeProto]:
     """Every ai.onnx node of a graph and of its subgraphs."""
     for node in graph.node:
-        if node.domain in ("", "ai.onnx"):
+        if canonical_domain(node.domain) == DEFAULT_DOMAIN:
             yield node
         for attr in node.attribute:
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
@@ -367,7 +369,7 @@ def lower(model: ModelProto, limits: Limits) -> ModelProto:
     lowered.CopyFrom(model)
     lowered.ir_version = ir_version
     for entry in lowered.opset_import:
-        if entry.domain in ("", "ai.onnx"):
+        if canonical_domain(entry.domain) == DEFAULT_DOMAIN:
             entry.version = target
     for original, node in zip(nodes, _walk(lowered.graph), strict=True):
         kept = [a for a in node.attribute if a.name not in drops.get(id(original), ())]

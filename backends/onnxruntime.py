@@ -5,7 +5,7 @@ of them: the optimizer fuses DequantizeLinear -> op -> QuantizeLinear into
 QLinear kernels, a different code path. The GPU adapters put their provider
 first and keep CUDA/CPU as fallbacks for the nodes it does not take.
 
-A model is lowered (:mod:`backends.lowering`) where onnxruntime loads only an
+A model is lowered (:mod:`refquant.backends.lowering`) where onnxruntime loads only an
 older IR version/opset or has no kernel for an op's newest version; tensors
 the numpy binding cannot pass (float8, int4, ...) travel as initializers and
 through exact Casts.

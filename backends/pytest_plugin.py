@@ -2,7 +2,7 @@
 
 Installed with refquant (entry point ``pytest11``), so in any test suite::
 
-    from backends.pytest_plugin import assert_conforms
+    from refquant.backends.pytest_plugin import assert_conforms
 
     def test_my_model(quant_backend):
         assert_conforms("model.onnx", {"x": x}, quant_backend)
@@ -30,7 +30,7 @@ def pytest_addoption(parser):
 def pytest_generate_tests(metafunc):
     if "quant_backend" not in metafunc.fixturenames:
         return
-    import backends
+    import refquant.backends as backends
 
     chosen = metafunc.config.getoption("--quant-backends")
     if chosen:
@@ -43,7 +43,7 @@ def pytest_generate_tests(metafunc):
 @pytest.fixture
 def quant_backend(request):
     """The adapter of one available backend (skips when it cannot run here)."""
-    import backends
+    import refquant.backends as backends
 
     try:
         return backends.get(request.param)

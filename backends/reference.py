@@ -8,7 +8,7 @@ from onnx import ModelProto
 import refquant
 from refquant.errors import OpsetError, RefquantError, UnsupportedOpError
 from refquant.model import MIN_OPSET
-from refquant.registry import MAX_OPSET, MS_DOMAIN
+from refquant.registry import DEFAULT_DOMAIN, MAX_OPSET, MS_DOMAIN
 
 from .base import Availability, Backend, BackendError, Capabilities, UnsupportedOnBackend, node_outputs
 
@@ -39,9 +39,9 @@ class Reference(Backend):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             ir_version=None,
-            opset=MAX_OPSET[""],
+            opset=MAX_OPSET[DEFAULT_DOMAIN],
             domains=frozenset({MS_DOMAIN}),
-            notes=(f"ai.onnx opsets {MIN_OPSET}..{MAX_OPSET['']}; the ops listed by `refquant ops`",),
+            notes=(f"ai.onnx opsets {MIN_OPSET}..{MAX_OPSET[DEFAULT_DOMAIN]}; the ops listed by `refquant ops`",),
         )
 
     def _prepare(self, model: ModelProto, intermediates: bool):

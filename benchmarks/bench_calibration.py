@@ -132,7 +132,7 @@ def worker(engine, config, model_path, batches, batch_size, out_path):
         ranges = {name: (_as_list(d.lowest), _as_list(d.highest)) for name, d in computed.data.items()}
     else:
         import refquant
-        from backends.ort_runner import make_runner
+        from refquant.backends.ort_runner import make_runner
 
         result = refquant.calibrate(model_path, reader, method.lower(), runner=make_runner(model_path), **options)
         ranges = {name: (_as_list(r.low), _as_list(r.high)) for name, r in result.items()}

@@ -28,6 +28,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import RefquantError, ResourceLimitError
+from .registry import canonical_domain
 
 __all__ = [
     "Limits",
@@ -160,13 +161,9 @@ def estimated_ops() -> set[tuple[str, str]]:
     return set(_ESTIMATORS)
 
 
-def _canonical(domain: str) -> str:
-    return "" if domain in ("", "ai.onnx") else domain
-
-
 def estimate(node, inputs: Sequence[np.ndarray | None]) -> Estimate | None:
     """The node's estimate, or None when it has no estimator or its inputs are malformed (the kernel says how)."""
-    estimator = _ESTIMATORS.get((_canonical(node.domain), node.op_type))
+    estimator = _ESTIMATORS.get((canonical_domain(node.domain), node.op_type))
     if estimator is None:
         return None
     try:

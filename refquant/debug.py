@@ -32,6 +32,7 @@ from . import arith
 from .calibration.data import select_tensors
 from .errors import QuantParamError
 from .model import load_model
+from .registry import canonical_domain
 from .ops.integer import matmul_param
 from .session import Session
 
@@ -132,7 +133,7 @@ CHANNEL_RULES: dict[tuple[str, str, int], Callable] = {
 
 
 def _channel_rule(node: NodeProto, index: int):
-    return CHANNEL_RULES.get(("" if node.domain in ("", "ai.onnx") else node.domain, node.op_type, index))
+    return CHANNEL_RULES.get((canonical_domain(node.domain), node.op_type, index))
 
 
 def _dequantized_initializer(

@@ -20,7 +20,7 @@ from onnx import AttributeProto, GraphProto, ModelProto, SparseTensorProto, Tens
 
 from .errors import ExternalDataError, ModelError, OpsetError
 from .files import read_regular
-from .registry import DEFAULT_DOMAIN, MAX_OPSET
+from .registry import DEFAULT_DOMAIN, MAX_OPSET, canonical_domain
 
 __all__ = ["load_model", "opset_versions", "topological_order", "MIN_OPSET", "MIN_IR_VERSION", "MAX_IR_VERSION"]
 
@@ -98,7 +98,7 @@ def opset_versions(proto: ModelProto) -> dict[str, int]:
     """
     versions = {}
     for entry in proto.opset_import:
-        domain = DEFAULT_DOMAIN if entry.domain in ("", "ai.onnx") else entry.domain
+        domain = canonical_domain(entry.domain)
         if domain in versions:
             raise OpsetError(f"the model imports domain '{entry.domain or 'ai.onnx'}' more than once")
         versions[domain] = entry.version

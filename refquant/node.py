@@ -9,6 +9,7 @@ from onnx import AttributeProto, NodeProto, defs, helper, numpy_helper
 
 from .errors import AttributeValueError, RefquantWarning
 from .profiles import Profile
+from .registry import DEFAULT_DOMAIN, canonical_domain
 
 __all__ = ["Node", "check_attributes", "FLAG_ATTRIBUTES", "MS_ATTRIBUTES"]
 
@@ -63,7 +64,7 @@ def _attribute_value(attr: AttributeProto) -> Any:
 
 def _schema_attributes(domain: str, op_type: str, opset: int) -> dict[str, int] | None:
     """{attribute: AttributeProto type} of the op's schema in effect at ``opset``, or None when unknown."""
-    if domain in ("", "ai.onnx"):
+    if canonical_domain(domain) == DEFAULT_DOMAIN:
         try:
             schema = defs.get_schema(op_type, opset, "")
         except defs.SchemaError:

@@ -20,7 +20,7 @@ from .errors import FeedError, KernelFailure, ModelError, NodeError, RefquantErr
 from .model import load_model, opset_versions, topological_order
 from .node import Node, check_attributes
 from .profiles import Profile, get_profile
-from .registry import lookup
+from .registry import canonical_domain, lookup
 
 __all__ = ["Session", "TensorSpec", "Limits"]
 
@@ -130,7 +130,7 @@ class Session:
 
     def _bind(self, proto, index: int, versions: dict[str, int]) -> Node:
         name = proto.name or f"#{index}"
-        domain = proto.domain if proto.domain not in ("ai.onnx",) else ""
+        domain = canonical_domain(proto.domain)
         if domain not in versions:
             raise ModelError(f"{proto.op_type} '{name}': domain '{domain}' is not imported by the model")
         found = lookup(domain, proto.op_type, versions[domain])

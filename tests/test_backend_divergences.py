@@ -12,12 +12,12 @@ from hypothesis import given, reject
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-import backends
+import refquant.backends as backends
 import refquant
-from backends.base import BackendError, UnsupportedOnBackend, tensor_infos
+from refquant.backends.base import BackendError, UnsupportedOnBackend, tensor_infos
 from refquant import arith
-from refquant import strategies as rqs
-from refquant.divergence import Divergence, classify, load_divergences, same_padding_kinds
+from refquant.backends import strategies as rqs
+from refquant.backends.divergence import Divergence, classify, load_divergences, same_padding_kinds
 from refquant.dtypes import qtype
 from refquant.errors import QuantParamError, RefquantError
 from refquant.profiles import OPENVINO, PROFILES, Profile
@@ -204,7 +204,7 @@ def test_onnxruntime_fusion_is_explained_by_replaying_its_optimized_graph():
     6.5e11) give qmin, -128, where the spec and the unfused graph saturate to 127; x = -24 alone gives
     -24 * 9.54e-7 / 2.62e-7 = -87.3 -> -87 in both. Replaying the saved graph explains the -128s."""
     pytest.importorskip("onnxruntime")
-    from backends import conformance
+    from refquant.backends import conformance
 
     feeds = {"x": np.int8([-24, -24, 5, 100]), "y": np.int8([38, -128, -127, 0])}
     model = _qdq_add(1024.0)

@@ -11,10 +11,10 @@ from hypothesis import given
 from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
-import backends
+import refquant.backends as backends
 import refquant
-from backends.base import BackendError, BackendUnavailable, UnsupportedOnBackend
-from refquant import strategies as rqs
+from refquant.backends.base import BackendError, BackendUnavailable, UnsupportedOnBackend
+from refquant.backends import strategies as rqs
 from refquant.profiles import PROFILES
 from tests.helpers import assert_bit_exact
 

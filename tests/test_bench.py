@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backends import bench
+from refquant.backends import bench
 from refquant.cli import main
 
 

@@ -30,7 +30,7 @@ from refquant.calibration import (
 from refquant.errors import FeedError
 
 ort_calibrate = pytest.importorskip("onnxruntime.quantization.calibrate")
-from backends.ort_runner import make_runner  # noqa: E402
+from refquant.backends.ort_runner import make_runner  # noqa: E402
 
 ORT_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "distribution": "Distribution"}
 
@@ -821,7 +821,7 @@ def test_tensor_range_round_trips_json():
 def _cli(argv):
     import argparse
 
-    from refquant.calibration import cli
+    from refquant.cli import calibrate as cli
 
     parser = argparse.ArgumentParser(prog="refquant")
     cli.add_parser(parser.add_subparsers(dest="command"))

@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto as T
 
-from refquant import cli
+from refquant.cli import commands as cli
 
 from .helpers import single_node_model
 
@@ -292,7 +292,7 @@ def test_a_fifo_among_calibration_batches_is_refused_without_blocking(tmp_path):
 @pytest.fixture
 def reproducer(tmp_path):
     """A minimal reproducer directory: model.onnx, inputs.npz, report.json."""
-    from backends import conformance
+    from refquant.backends import conformance
 
     from .test_model import dq_graph_model
 

@@ -12,10 +12,10 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 import refquant
-from backends import conformance, report
-from backends.base import BackendError, UnsupportedOnBackend
-from backends.reference import Reference
-from refquant import cli
+from refquant.backends import conformance, report
+from refquant.backends.base import BackendError, UnsupportedOnBackend
+from refquant.backends.reference import Reference
+from refquant.cli import commands as cli
 
 
 pytest_plugins = ["pytester"]
@@ -57,7 +57,7 @@ class Shifty(Reference):
 
 @pytest.fixture
 def shifty(monkeypatch):
-    import backends
+    import refquant.backends as backends
 
     real_create = backends.create
     monkeypatch.setattr(
@@ -224,7 +224,7 @@ def test_cli_compare_and_check_exit_status(tmp_path, capsys, shifty, monkeypatch
     model, feeds = two_node_model()
     onnx.save(model, tmp_path / "m.onnx")
     np.save(tmp_path / "x.npy", feeds["x"])
-    monkeypatch.setattr("backends.names", lambda: ["reference", "shifty"])
+    monkeypatch.setattr("refquant.backends.names", lambda: ["reference", "shifty"])
     assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "reference", "--input", f"x={tmp_path / 'x.npy'}"]) == 0
     assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "shifty", "--all-tensors",
                      "--json", str(tmp_path / "c.json")]) == 1
@@ -258,7 +258,7 @@ def test_cli_compare_exit_status_tells_a_refusal_from_a_crash(tmp_path, capsys, 
     monkeypatch.setattr(
         conformance, "create", lambda name, **o: fakes[name](name=name) if name in fakes else real_create(name, **o)
     )
-    monkeypatch.setattr("backends.names", lambda: ["reference", *fakes])
+    monkeypatch.setattr("refquant.backends.names", lambda: ["reference", *fakes])
     model, _ = two_node_model()
     onnx.save(model, tmp_path / "m.onnx")
     argv = ["compare", str(tmp_path / "m.onnx"), "--json", str(tmp_path / "c.json"), "--backends"]
@@ -283,7 +283,7 @@ def _dequantize_model(opset: int):
 def test_onnx_reference_refuses_an_op_older_than_its_implementations_and_fails_on_the_rest():
     """onnx.reference implements DequantizeLinear from opset 19: at 13 it refuses (unsupported, saying so);
     an exception of its op code on a model it loads stays an error."""
-    from backends.onnx_reference import OnnxReference
+    from refquant.backends.onnx_reference import OnnxReference
 
     backend = OnnxReference()
     q = np.array([0, 4, 255], np.uint8)
@@ -303,7 +303,7 @@ def test_onnx_reference_refuses_an_op_older_than_its_implementations_and_fails_o
 
 def test_onnxruntime_refuses_an_op_it_does_not_know():
     """onnxruntime's "is not a registered function/op" (status FAIL) is a refusal like NOT_IMPLEMENTED."""
-    import backends
+    import refquant.backends as backends
 
     if not backends.available()["ort-cpu"]:
         pytest.skip("onnxruntime is not available")
@@ -326,7 +326,7 @@ def test_pytest_plugin_fixture_and_assert_conforms(pytester):
     pytester.makepyfile(
         """
         import numpy as np
-        from backends.pytest_plugin import assert_conforms
+        from refquant.backends.pytest_plugin import assert_conforms
 
         def test_model(quant_backend):
             assert_conforms("m.onnx", {"x": np.load("x.npy")}, quant_backend)
@@ -346,7 +346,7 @@ def test_node_reproducer_isolates_the_first_unexplained_node(tmp_path, shifty, m
     (y,) = refquant.Session(case.model).run(None, case.feeds)
     np.testing.assert_array_equal(y, refquant.Session(model).run(None, feeds)[0])
     onnx.save(model, tmp_path / "m.onnx")
-    monkeypatch.setattr("backends.names", lambda: ["reference", "shifty", "shifty2"])
+    monkeypatch.setattr("refquant.backends.names", lambda: ["reference", "shifty", "shifty2"])
     assert cli.main(["compare", str(tmp_path / "m.onnx"), "--backends", "shifty,shifty2", "--all-tensors",
                      "--save", str(tmp_path / "repro")]) == 1
     saved = list((tmp_path / "repro").iterdir())  # both diverge first at q: one reproducer holds both

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from refquant import cli
+from refquant.cli import commands as cli
 from refquant.debug import debug, sqnr, weight_errors
 
 from .test_ort_quantized_models import Reader, _inputs, float_cnn

@@ -8,7 +8,7 @@ from onnx import TensorProto as T
 from onnx import numpy_helper
 
 import refquant
-from refquant.divergence import classify, load_divergences
+from refquant.backends.divergence import classify, load_divergences
 from refquant.errors import RefquantError
 
 from .helpers import single_node_model
@@ -198,8 +198,8 @@ import ml_dtypes  # noqa: E402
 from onnx import helper  # noqa: E402
 
 from refquant import arith  # noqa: E402
-from refquant.conditions import CONDITIONS, condition_for  # noqa: E402
-from refquant.divergence import replay  # noqa: E402
+from refquant.backends.conditions import CONDITIONS, condition_for  # noqa: E402
+from refquant.backends.divergence import replay  # noqa: E402
 
 F32 = np.float32
 
@@ -517,8 +517,8 @@ from dataclasses import fields as _fields  # noqa: E402
 
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 
-from refquant import strategies as rqs  # noqa: E402
-from refquant.divergence import _same  # noqa: E402
+from refquant.backends import strategies as rqs  # noqa: E402
+from refquant.backends.divergence import _same  # noqa: E402
 from refquant.profiles import Profile  # noqa: E402
 
 #: (option, a value other than the spec's, the cases it acts on)
@@ -550,7 +550,7 @@ OPTIONS = [f.name for f in _fields(Profile) if f.name != "name"]
 
 
 def test_every_profile_option_has_a_condition_and_a_property_case():
-    assert set(OPTIONS) <= set(CONDITIONS), "state where each option acts: refquant/conditions.py CONDITIONS"
+    assert set(OPTIONS) <= set(CONDITIONS), "state where each option acts: backends/conditions.py CONDITIONS"
     assert set(OPTIONS) <= {option for option, _, _ in OPTION_CASES}
     assert condition_for("no-such-option").where is None and condition_for("no-such-option").ops is None
 

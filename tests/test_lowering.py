@@ -1,4 +1,4 @@
-"""backends.lowering: lowering IR/opset without changing meaning, and the binding rewrites."""
+"""refquant.backends.lowering: lowering IR/opset without changing meaning, and the binding rewrites."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from onnx import TensorProto as T
 from onnx import defs, helper, numpy_helper
 
 import refquant
-from backends.base import TensorInfo
-from backends.lowering import STEPS, Binding, Limits, LoweringError, default_opset, expose, lower
+from refquant.backends.base import TensorInfo
+from refquant.backends.lowering import STEPS, Binding, Limits, LoweringError, default_opset, expose, lower
 from tests.helpers import assert_bit_exact
 
 

@@ -17,7 +17,7 @@ from onnx import helper, numpy_helper
 
 import refquant
 from refquant import mlas
-from refquant import strategies as rqs
+from refquant.backends import strategies as rqs
 from refquant.window import Window
 
 from .ops.helpers import assert_same_bits

@@ -17,7 +17,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 import refquant
-from refquant.divergence import classify
+from refquant.backends.divergence import classify
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -1,4 +1,4 @@
-"""refquant.strategies: valid models, values on the rounding decisions, parameters in range."""
+"""refquant.backends.strategies: valid models, values on the rounding decisions, parameters in range."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from onnx import TensorProto as T
 from onnx import defs
 
 import refquant
-from refquant import strategies as rqs
+from refquant.backends import strategies as rqs
 from refquant.dtypes import qtype
 
 MODEL_STRATEGIES = {

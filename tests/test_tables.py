@@ -25,7 +25,7 @@ ort_calibrate = pytest.importorskip("onnxruntime.quantization.calibrate")
 from onnxruntime.quantization.CalTableFlatBuffers import TrtTable  # noqa: E402
 from onnxruntime.quantization.quant_utils import write_calibration_table  # noqa: E402
 
-from backends.ort_runner import make_runner  # noqa: E402
+from refquant.backends.ort_runner import make_runner  # noqa: E402
 from tests.test_calibration import MODELS, Reader, make_batches, ort_ranges  # noqa: E402
 
 FILES = ("calibration.json", "calibration.flatbuffers", "calibration.cache")

@@ -24,7 +24,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 import refquant
-from refquant.divergence import classify
+from refquant.backends.divergence import classify
 
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
@@ -203,7 +203,7 @@ def test_every_intermediate_tensor_is_explained(tmp_path, name, form):
     """compare --all-tensors against ort-cpu: every tensor of the quantized graph, float Conv, MatMul,
     Softmax and LayerNormalization outputs included, is exact or explained (the onnxruntime profile
     replays MLAS's float kernels), so the first unexplained tensor would name a real divergence."""
-    from backends import conformance
+    from refquant.backends import conformance
 
     model = MODELS[name]()
     float_path, quant_path = tmp_path / "float.onnx", tmp_path / "quant.onnx"

@@ -3,7 +3,7 @@
     python tools/ort_agreement.py [--per-op 600] [--seed 0]
 
 For QLinearConv, QLinearMatMul, MatMulInteger and QuantizeLinear, draws cases from
-refquant.strategies restricted to the type combinations onnxruntime CPU has kernels for,
+refquant.backends.strategies restricted to the type combinations onnxruntime CPU has kernels for,
 runs them on `reference-ort` and on `ort-cpu` (graph optimizations disabled) and compares
 every output bit for bit. Cases onnxruntime still refuses are counted apart. Prints one
 line per op and the total; exits 1 on any disagreement.
@@ -18,10 +18,10 @@ import numpy as np
 from hypothesis import strategies as st
 from onnx import TensorProto as T
 
-import backends
-from backends import conformance
-from backends.base import BackendError, UnsupportedOnBackend
-from refquant import strategies as rqs
+import refquant.backends as backends
+from refquant.backends import conformance
+from refquant.backends.base import BackendError, UnsupportedOnBackend
+from refquant.backends import strategies as rqs
 
 #: onnxruntime CPU kernels: QLinear ops on (u8, u8|s8, u8) and (s8, s8, s8); Q to 8/16-bit integers
 STRATEGIES = {

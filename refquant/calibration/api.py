@@ -70,7 +70,7 @@ def calibrate(
 
     runner: ``runner(feeds) -> {name: array}`` returning at least the
     calibrated tensors. Default: the refquant interpreter's ``run_all`` under
-    ``profile``; ``backends.ort_runner.make_runner`` builds one on onnxruntime.
+    ``profile``; ``refquant.backends.ort_runner.make_runner`` builds one on onnxruntime.
     profile: the interpreter profile of the default runner. Default: with
     ``compat="onnxruntime"`` the ``"onnxruntime"`` profile, whose float kernels
     replay onnxruntime's (MLAS) arithmetic, so the activations, and the ranges,

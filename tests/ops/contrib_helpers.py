@@ -15,7 +15,7 @@ from onnx import TensorProto as T
 from onnx import helper, numpy_helper
 
 import refquant
-from refquant.divergence import classify
+from refquant.backends.divergence import classify
 from refquant.dtypes import proto_of
 from refquant.profiles import SPEC
 

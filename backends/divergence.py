@@ -7,7 +7,7 @@ evidence. An element where a backend differs from the spec profile is
 - ``exact`` when the two agree bit for bit (NaN agreeing with NaN),
 - ``explained:<name>`` when the reference, run with that *profile* divergence's options, computes
   exactly the backend's value at that element, *and* one of those options can change that element:
-  its condition (:mod:`refquant.conditions`) holds at that element of the node that computes it, or
+  its condition (:mod:`refquant.backends.conditions`) holds at that element of the node that computes it, or
   at some node upstream of it (the option changed an input);
 - ``attributed:<name>`` when a *defect* divergence (a backend bug no option reproduces) matches a
   node the element's tensor depends on: the node's own outputs (if the defect is documented to affect
@@ -33,9 +33,9 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from .conditions import condition_for
-from .errors import RefquantError
-from .profiles import SPEC, Profile, get_profile
-from .window import same_total
+from refquant.errors import RefquantError
+from refquant.profiles import SPEC, Profile, get_profile
+from refquant.window import same_total
 
 __all__ = ["Divergence", "OutputReport", "Replay", "load_divergences", "classify", "replay", "DIVERGENCES_FILE"]
 
@@ -221,7 +221,7 @@ def _u8s8_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapp
     per column): some adjacent pair along K (k even, k + 1) of products of the stored bytes,
     x[k] * w[k] + x[k+1] * w[k+1], leaves int16, where OpenVINO's int8 GEMM on AVX2 (VPMADDUBSW) saturates it
     (spec/backends.md). An int8 x enters the GEMM shifted to unsigned bytes, x + 128."""
-    from .arith import pairwise_saturation_excess
+    from refquant.arith import pairwise_saturation_excess
 
     if len(node.input) < 2:
         return False
@@ -240,7 +240,7 @@ def _qlinear_float32_inexact(node, values: Mapping[str, np.ndarray], producers: 
     """QLinearMatMul / QLinearConv: OpenVINO's lowering is modelled (per-tensor 8-bit operands, float32 or
     float16 scales) but its float32 accumulation, bias included, is not exact in any order
     (refquant.ops.qlinear_lowered.float32_accumulation_inexact, the test the emulation itself applies)."""
-    from .ops.qlinear_lowered import float32_accumulation_inexact
+    from refquant.ops.qlinear_lowered import float32_accumulation_inexact
 
     inputs = [values.get(name) if name else None for name in node.input]
     return float32_accumulation_inexact(node.op_type, inputs)
@@ -556,7 +556,7 @@ def _same_constant(a, b) -> bool:
 
 def _call_node(node, inputs: list) -> tuple | None:
     """The node run alone on ``inputs`` (None where refquant refuses them), warnings silenced."""
-    from .session import Session
+    from refquant.session import Session
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -569,7 +569,7 @@ def _call_node(node, inputs: list) -> tuple | None:
 def _partial_run(session, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str | None]:
     """Every tensor the spec computes, skipping the nodes it refuses (and what depends on them), and the
     first refusal's message (None when it refuses nothing)."""
-    from .session import Session
+    from refquant.session import Session
 
     try:
         values = dict(session.constants)
@@ -595,7 +595,7 @@ class Replay:
     """A profile divergence's options replayed on a graph, and where they can change each tensor.
 
     ``values`` holds every tensor of the replay. ``masks`` maps a tensor to the elements where some
-    option's condition holds at the node computing it (refquant.conditions); ``tainted`` holds the
+    option's condition holds at the node computing it (refquant.backends.conditions); ``tainted`` holds the
     tensors computed from a node where some condition held (or that the backend's rewrite introduced).
     """
 
@@ -633,7 +633,7 @@ def replay(
     those reading an initializer it added or changed, count as changed everywhere. Raises RefquantError
     where the replay itself fails.
     """
-    from .session import Session
+    from refquant.session import Session
 
     profile = profile or SPEC.with_options(name="replay", **options)
     session = Session(model, profile=profile)
@@ -752,7 +752,7 @@ def classify(
     backend runs after its own rewrites (or None); it is called only if a ``graph = "backend-optimized"``
     divergence is needed.
     """
-    from .session import Session
+    from refquant.session import Session
 
     session = Session(model)
     reference_error = None

@@ -28,18 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration.data import DATA_HELP
-from .errors import RefquantError
-from .files import check_writable, load_npy
+import refquant
+from refquant.calibration.data import DATA_HELP
+from refquant.errors import RefquantError
+from refquant.feeds import random_feeds
+from refquant.files import check_writable, load_npy
 
 __all__ = ["main"]
 
-EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLES = Path(refquant.__file__).parent / "examples"
 
 #: the largest --seed (numpy and hypothesis take any non-negative integer; a bound keeps the value sane)
 MAX_SEED = 2**64 - 1
-#: the most elements refquant draws for one random input (2**28 float32 values are 1 GiB)
-MAX_RANDOM_ELEMENTS = 2**28
 #: bounds of the counts the campaign commands take: each unit is a model run on every backend
 MAX_PER_OP, MAX_EXAMPLES, MAX_REPEAT = 10_000, 100_000, 10_000
 
@@ -93,43 +93,6 @@ def _parse_assignments(items: list[str], what: str) -> dict[str, str]:
             raise RefquantError(f"{what} must look like NAME=VALUE, got {item!r}")
         pairs[name] = value
     return pairs
-
-
-def random_feeds(inputs, *, seed: int, dims: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-    """Seeded random feeds for the given input specs.
-
-    Floats: standard normal. Integers: uniform over the whole type range. Strings: refused (a
-    string input is not a number to draw). A symbolic or unknown dimension is taken from ``dims``
-    (by name), else 1; an input of more than MAX_RANDOM_ELEMENTS elements is refused.
-    """
-    from .dtypes import qtype
-
-    rng = np.random.default_rng(seed)
-    dims = dims or {}
-    feeds = {}
-    for spec in inputs:
-        if spec.shape is None:
-            raise RefquantError(f"input '{spec.name}' has no declared shape; pass it with --input")
-        if spec.dtype.kind in "OUS":
-            raise RefquantError(f"input '{spec.name}' is a string tensor; refquant draws random numbers only")
-        shape = tuple(d if isinstance(d, int) and d > 0 else dims.get(d, 1) for d in spec.shape)
-        if np.prod(shape, dtype=object) > MAX_RANDOM_ELEMENTS:
-            raise RefquantError(
-                f"input '{spec.name}' of shape {list(shape)} has more than {MAX_RANDOM_ELEMENTS} elements to draw; "
-                "choose smaller --dim values or pass it with --input"
-            )
-        dtype = spec.dtype
-        if dtype == np.bool_:
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(np.bool_)
-        elif dtype.kind in "iu" or (dtype.kind == "V" and not qtype(dtype).is_float):
-            lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.kind in "iu" else (
-                qtype(dtype).qmin,
-                qtype(dtype).qmax,
-            )
-            feeds[spec.name] = rng.integers(lo, hi, shape, endpoint=True).astype(dtype)
-        else:
-            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
-    return feeds
 
 
 def _dims(items: list[str]) -> dict[str, int]:
@@ -203,7 +166,7 @@ def _save_tensors(directory: Path, inputs: dict, outputs: dict) -> None:
 
 
 def cmd_run(args) -> int:
-    from .session import Session
+    from refquant.session import Session
 
     out = check_writable(args.save, "--save", directory=True) if args.save else None
     session = Session(args.model, profile=args.profile)
@@ -223,7 +186,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_ops(args) -> int:
-    from .registry import supported_ops
+    from refquant.registry import supported_ops
 
     by_op: dict[tuple[str, str], list[int]] = {}
     for domain, op_type, version in supported_ops():
@@ -238,9 +201,9 @@ def cmd_ops(args) -> int:
 
 
 def cmd_debug(args) -> int:
-    from .calibration.data import feed_source
-    from .debug import debug, model_inputs
-    from .model import load_model
+    from refquant.calibration.data import feed_source
+    from refquant.debug import debug, model_inputs
+    from refquant.model import load_model
 
     _check_outputs(json_file=args.json, plot_file=args.plot)
     float_model, quant = load_model(args.float_model), load_model(args.quant_model)
@@ -296,7 +259,7 @@ def _names(text: str, known, what: str) -> list[str]:
 
 def _backend_names(text: str | None) -> list[str]:
     """Names from ``a,b``; by default every available backend but ``reference`` (it is the baseline)."""
-    import backends
+    import refquant.backends as backends
 
     if text:
         return _names(text, backends.names(), "backend")
@@ -304,7 +267,7 @@ def _backend_names(text: str | None) -> list[str]:
 
 
 def _unavailable_lines(names: list[str]) -> list[str]:
-    import backends
+    import refquant.backends as backends
 
     return [f"  {n}: {status.reason}" for n, status in backends.available().items() if not status and n not in names]
 
@@ -322,7 +285,7 @@ def _write_json(path: str | None, payload) -> None:
 def cmd_check(args) -> int:
     from dataclasses import asdict
 
-    from backends import conformance, report
+    from refquant.backends import conformance, report
 
     per_op = _bounded(args.per_op, "--per-op", 0, MAX_PER_OP)
     seed = _bounded(args.seed, "--seed", 0, MAX_SEED)
@@ -348,9 +311,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from backends import conformance, report
+    from refquant.backends import conformance, report
 
-    from .session import Session
+    from refquant.session import Session
 
     if args.save and not args.all_tensors:
         raise RefquantError("--save writes the first unexplained node's reproducer: it needs --all-tensors")
@@ -374,7 +337,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_fuzz(args) -> int:
-    from backends import conformance, report
+    from refquant.backends import conformance, report
 
     ops = _names(args.ops, conformance.SUITE_OPS, "operator") if args.ops else list(conformance.SUITE_OPS)
     examples = _bounded(args.examples, "--examples", 1, MAX_EXAMPLES)
@@ -395,7 +358,7 @@ def cmd_fuzz(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from backends import conformance, report
+    from refquant.backends import conformance, report
 
     results = conformance.replay(Path(args.directory), args.backends.split(",") if args.backends else None)
     print(report.comparison(results))
@@ -403,9 +366,9 @@ def cmd_replay(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from backends import bench, report
+    from refquant.backends import bench, report
 
-    from .model import load_model
+    from refquant.model import load_model
 
     ops = _names(args.ops, bench.OPS, "bench case") if args.ops else list(bench.OPS)
     repeat = _bounded(args.repeat, "--repeat", 1, MAX_REPEAT)
@@ -437,7 +400,7 @@ LIMITED_COMMANDS = ("run", "compare", "replay", "calibrate", "debug", "bench")
 
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     """--max-memory and --max-work: the per-node resource budget (refquant.Limits)."""
-    from .budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK, show_bytes
+    from refquant.budget import DEFAULT_MAX_MEMORY, DEFAULT_MAX_WORK, show_bytes
 
     parser.add_argument(
         "--max-memory", metavar="SIZE",
@@ -452,7 +415,7 @@ def _add_limit_options(parser: argparse.ArgumentParser) -> None:
 def _limits(args):
     """The Limits the command line asks for (defaults for the flags not given), or None when the command
     takes no limits."""
-    from .budget import Limits, parse_count, parse_size
+    from refquant.budget import Limits, parse_count, parse_size
 
     if not hasattr(args, "max_memory"):
         return None
@@ -485,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops = sub.add_parser("ops", help="list supported operators and versions")
     ops.set_defaults(func=cmd_ops)
 
-    from .calibration import cli as calibration_cli
+    from . import calibrate as calibration_cli
 
     calibration_cli.add_parser(sub)
 
@@ -551,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from .budget import use_limits
+        from refquant.budget import use_limits
 
         limits = _limits(args)
         with use_limits(limits) if limits is not None else contextlib.nullcontext():
@@ -571,6 +534,3 @@ def main(argv: list[str] | None = None) -> int:
         print("refquant: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

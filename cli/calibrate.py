@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import ort_releases
-from ..errors import RefquantError
-from ..files import check_writable
-from .api import CALIBRATORS, calibrate
-from .core import COMPAT_MODES
-from .data import DATA_HELP, default_profile
-from .tables import AMAX_RULES, FORMATS, write_tables
+from refquant import ort_releases
+from refquant.errors import RefquantError
+from refquant.files import check_writable
+from refquant.calibration.api import CALIBRATORS, calibrate
+from refquant.calibration.core import COMPAT_MODES
+from refquant.calibration.data import DATA_HELP, default_profile
+from refquant.calibration.tables import AMAX_RULES, FORMATS, write_tables
 
 __all__ = ["add_parser", "run"]
 
@@ -145,7 +145,7 @@ def _runner(args):
             "--profile sets the refquant interpreter's arithmetic; it has no effect with --runner onnxruntime"
         )
     try:
-        from backends.ort_runner import make_runner
+        from refquant.backends.ort_runner import make_runner
 
         version = metadata.version("onnxruntime")  # the installed release, read without importing the engine
     except (ImportError, metadata.PackageNotFoundError) as exc:

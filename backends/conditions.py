@@ -14,7 +14,7 @@ Each entry of :data:`CONDITIONS` names the operators the option acts in and eith
   (broadcastable to that output; fewer masks than outputs leave the rest False), computed from
   the bound :class:`~refquant.node.Node` and the arrays it was run on; or
 - no ``where`` (``None``): "the node's value under the option differs from the spec's value on
-  the same inputs", found by running the node both ways (refquant.divergence does it). That is
+  the same inputs", found by running the node both ways (refquant.backends.divergence does it). That is
   for options with no simpler element-wise rule (whole pipelines: float_pipeline, qlinear_pipeline,
   OpenVINO's formulas, the requantization precision).
 
@@ -62,17 +62,17 @@ DIFFERS_ANYWHERE = OptionCondition()
 def _quant_params(node, x: np.ndarray, scale: np.ndarray, zero_point=None):
     """(scale, zero_point) broadcast against x as the node's kernel does it."""
     if node.domain == "com.microsoft":
-        from .ops.contrib_quantize import axis_params
+        from refquant.ops.contrib_quantize import axis_params
 
         return axis_params(node, x, scale, zero_point, "y")
-    from .ops.quantize import quant_params
+    from refquant.ops.quantize import quant_params
 
     return quant_params(node, x, scale, zero_point, axis_allowed=node.version >= 13)
 
 
 def _quotients(node, x: np.ndarray, scale: np.ndarray) -> list[np.ndarray]:
     """x / scale in float64 and in every type the kernel may divide in (the ONNX rule's, float32)."""
-    from .ops.quantize import named_division_precision
+    from refquant.ops.quantize import named_division_precision
 
     broadcast, _ = _quant_params(node, x, scale)
     broadcast = np.asarray(broadcast)
@@ -103,7 +103,7 @@ def _nan_input(node, inputs, outputs) -> list[Mask]:
 
 def _half_precision_division(node, inputs, outputs) -> list[Mask]:
     """QuantizeLinear: the ONNX rule divides in float16 or bfloat16 (every element of the node)."""
-    from .ops.quantize import named_division_precision
+    from refquant.ops.quantize import named_division_precision
 
     return [named_division_precision(node, inputs[0], inputs[1]).itemsize == 2]
 

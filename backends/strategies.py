@@ -4,7 +4,7 @@ Import them into your own test suite (hypothesis is an optional dependency;
 refquant itself never imports this module)::
 
     from hypothesis import given
-    from refquant import strategies as rqs
+    from refquant.backends import strategies as rqs
 
     @given(rqs.qlinear_conv_models())
     def test_my_engine_matches_refquant(case):
@@ -43,10 +43,10 @@ from hypothesis.extra import numpy as hnp
 from onnx import ModelProto, helper, numpy_helper, shape_inference
 from onnx import TensorProto as T
 
-from .dtypes import np_dtype, proto_of, qtype
-from .ops.common import types_at
-from .ops.quantize import QUANTIZED_TYPES
-from .window import same_total
+from refquant.dtypes import np_dtype, proto_of, qtype
+from refquant.ops.common import types_at
+from refquant.ops.quantize import QUANTIZED_TYPES
+from refquant.window import same_total
 
 __all__ = [
     "Case",
