@@ -4,7 +4,7 @@ A profile divergence explains an element only where its option's condition holds
 emulation equals the backend). The condition is computed from the node's inputs, so an option
 cannot cover a difference it has nothing to do with: ``quantize_overflow="int32-indefinite"``
 only concerns elements with |x / scale| at the edge of int32 or beyond, NaN or inf, never a
-rounding of 0.5. ``tests/test_divergence.py`` checks, for every option, that where its condition
+rounding of 0.5. ``tests/backends/test_divergence.py`` checks, for every option, that where its condition
 does not hold the option's emulation equals the spec, so a bug in the spec path cannot hide
 behind a profile either.
 

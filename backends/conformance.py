@@ -229,7 +229,7 @@ def _without_harvested_constants():
     That makes a seeded draw depend on what happens to be imported and on every literal in refquant's
     own code. Inside this block hypothesis sees no harvested literals (its built-in ones remain), so
     the seed and the strategy alone fix the examples. Private hypothesis names: where they are gone,
-    nothing is patched, and tests/test_conformance.py notices if harvesting then leaks through.
+    nothing is patched, and tests/backends/test_conformance.py notices if harvesting then leaks through.
     """
     try:
         from hypothesis.internal.conjecture import providers

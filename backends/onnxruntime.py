@@ -66,7 +66,7 @@ def _ort(backend: str):
 
 # -- combinations onnxruntime's CPU provider does not run ------------------------------------------
 # From shared/facts/onnxruntime-quantization.md and onnxruntime 1.32's kernel registry
-# (onnxruntime.capi._pybind_state.get_all_opkernel_def()); checked by tests/test_backends.py.
+# (onnxruntime.capi._pybind_state.get_all_opkernel_def()); checked by tests/backends/test_adapters.py.
 
 _U8, _S8 = TensorProto.UINT8, TensorProto.INT8
 #: (x/a, w/b, y) types of the QLinearConv and QLinearMatMul CPU kernels

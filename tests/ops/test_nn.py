@@ -30,7 +30,7 @@ import refquant
 from refquant.errors import AttributeValueError, DTypeError, ShapeError
 
 from ..helpers import assert_bit_exact, node_cases, single_node_model, to_array
-from ..test_integer_ops import conv_cases, naive_conv
+from .conv_cases import conv_cases, naive_conv
 from .helpers import (
     assert_same_bits,
     assert_versions_are_the_schema_versions_from_opset_10,

@@ -22,7 +22,7 @@ from refquant.dtypes import qtype
 from refquant.errors import QuantParamError, RefquantError
 from refquant.profiles import OPENVINO, PROFILES, Profile
 
-from .helpers import assert_bit_exact, single_node_model
+from tests.helpers import assert_bit_exact, single_node_model
 
 U8, S8 = T.UINT8, T.INT8
 

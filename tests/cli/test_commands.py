@@ -13,7 +13,7 @@ from onnx import TensorProto as T
 
 from refquant.cli import commands as cli
 
-from .helpers import single_node_model
+from tests.helpers import single_node_model
 
 
 @pytest.fixture
@@ -294,7 +294,7 @@ def reproducer(tmp_path):
     """A minimal reproducer directory: model.onnx, inputs.npz, report.json."""
     from refquant.backends import conformance
 
-    from .test_model import dq_graph_model
+    from tests.test_model import dq_graph_model
 
     directory = tmp_path / "repro"
     directory.mkdir()

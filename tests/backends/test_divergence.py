@@ -11,7 +11,7 @@ import refquant
 from refquant.backends.divergence import classify, load_divergences
 from refquant.errors import RefquantError
 
-from .helpers import single_node_model
+from tests.helpers import single_node_model
 
 # acc = 50 * 41 = 2050 with multiplier 0.02f * 0.05f / 0.1f:
 # float32: 2050f * 0.01f = 20.500001907 -> 21;  float64: 20.499999542 -> 20

@@ -17,7 +17,7 @@ from onnx.reference import ReferenceEvaluator
 import refquant
 from refquant.errors import AttributeValueError, DTypeError, NonFiniteError, QuantParamError
 
-from .helpers import assert_bit_exact, single_node_model
+from tests.helpers import assert_bit_exact, single_node_model
 
 INT_TYPES = {
     T.UINT8: np.uint8,
