@@ -3,9 +3,10 @@
     backend.run(model, feeds)      -> {graph output name: array}
     backend.run_all(model, feeds)  -> {node output name: array}, intermediates included
 
-``model`` is a path, bytes or ``onnx.ModelProto``; ``feeds`` maps input names
-to arrays. An adapter either returns arrays or raises a :class:`BackendError`
-that names the backend: :class:`UnsupportedOnBackend` where the backend
+``model`` is a path, bytes or ``onnx.ModelProto``, read as refquant reads it
+(:func:`load_model`: external data under refquant's one rule, handed to the
+engine resolved); ``feeds`` maps input names to arrays. An adapter either
+returns arrays or raises a :class:`BackendError` that names the backend: :class:`UnsupportedOnBackend` where the backend
 documents that it does not run the model (a known limit, not a failure),
 :class:`BackendUnavailable` where it cannot run here at all.
 """
@@ -24,6 +25,9 @@ from types import ModuleType
 import numpy as np
 import onnx
 from onnx import ModelProto, NodeProto
+
+from refquant.errors import RefquantError
+from refquant.model import read_model
 
 __all__ = [
     "Backend",
@@ -121,17 +125,16 @@ def import_optional(module: str, backend: str, install: str) -> ModuleType:
 
 
 def load_model(model, backend: str) -> ModelProto:
-    """A path, bytes or ModelProto as a ModelProto (external data loaded next to a path)."""
+    """A path, bytes or ModelProto as a ModelProto, read as refquant reads it (:func:`refquant.model.read_model`):
+    external data resolved under refquant's one rule (from the model's folder only, regular files, within
+    their size), so every engine runs the very tensors the reference runs and none resolves a path itself.
+    A refusal is a :class:`BackendError` naming ``backend``, caused by refquant's error."""
+    if not isinstance(model, (ModelProto, bytes, bytearray, memoryview, str, os.PathLike)):
+        raise BackendError(backend, f"model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}")
     try:
-        if isinstance(model, ModelProto):
-            return model
-        if isinstance(model, (bytes, bytearray, memoryview)):
-            return onnx.load_model_from_string(bytes(model))
-        if isinstance(model, (str, os.PathLike)):
-            return onnx.load(os.fspath(model))
-    except Exception as exc:  # onnx raises DecodeError, OSError, ValueError, ...
-        raise BackendError(backend, f"cannot load the model: {exc}") from None
-    raise BackendError(backend, f"model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}")
+        return read_model(model)
+    except RefquantError as exc:
+        raise BackendError(backend, f"cannot load the model: {exc}") from exc
 
 
 def model_key(model: ModelProto) -> bytes:

@@ -82,7 +82,7 @@ OPSET = 21
 
 
 @dataclass(frozen=True)
-class BenchCase(conformance.Case):
+class BenchCase(conformance.ConformanceCase):
     """A conformance case timed by the bench: ``op`` is its --ops name, ``types`` its operand types
     ("u8s8": u8 x/a, s8 w/b)."""
 
@@ -346,7 +346,7 @@ def quantized_models(seed: int = 0) -> dict[str, ModelProto]:
                     activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
                     per_channel=True,
                 )  # fmt: skip
-                quantized[f"{name} (QOperator U8S8)"] = onnx.load(str(target))
+                quantized[f"{name} (QOperator U8S8)"] = load_model(target, "bench")
     finally:
         logging.disable(logging.NOTSET)
     return quantized

@@ -62,12 +62,12 @@ DIFFERS_ANYWHERE = OptionCondition()
 def _quant_params(node, x: np.ndarray, scale: np.ndarray, zero_point=None):
     """(scale, zero_point) broadcast against x as the node's kernel does it."""
     if node.domain == "com.microsoft":
-        from refquant.ops.contrib_quantize import axis_params
+        from refquant.qparams import contrib_qdq_params
 
-        return axis_params(node, x, scale, zero_point, "y")
-    from refquant.ops.quantize import quant_params
+        return contrib_qdq_params(node, x, scale, zero_point, "y")
+    from refquant.qparams import qdq_params
 
-    return quant_params(node, x, scale, zero_point, axis_allowed=node.version >= 13)
+    return qdq_params(node, x, scale, zero_point, axis_allowed=node.version >= 13)
 
 
 def _quotients(node, x: np.ndarray, scale: np.ndarray) -> list[np.ndarray]:

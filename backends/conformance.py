@@ -36,12 +36,13 @@ from refquant.files import load_json, load_npz, parse_json
 from refquant.model import load_model
 
 from . import available, create
+from . import names as backend_names
 from .base import BackendError, BackendUnavailable, UnsupportedOnBackend
 
 __all__ = [
     "BackendResult",
     "compare",
-    "Case",
+    "ConformanceCase",
     "node_case_suite",
     "generated_suite",
     "draw_cases",
@@ -153,8 +154,9 @@ def compare(
 
 
 @dataclass(frozen=True)
-class Case:
-    """A named model with feeds, and the operator it exercises (the row of the check table)."""
+class ConformanceCase:
+    """A named model with feeds, and the operator it exercises (the row of the check table): what the check
+    suites, fuzz campaigns and reproducers hold (strategies draw a :class:`~refquant.backends.strategies.DrawnModel`)."""
 
     name: str
     op: str
@@ -162,12 +164,20 @@ class Case:
     feeds: dict[str, np.ndarray]
 
 
+def __getattr__(name: str):
+    """``Case``, ConformanceCase's old name (strategies had a Case of its own): still importable, with a warning."""
+    if name == "Case":
+        warnings.warn("refquant.backends.conformance.Case is now ConformanceCase", DeprecationWarning, stacklevel=2)
+        return ConformanceCase
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _NODE_CASES = re.compile(
     r"^test_(quantizelinear|dequantizelinear|qlinearconv|qlinearmatmul|matmulinteger|convinteger|dynamicquantizelinear)"
 )
 
 
-def node_case_suite() -> Iterator[Case]:
+def node_case_suite() -> Iterator[ConformanceCase]:
     """The 45 ONNX backend node cases for the quantization operators (generated in memory)."""
     from onnx import TensorProto, numpy_helper
     from onnx.backend.test.case.node import collect_testcases
@@ -182,7 +192,7 @@ def node_case_suite() -> Iterator[Case]:
             for spec, v in zip(case.model.graph.input, inputs)
         }
         op = "QDQ-expanded" if case.name.endswith("_expanded") else case.model.graph.node[0].op_type
-        yield Case(case.name, op, case.model, feeds)
+        yield ConformanceCase(case.name, op, case.model, feeds)
 
 
 def _strategy(op: str):
@@ -428,7 +438,7 @@ def _allocate(weights: Sequence[int], total: int) -> list[int]:
     return shares
 
 
-def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: int = 0) -> Iterator[Case]:
+def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: int = 0) -> Iterator[ConformanceCase]:
     """``per_op`` models for each op, split between its strata (:func:`suite_strata`) in proportion to
     their weights, the same ones for the same seed. A case is named ``<op>-seed<S>-<index>-<stratum>``.
     Drawn one at a time (:func:`iter_draws`): the suite is never held whole."""
@@ -437,7 +447,7 @@ def generated_suite(ops: Iterable[str] = SUITE_OPS, *, per_op: int = 20, seed: i
         index = 0
         for (name, _, strategy), count in zip(strata, _allocate([w for _, w, _ in strata], per_op)):
             for case in iter_draws(strategy, count, seed=seed) if count else []:
-                yield Case(f"{op.lower()}-seed{seed}-{index}-{name}", op, case.model, case.feeds)
+                yield ConformanceCase(f"{op.lower()}-seed{seed}-{index}-{name}", op, case.model, case.feeds)
                 index += 1
 
 
@@ -473,7 +483,7 @@ class CheckRun:
     Unpacks as ``rows, failures``."""
 
     rows: list[CheckRow]
-    failures: list[tuple[Case, BackendResult]]
+    failures: list[tuple[ConformanceCase, BackendResult]]
     ran: int
     planned: int
     stopped: bool = False
@@ -530,7 +540,7 @@ def _chain(*iterables: Iterable) -> Iterator:
         yield from iterable
 
 
-def node_reproducer(model, feeds: Mapping[str, np.ndarray], tensor: str) -> Case:
+def node_reproducer(model, feeds: Mapping[str, np.ndarray], tensor: str) -> ConformanceCase:
     """The node that computes ``tensor``, alone in a model, fed with the reference's values of its inputs.
 
     Initializers stay initializers; every other input becomes a graph input with the value the spec
@@ -553,7 +563,7 @@ def node_reproducer(model, feeds: Mapping[str, np.ndarray], tensor: str) -> Case
         [constants[n] for n in dict.fromkeys(node.input) if n in constants],
     )
     single = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
-    return Case(f"{node.op_type}-{node.name or tensor}", node.op_type, single, {n: values[n] for n in inputs})
+    return ConformanceCase(f"{node.op_type}-{node.name or tensor}", node.op_type, single, {n: values[n] for n in inputs})
 
 
 # -- reproducers ------------------------------------------------------------------------------------
@@ -589,7 +599,7 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
         raise RefquantError(f"'{path}': __dtypes__ does not describe its arrays: {exc}") from None
 
 
-def save_reproducer(directory: Path, case: Case, results: Sequence[BackendResult]) -> Path:
+def save_reproducer(directory: Path, case: ConformanceCase, results: Sequence[BackendResult]) -> Path:
     """model.onnx, inputs.npz, outputs_<backend>.npz and report.json in ``directory/<op>-<digest>``."""
     digest = hashlib.blake2b(case.model.SerializeToString(deterministic=True), digest_size=6).hexdigest()
     target = Path(directory) / f"{case.op.lower()}-{digest}"
@@ -615,7 +625,7 @@ def replay(directory: Path, backends: Sequence[str] | None = None) -> list[Backe
     """Re-run a saved reproducer on its backends (or the given ones).
 
     Its files must lie inside ``directory`` (a symlink leading out is refused) and follow refquant's
-    file rule (refquant.files); report.json's ``backends`` is a list of backend names.
+    file rule (refquant.files); the backends (report.json's ``backends``, or the argument) are known names.
     """
     directory = Path(directory)
     try:
@@ -629,7 +639,20 @@ def replay(directory: Path, backends: Sequence[str] | None = None) -> list[Backe
         feeds = load_arrays(inputs)
     except RefquantError as exc:
         raise RefquantError(f"'{directory}' is not a refquant reproducer: {exc}") from None
+    unknown = [name for name in names if not _known_backend(name)]
+    if unknown:
+        source = "the backends given" if backends else f"'{directory / 'report.json'}'"
+        raise RefquantError(f"{source} names unknown backend(s) {unknown}; known: {', '.join(backend_names())}")
     return compare(model, feeds, names)
+
+
+def _known_backend(name: str) -> bool:
+    """Whether :func:`create` knows ``name`` (available here or not)."""
+    try:
+        create(name)
+    except BackendError:
+        return False
+    return True
 
 
 def _reproducer_file(directory: Path, name: str) -> Path:
@@ -650,7 +673,7 @@ class FuzzRun(list):
 
 
 class _Unexplained(Exception):
-    def __init__(self, case: Case, results: list[BackendResult]):
+    def __init__(self, case: ConformanceCase, results: list[BackendResult]):
         super().__init__(f"{case.name}: unexplained on {[r.backend for r in results if r.verdict == 'unexplained']}")
         self.case, self.results = case, results
 
@@ -686,7 +709,7 @@ def fuzz(
             saved.ran += 1
             if progress:
                 progress(op, count[0])
-            case = Case(f"{op.lower()}-fuzz", op, drawn.model, drawn.feeds)
+            case = ConformanceCase(f"{op.lower()}-fuzz", op, drawn.model, drawn.feeds)
             results = compare(case.model, case.feeds, backends)
             if any(r.verdict == "unexplained" for r in results):
                 smallest[0] = (case, results)  # kept should the time limit cut the shrinking short

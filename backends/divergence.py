@@ -221,7 +221,7 @@ def _u8s8_pairs_saturate(node, values: Mapping[str, np.ndarray], producers: Mapp
     per column): some adjacent pair along K (k even, k + 1) of products of the stored bytes,
     x[k] * w[k] + x[k+1] * w[k+1], leaves int16, where OpenVINO's int8 GEMM on AVX2 (VPMADDUBSW) saturates it
     (spec/backends.md). An int8 x enters the GEMM shifted to unsigned bytes, x + 128."""
-    from refquant.arith import pairwise_saturation_excess
+    from refquant.lowerings import pairwise_saturation_excess
 
     if len(node.input) < 2:
         return False

@@ -378,7 +378,7 @@ class OnnxRuntime(Backend):
                 options = self.session_options()
                 options.optimized_model_filepath = str(Path(folder) / "optimized.onnx")
                 _ort(self.name).InferenceSession(graph.SerializeToString(), options, providers=self.provider_options())
-                return onnx.load(options.optimized_model_filepath)
+                return load_model(options.optimized_model_filepath, self.name)
         except Exception:  # whatever stops onnxruntime here also stopped run(): nothing to replay
             return None
 

@@ -18,7 +18,7 @@ Parameters:
 Tensors:
     :func:`tie_tensors` puts x / scale exactly on (or one ulp beside) the
     half-way points that round-half-to-even decides; :func:`quantized_tensors`.
-Models (each draws a :class:`Case`, a valid ``onnx.ModelProto`` and its feeds):
+Models (each draws a :class:`DrawnModel`, a valid ``onnx.ModelProto`` and its feeds):
     :func:`quantize_linear_models`, :func:`dequantize_linear_models`,
     :func:`dynamic_quantize_linear_models`, :func:`qlinear_conv_models`,
     :func:`qlinear_matmul_models`, :func:`matmul_integer_models`,
@@ -31,6 +31,7 @@ the choices it draws are those that opset allows.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -43,13 +44,12 @@ from hypothesis.extra import numpy as hnp
 from onnx import ModelProto, helper, numpy_helper, shape_inference
 from onnx import TensorProto as T
 
-from refquant.dtypes import np_dtype, proto_of, qtype
-from refquant.ops.common import types_at
+from refquant.dtypes import np_dtype, proto_of, qtype, types_at
 from refquant.ops.quantize import QUANTIZED_TYPES
 from refquant.window import same_total
 
 __all__ = [
-    "Case",
+    "DrawnModel",
     "FLAVORS",
     "quantized_types",
     "scales",
@@ -85,11 +85,21 @@ _DECIMAL_MANTISSAS = (1, 2, 2.5, 3, 5, 7.5)
 _LEVELS = (255, 254, 127, 65535, 15, 7)
 
 
-class Case(NamedTuple):
-    """A model and feeds for every graph input it needs."""
+class DrawnModel(NamedTuple):
+    """What a model strategy draws: a model and feeds for every graph input it needs."""
 
     model: ModelProto
     feeds: dict[str, np.ndarray]
+
+
+def __getattr__(name: str):
+    """``Case``, this type's old name (conformance has a Case of its own): still importable, with a warning."""
+    if name == "Case":
+        warnings.warn(
+            "refquant.backends.strategies.Case is now DrawnModel", DeprecationWarning, stacklevel=2
+        )
+        return DrawnModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -281,7 +291,7 @@ def _expand(param: np.ndarray, shape: tuple[int, ...], axis: int | None, block: 
 # -- model building --------------------------------------------------------------------------------
 
 
-def _model(nodes, inputs: dict, initializers: dict, outputs: dict[str, int], opset: int, name: str) -> Case:
+def _model(nodes, inputs: dict, initializers: dict, outputs: dict[str, int], opset: int, name: str) -> DrawnModel:
     """A model with ``inputs`` as graph inputs (fed) and ``initializers`` as constants."""
     graph = helper.make_graph(
         nodes,
@@ -295,7 +305,7 @@ def _model(nodes, inputs: dict, initializers: dict, outputs: dict[str, int], ops
     inferred = shape_inference.infer_shapes(model)  # declares the output shapes
     del model.graph.output[:]
     model.graph.output.extend(inferred.graph.output)
-    return Case(model, {n: np.asarray(v) for n, v in inputs.items()})
+    return DrawnModel(model, {n: np.asarray(v) for n, v in inputs.items()})
 
 
 def _present(names: list[str], given: set[str]) -> list[str]:
@@ -392,7 +402,7 @@ def quantize_linear_models(
     negative_axis: bool | None = None,
     values: str = "any",
     scale_bounds: dict | None = None,
-) -> Case:
+) -> DrawnModel:
     """One QuantizeLinear: x (graph input) -> y, scale and zero point as initializers.
 
     Draws the output type, x's type (float; float16/bfloat16 from opset 19;
@@ -447,7 +457,7 @@ def dequantize_linear_models(
     granularities: Sequence[str] | None = None,
     negative_axis: bool | None = None,
     zero_point: bool | None = None,
-) -> Case:
+) -> DrawnModel:
     """One DequantizeLinear: x (graph input: a quantized type, or int32) -> y.
 
     Draws per-tensor / per-axis / blocked parameters, the scale's type
@@ -519,7 +529,7 @@ def _dynamic_zero_point_ties(draw, shape: tuple[int, ...]) -> np.ndarray:
 @st.composite
 def dynamic_quantize_linear_models(
     draw, opset: int = 21, *, shapes: st.SearchStrategy[tuple[int, ...]] | None = None, values: str = "any"
-) -> Case:
+) -> DrawnModel:
     """One DynamicQuantizeLinear: float32 x -> (y uint8, y_scale, y_zero_point).
 
     x mixes arbitrary floats, all-zero and constant tensors, ranges on one
@@ -694,7 +704,7 @@ def qlinear_conv_models(
     bias: bool | None = None,
     geometries: st.SearchStrategy[ConvGeometry] | None = None,
     values: str = "any",
-) -> Case:
+) -> DrawnModel:
     """One QLinearConv: x (graph input) with constant weights, scales, zero points and optional bias.
 
     Draws the flavour (x and w types), y's type (mostly the common (x, w, y)
@@ -760,7 +770,7 @@ def qlinear_matmul_models(
     scale_types: Sequence[int] | None = None,
     values: str = "any",
     shapes: st.SearchStrategy | None = None,
-) -> Case:
+) -> DrawnModel:
     """One QLinearMatMul: a and b (graph inputs), constant per-tensor scales and zero points.
 
     Draws the (a, b, y) types (8-bit integers, mostly the common combinations
@@ -817,7 +827,7 @@ def matmul_integer_models(
     flavors: Sequence[str] | None = None,
     shapes: st.SearchStrategy | None = None,
     extremes: bool = False,
-) -> Case:
+) -> DrawnModel:
     """One MatMulInteger: a and b (graph inputs) -> int32.
 
     Zero points are absent, per-tensor, per-row (a; now and then: few engines
@@ -858,7 +868,7 @@ def conv_integer_models(
     flavors: Sequence[str] | None = None,
     per_channel: bool | None = None,
     geometries: st.SearchStrategy[ConvGeometry] | None = None,
-) -> Case:
+) -> DrawnModel:
     """One ConvInteger: x (graph input) and constant w -> int32; zero points absent, per-tensor or (w) per-channel.
 
     Mostly x's zero point is given where w's is (an omitted input before a given one trips some
@@ -987,7 +997,7 @@ def qdq_models(
     ops: Sequence[str] = QDQ_OPS,
     flavors: Sequence[str] | None = None,
     per_channel: bool | None = None,
-) -> Case:
+) -> DrawnModel:
     """DequantizeLinear -> op -> QuantizeLinear, the pattern quantization tools emit.
 
     The quantized activation(s) are graph inputs; weights (Conv, MatMul) are

@@ -1,8 +1,12 @@
-"""Exact arithmetic primitives shared by every operator.
+"""The spec's arithmetic: round half to even, saturate, narrow, quantize, dequantize, requantize.
 
-This is the only module that rounds or saturates. Each function states its
-formula; where a float computation stands in for an exact one, the bound that
-makes it exact is written next to it.
+    q = saturate(round_half_even(x / scale) + zero_point),    x = (q - zero_point) * scale
+
+as the ONNX operators define them, each result rounded once. The profile options that only choose a
+precision or a special-value rule (requantization precision, NaN, int32 overflow) are parameters here;
+a backend's different formula is a lowering (refquant/lowerings.py), and exact integer products are in
+refquant/exact_products.py. Each function states its formula; where a float computation stands in for
+an exact one, the bound that makes it exact is written next to it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import ml_dtypes
 import numpy as np
 
 from .dtypes import QType
-from .errors import NonFiniteError, QuantParamError
+from .errors import NonFiniteError
 
 __all__ = [
     "narrow",
@@ -21,20 +25,11 @@ __all__ = [
     "dequantize",
     "requantize",
     "saturate_int",
+    "apply_nan_policy",
     "wrap_int32",
-    "exact_matmul",
-    "exact_float_matmul",
-    "max_abs",
     "requantize_integer",
-    "param_for",
-    "check_scale",
-    "fma_float32",
     "add_round_to_odd",
     "float64_for_narrowing",
-    "fake_quantize",
-    "dequantize_lowered",
-    "dequantize_int32_via_float32",
-    "dynamic_quantize_reciprocal",
 ]
 
 
@@ -140,67 +135,35 @@ def _product_round_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return p
 
 
-# ----------------------------------------------------------------------------
-# Quantization parameters: validation and broadcasting
-# ----------------------------------------------------------------------------
+def add_round_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b of float64 values rounded to odd: the sum when exact, else its float64 neighbour with an
+    odd last bit, toward the exact sum. Rounding this to a type of <= 51 significant bits rounds the
+    exact sum once (Boldo & Melquiond, 2008). Knuth's two-sum gives the exact error; non-finite sums
+    stay as they are."""
+    total = np.asarray(a + b)
+    b_virtual = total - a
+    error = (a - (total - b_virtual)) + (b - b_virtual)
+    to_odd = np.isfinite(total) & (error != 0) & ((total.view(np.uint64) & 1) == 0)
+    return np.where(to_odd, np.nextafter(total, np.copysign(np.inf, error)), total)
 
 
-def check_scale(scale: np.ndarray, what: str) -> None:
-    """Scales must be finite and > 0; anything else is an error, never garbage."""
-    s = np.asarray(scale).astype(np.float64)
-    bad = ~(np.isfinite(s) & (s > 0))
-    if bad.any():
-        first = float(s[bad].flat[0])
-        raise QuantParamError(
-            f"{what} must be finite and > 0, got {first!r}"
-            + (f" ({int(bad.sum())} of {s.size} values are invalid)" if s.size > 1 else "")
-        )
+def float64_for_narrowing(x: np.ndarray) -> np.ndarray:
+    """x as float64, ready for one rounding to a type of at most 24 significant bits.
 
-
-def param_for(
-    param: np.ndarray,
-    x_shape: tuple[int, ...],
-    *,
-    axis: int | None,
-    block_size: int = 0,
-    what: str,
-) -> np.ndarray:
-    """Reshape a scale or zero point so that it broadcasts against ``x_shape``.
-
-    - per-tensor: a scalar (or a one-element 1-D tensor);
-    - per-axis (``axis`` given, ``block_size`` 0): 1-D of length ``x_shape[axis]``;
-    - blocked (``block_size`` > 0): same rank as x, ``ceil(x_shape[axis] / block_size)``
-      along ``axis`` and equal to x elsewhere; each value repeats over its block.
-    ``axis=None`` means only per-tensor is allowed (opset 10 QuantizeLinear).
+    Exact for every type but 64-bit integers of magnitude >= 2**53. Those keep
+    their bits down to 2**11 and fold the lower ones into a sticky last bit
+    (rounding to odd): >= 43 bits are kept, and rounding to odd into p + 2 or
+    more bits, then to nearest into p bits, equals one rounding (Boldo &
+    Melquiond, 2008).
     """
-    param = np.asarray(param)
-    rank = len(x_shape)
-    if param.ndim == 0 or (param.ndim == 1 and param.size == 1 and not block_size):
-        return param.reshape(())
-    if axis is None:
-        raise QuantParamError(f"{what} must be a scalar at this opset version, got shape {param.shape}")
-    if not -rank <= axis < rank:
-        raise QuantParamError(f"axis {axis} is out of range for input of rank {rank}")
-    axis %= rank
-    if not block_size:
-        if param.ndim != 1 or param.shape[0] != x_shape[axis]:
-            raise QuantParamError(
-                f"{what} has shape {param.shape}, expected a scalar or a 1-D tensor of "
-                f"length {x_shape[axis]} (input dimension {axis})"
-            )
-        shape = [1] * rank
-        shape[axis] = x_shape[axis]
-        return param.reshape(shape)
-    if block_size < 0:
-        raise QuantParamError(f"block_size must be >= 0, got {block_size}")
-    expected = list(x_shape)
-    expected[axis] = -(-x_shape[axis] // block_size)
-    if list(param.shape) != expected:
-        raise QuantParamError(
-            f"{what} has shape {param.shape}, expected {tuple(expected)} for blocked "
-            f"quantization of shape {tuple(x_shape)} along axis {axis} with block_size {block_size}"
-        )
-    return np.repeat(param, block_size, axis=axis).take(np.arange(x_shape[axis]), axis=axis)
+    wide = x.astype(np.float64)
+    if x.dtype not in (np.int64, np.uint64):
+        return wide
+    unsigned = x.astype(np.uint64)
+    magnitude = np.where(x < 0, np.uint64(0) - unsigned, unsigned)  # exact, -2**63 included
+    sticky = (magnitude & np.uint64(0x7FF)) != 0
+    kept = ((magnitude >> np.uint64(11)) | sticky.astype(np.uint64)).astype(np.float64) * 2048.0
+    return np.where(magnitude >= np.uint64(2**53), np.where(x < 0, -kept, kept), wide)
 
 
 # ----------------------------------------------------------------------------
@@ -208,7 +171,7 @@ def param_for(
 # ----------------------------------------------------------------------------
 
 
-def _apply_nan_policy(values: np.ndarray, shifted: np.ndarray, zero_point, qt: QType, nan: str) -> np.ndarray:
+def apply_nan_policy(values: np.ndarray, shifted: np.ndarray, zero_point, qt: QType, nan: str) -> np.ndarray:
     """Where ``values`` is NaN, give ``shifted`` (values + zero point) the profile's NaN result.
 
     ``nan="error"`` raises; ``"qmin"`` gives qmin; ``"zero_point"`` gives the zero point.
@@ -246,11 +209,11 @@ def _to_qtype(
         if saturate or no_specials:
             shifted = np.clip(shifted, qt.qmin, qt.qmax)
         if no_specials:
-            shifted = _apply_nan_policy(values, shifted, zp, qt, nan)
+            shifted = apply_nan_policy(values, shifted, zp, qt, nan)
         return narrow(shifted, qt.dtype)
     if overflow == "int32-indefinite":  # the emulated cast decides NaN too
         return saturate_int(_int32_indefinite_shift(values, zp), qt)
-    return saturate_int(_apply_nan_policy(values, np.rint(values) + zp, zp, qt, nan), qt)
+    return saturate_int(apply_nan_policy(values, np.rint(values) + zp, zp, qt, nan), qt)
 
 
 def _int32_indefinite_shift(values: np.ndarray, zero_point, out_of_range: float = -(2.0**31)) -> np.ndarray:
@@ -320,203 +283,6 @@ def _dequantize_general(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype)
     else:
         product = _product_round_to_odd(*np.broadcast_arrays(diff, scale64))
     return narrow(product, out_dtype)
-
-
-# ----------------------------------------------------------------------------
-# Backend lowerings of Q/DQ, replayed step by step (profile options; spec/backends.md)
-# ----------------------------------------------------------------------------
-
-
-def dequantize_int32_via_float32(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype, *, product: str) -> np.ndarray:
-    """DequantizeLinear of int32 ``q`` with x - zp first rounded to float32 (profile option ``dequantize_int32``).
-
-    ``product="float32-first"`` (onnxruntime CPU, quantize_linear.cc:
-    ``static_cast<OutT>(static_cast<float>(static_cast<int32_t>(x) - zp) * sc)``; onnx.reference without a
-    zero-point input): y = out(f32(f32(x - zp) * f32(scale))), two roundings after the first.
-    ``product="float32-input"`` (onnx.reference with a zero-point input: float64 arithmetic after
-    ``x.astype(np.float32)``): y = out(f32(x - zp) * scale), the product exact in float64 (24 + 24 bits)
-    and rounded once. The int32 subtraction wraps, as the C++ one does in practice (zero points of int32 x
-    are 0 anyway). Only elements where x - zp is not a float32 can differ from :func:`dequantize`, plus, for
-    "float32-first" with a float16/bfloat16 output, those whose float32 product is inexact.
-    """
-    diff = q.astype(np.int64) - (0 if zero_point is None else np.asarray(zero_point).astype(np.int64))
-    diff32 = wrap_int32(diff).astype(_F32)
-    scale = np.asarray(scale)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if product == "float32-first":
-            return narrow((diff32 * scale.astype(_F32)).astype(np.float64), out_dtype)
-        if product == "float32-input":
-            return narrow(diff32.astype(np.float64) * scale.astype(np.float64), out_dtype)
-    raise ValueError(f"unknown dequantize_int32 product {product!r}")
-
-_F32 = np.float32
-
-
-def add_round_to_odd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a + b of float64 values rounded to odd: the sum when exact, else its float64 neighbour with an
-    odd last bit, toward the exact sum. Rounding this to a type of <= 51 significant bits rounds the
-    exact sum once (Boldo & Melquiond, 2008). Knuth's two-sum gives the exact error; non-finite sums
-    stay as they are."""
-    total = np.asarray(a + b)
-    b_virtual = total - a
-    error = (a - (total - b_virtual)) + (b - b_virtual)
-    to_odd = np.isfinite(total) & (error != 0) & ((total.view(np.uint64) & 1) == 0)
-    return np.where(to_odd, np.nextafter(total, np.copysign(np.inf, error)), total)
-
-
-def fma_float32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """a * b + c for float32 a, b, c, rounded once to float32 (a fused multiply-add).
-
-    a * b is exact in float64 (24 + 24 bits); the sum is rounded to odd, so narrowing
-    to float32 rounds only once.
-    """
-    a, b, c = np.broadcast_arrays(*(np.asarray(v, _F32).astype(np.float64) for v in (a, b, c)))
-    return add_round_to_odd(a * b, c).astype(_F32)
-
-
-def float64_for_narrowing(x: np.ndarray) -> np.ndarray:
-    """x as float64, ready for one rounding to a type of at most 24 significant bits.
-
-    Exact for every type but 64-bit integers of magnitude >= 2**53. Those keep
-    their bits down to 2**11 and fold the lower ones into a sticky last bit
-    (rounding to odd): >= 43 bits are kept, and rounding to odd into p + 2 or
-    more bits, then to nearest into p bits, equals one rounding (Boldo &
-    Melquiond, 2008).
-    """
-    wide = x.astype(np.float64)
-    if x.dtype not in (np.int64, np.uint64):
-        return wide
-    unsigned = x.astype(np.uint64)
-    magnitude = np.where(x < 0, np.uint64(0) - unsigned, unsigned)  # exact, -2**63 included
-    sticky = (magnitude & np.uint64(0x7FF)) != 0
-    kept = ((magnitude >> np.uint64(11)) | sticky.astype(np.uint64)).astype(np.float64) * 2048.0
-    return np.where(magnitude >= np.uint64(2**53), np.where(x < 0, -kept, kept), wide)
-
-
-def _float8_via_float16(x: np.ndarray, scale: np.ndarray, zero_point, qt: QType) -> np.ndarray:
-    """OpenVINO's QuantizeLinear to float8: float32 x * fl(1 / scale), rounded to float16, then to ``qt``,
-    always saturating (``saturate=0`` is not honoured). With a scale of several values (per-axis, blocked)
-    a subnormal 1 / scale (scale > 2**126) counts as zero; NaN (0 * inf where 1 / scale overflows) gives -max."""
-    zp = 0.0 if zero_point is None else np.asarray(zero_point).astype(np.float64)
-    with np.errstate(all="ignore"):
-        reciprocal = _F32(1) / np.asarray(scale).astype(_F32)
-        reciprocal = _flush_subnormals(reciprocal) if reciprocal.ndim else reciprocal
-        half = (np.asarray(x).astype(_F32) * reciprocal).astype(np.float16).astype(np.float64)
-    values = np.clip(half + zp, qt.qmin, qt.qmax)
-    return narrow(np.where(np.isnan(values), qt.qmin, values), qt.dtype)
-
-
-def _truncate_and_wrap(x: np.ndarray, qt: QType) -> np.ndarray:
-    """x truncated toward zero and wrapped modulo 2**bits into ``qt`` (a bare float -> int16/uint16 Convert)."""
-    span = 2**qt.bits
-    whole = np.trunc(np.clip(np.nan_to_num(x.astype(np.float64)), -(2.0**62), 2.0**62)).astype(np.int64)
-    return ((whole - qt.qmin) % span + qt.qmin).astype(qt.dtype)
-
-
-def fake_quantize(x: np.ndarray, scale: np.ndarray, zero_point, qt: QType, *, nan: str = "error") -> np.ndarray:
-    """QuantizeLinear as OpenVINO lowers it: for integer types a FakeQuantize, every step in float32.
-
-        il = scale * (qmin - zp), ih = scale * (qmax - zp)     (the input range)
-        isc = (qmax - qmin) / (ih - il), ish = il * isc
-        q = qmin + round_half_even(clip(x, il, ih) * isc - ish)
-
-    The rounding comes after the zero point is added (round(x/scale + zp - qmin)),
-    and isc is a rounded reciprocal of the scale. int8 with the range aligned on
-    [-128, 127] (|il * isc + 128| and |ih * isc - 127| below 1e-4: zero point 0)
-    takes OpenVINO's shorter path q = round_half_even(clip(x, il, ih) * isc).
-    A 16-bit range equal to [qmin, qmax] (scale 1, zero point 0) makes OpenVINO drop
-    the FakeQuantize: its bare Convert truncates toward zero and wraps (uint16: -2.5 -> 65534).
-    Raises QuantParamError where the range or isc is not finite in float32
-    (OpenVINO's output there follows no formula: spec/backends.md).
-    Float types go through float16 (:func:`_float8_via_float16`).
-    """
-    if qt.is_float:
-        return _float8_via_float16(x, scale, zero_point, qt)
-    zp = np.asarray(0 if zero_point is None else zero_point).astype(_F32)
-    s = np.asarray(scale).astype(_F32)
-    with np.errstate(all="ignore"):
-        low, high = s * (_F32(qt.qmin) - zp), s * (_F32(qt.qmax) - zp)
-        isc = _F32(qt.qmax - qt.qmin) / (high - low)
-        ish = low * isc
-        if not (np.isfinite(low).all() and np.isfinite(high).all() and np.isfinite(isc).all()):
-            raise QuantParamError(
-                f"scale * (qmin - zero point), scale * (qmax - zero point) or its reciprocal range "
-                f"overflows float32 for {qt.name}: the fake-quantize lowering is not defined there"
-            )
-        if qt.bits == 16 and (low == qt.qmin).all() and (high == qt.qmax).all():
-            return _truncate_and_wrap(np.asarray(x).astype(_F32), qt)
-        clipped = np.minimum(np.maximum(np.asarray(x).astype(_F32), low), high)
-        aligned = qt.name == "int8" and bool(
-            (np.abs(low * isc + 128) < 1e-4).all() and (np.abs(high * isc - 127) < 1e-4).all()
-        )
-        shifted = np.rint(clipped * isc) if aligned else np.rint(clipped * isc - ish) + _F32(qt.qmin)
-    shifted = _apply_nan_policy(np.asarray(x, np.float64), shifted.astype(np.float64), zero_point, qt, nan)
-    return saturate_int(shifted, qt)
-
-
-def _flush_subnormals(y: np.ndarray) -> np.ndarray:
-    """y with every value below float32's smallest normal magnitude replaced by a zero of its sign."""
-    tiny = np.finfo(_F32).tiny
-    small = np.abs(y.astype(np.float64)) < tiny
-    return np.where(small, (y * 0).astype(y.dtype), y) if small.any() else y
-
-
-def _round_in(values: np.ndarray, dtype) -> np.ndarray:
-    """float32 ``values`` rounded to ``dtype`` (float32, float16 or bfloat16), back in float32."""
-    return np.asarray(values, _F32).astype(dtype).astype(_F32)
-
-
-def dequantize_lowered(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype, *, formula: str, subnormals: str):
-    """DequantizeLinear under the profile options ``dequantize_formula`` and ``dequantize_subnormals``.
-
-    ``formula="distributed"`` (8-, 16- and 32-bit integer q; OpenVINO): the zero
-    point is rounded to the scale's type, zs = zero_point * scale is rounded to
-    it too, and y = q * scale - zs is one float32 fused multiply-add, then
-    rounded to ``out_dtype``. Other q types keep the exact formula.
-    ``subnormals="flush"`` (OpenVINO's flush-to-zero paths): for 4-bit and float q,
-    results below float32's normal range become zero; for 8-, 16- and 32-bit
-    integers with a scale of several values (per-axis, blocked), subnormal
-    scale values count as zero. A per-tensor scale of wide integers is kept.
-    """
-    wide_integer = q.dtype.kind in "iu"
-    if subnormals == "flush" and wide_integer and np.ndim(scale) > 0:
-        scale = _flush_subnormals(np.asarray(scale))
-    if formula == "distributed" and wide_integer:
-        s = np.asarray(scale)
-        s32 = s.astype(_F32)
-        zp = np.asarray(0 if zero_point is None else zero_point).astype(np.float64)
-        zp_rounded = narrow(zp, s.dtype).astype(_F32)
-        with np.errstate(all="ignore"):
-            zs = _round_in(zp_rounded * s32, s.dtype)
-            y = fma_float32(q.astype(_F32), s32, -zs).astype(out_dtype)
-    else:
-        y = dequantize(q, scale, zero_point, out_dtype)
-    if subnormals == "flush" and not wide_integer:
-        y = _flush_subnormals(y)
-    return y
-
-
-def dynamic_quantize_reciprocal(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """DynamicQuantizeLinear (uint8) with each division a product by a float32 reciprocal (OpenVINO).
-
-        span = max(x, 0) - min(x, 0),  scale = span * fl(1/255)
-        zp = clip(round_half_even(-min(x, 0) * fl(1/scale)), 0, 255)
-        y = clip(round_half_even((x * 255) * fl(1/span)) + zp, 0, 255)
-
-    every step rounded to float32. An all-zero x gives span 0, scale 0 and
-    0 * inf = NaN, which converts to 0: y = 0, zp = 0, scale = 0.
-    """
-    x = np.asarray(x, _F32)
-    x_max = np.maximum(_F32(0), x.max(initial=_F32(0)))
-    x_min = np.minimum(_F32(0), x.min(initial=_F32(0)))
-    with np.errstate(all="ignore"):
-        span = _F32(x_max - x_min)
-        scale = _F32(span * (_F32(1) / _F32(255)))
-        zero_point = np.rint((_F32(0) - x_min) * (_F32(1) / scale))
-        zero_point = _F32(0) if np.isnan(zero_point) else np.clip(zero_point, 0, 255)
-        y = np.rint((x * _F32(255)) * (_F32(1) / span)) + zero_point
-    y = np.where(np.isnan(y), 0, np.clip(y, 0, 255))
-    return y.astype(np.uint8), np.asarray(scale, _F32), np.asarray(zero_point).astype(np.uint8)
 
 
 #: requantization precision -> (type of the multiplier, type of the product); None: the scales' own type
@@ -668,92 +434,3 @@ def requantize_integer(
     if zero_point_first:
         real, y_zero_point = _add_zero_point(real, y_zero_point), None
     return _clip_round(real, y_zero_point, qt)
-
-
-# ----------------------------------------------------------------------------
-# Exact integer products through float BLAS
-# ----------------------------------------------------------------------------
-
-def max_abs(a: np.ndarray) -> int:
-    """max |a| as a Python int (0 when empty); no np.abs, which overflows at int8's -128."""
-    return max(int(a.max(initial=0)), -int(a.min(initial=0)))
-
-
-#: float32 K-chunks shorter than this make BLAS slower than one float64 product
-_MIN_FLOAT32_CHUNK = 128
-
-
-def exact_float_matmul(a: np.ndarray, b: np.ndarray, *, term: int, bound: int) -> np.ndarray:
-    """``a @ b`` of integer-valued arrays, as float32 or float64 holding the exact integers.
-
-    The caller vouches that |a[..., i, k] * b[..., k, j]| <= ``term`` and that
-    sum_k |a[..., i, k] * b[..., k, j]| <= ``bound`` < 2**53 for every output.
-    Every partial sum BLAS forms, in whatever order, adds terms of one dot
-    product, so its magnitude is at most ``bound``, and at most c * term over a
-    K-chunk of length c:
-
-    - bound < 2**24: one float32 product;
-    - else K in equal chunks of at most (2**24 - 1) // term, one float32 product
-      each, added in float64 (partial totals <= bound < 2**53), when the chunks
-      are long enough to keep BLAS fast;
-    - else one float64 product.
-    """
-    if bound < 2**24:
-        return np.matmul(a.astype(np.float32, copy=False), b.astype(np.float32, copy=False))
-    k, longest = a.shape[-1], (2**24 - 1) // term
-    if longest < _MIN_FLOAT32_CHUNK:
-        return np.matmul(a.astype(np.float64, copy=False), b.astype(np.float64, copy=False))
-    a32, b32 = a.astype(np.float32, copy=False), b.astype(np.float32, copy=False)
-    step = -(-k // -(-k // longest))  # ceil(k / number of chunks)
-    total = np.matmul(a32[..., :step], b32[..., :step, :]).astype(np.float64)
-    for start in range(step, k, step):
-        total += np.matmul(a32[..., start : start + step], b32[..., start : start + step, :])
-    return total
-
-
-def exact_matmul(a: np.ndarray, b: np.ndarray, *, bound: int | None = None) -> np.ndarray:
-    """``a @ b`` for integer arrays (numpy matmul broadcasting), exact, as int64.
-
-    Bound: every partial sum of a length-K dot product satisfies
-    |s| <= sum_k |a[k] * b[k]| <= K * max|a| * max|b|; ``bound`` is a tighter
-    bound of that sum the caller knows (e.g. max|a| times the largest column
-    sum of |b|). Below 2**53, :func:`exact_float_matmul` computes it; otherwise
-    K is cut into chunks that meet the float64 bound and the chunk results are
-    added in int64.
-    """
-    k = a.shape[-1]
-    term = max_abs(a) * max_abs(b)
-    if term == 0 or k == 0:
-        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-        return np.zeros(shape, np.int64)
-    bound = k * term if bound is None else min(bound, k * term)
-    if bound < 2**53:
-        return exact_float_matmul(a, b, term=term, bound=bound).astype(np.int64)
-    chunk = (2**53 - 1) // term
-    if chunk == 0:  # a single product is not exact in float64: Python integers
-        return np.matmul(a.astype(object), b.astype(object)).astype(np.int64)
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    total = None
-    for start in range(0, k, chunk):
-        part = np.matmul(a64[..., start : start + chunk], b64[..., start : start + chunk, :]).astype(np.int64)
-        total = part if total is None else total + part
-    return total
-
-
-def pairwise_saturation_excess(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """What int16 pair saturation changes in ``a @ b`` (numpy matmul broadcasting), as int64.
-
-        excess = sum_i [sat16(a[2i] b[2i] + a[2i+1] b[2i+1]) - (a[2i] b[2i] + a[2i+1] b[2i+1])]
-
-    over K, the last axis of ``a`` and the second-to-last of ``b``: the error of AVX2's VPMADDUBSW,
-    which multiplies unsigned bytes by signed bytes and adds adjacent pairs into int16 with
-    saturation (onnxruntime issues #6004, #6545). A trailing odd element forms no pair (one product of
-    a uint8 and an int8 fits int16).
-    """
-    a32, b32 = a.astype(np.int32), b.astype(np.int32)
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    excess = np.zeros(shape, np.int64)
-    for k in range(0, a.shape[-1] - 1, 2):
-        pair = a32[..., :, k, None] * b32[..., k, None, :] + a32[..., :, k + 1, None] * b32[..., k + 1, None, :]
-        excess += np.clip(pair, -(2**15), 2**15 - 1) - pair
-    return excess

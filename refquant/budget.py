@@ -64,7 +64,9 @@ def _limit(value, name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise RefquantError(f"Limits.{name} must be a positive number or None, got {value!r}")
-    if not (math.isfinite(value) and value >= 1 and float(value).is_integer()):
+    whole = value >= 1 if isinstance(value, (int, np.integer)) else (  # an int of any size: no float conversion
+        math.isfinite(value) and value >= 1 and float(value).is_integer())
+    if not whole:
         raise RefquantError(f"Limits.{name} must be a whole number >= 1 or None, got {value!r}")
     return int(value)
 

@@ -32,8 +32,8 @@ from . import arith
 from .calibration.data import select_tensors
 from .errors import QuantParamError
 from .model import load_model
+from .qparams import broadcast_param, broadcast_params, matmul_param
 from .registry import canonical_domain
-from .ops.integer import matmul_param
 from .session import Session
 
 __all__ = ["TensorError", "sqnr", "weight_errors", "activation_errors", "debug", "CHANNEL_RULES"]
@@ -77,19 +77,19 @@ def _error(name: str, kind: str, x: Sequence[np.ndarray], y: Sequence[np.ndarray
 # -- where a quantized operand's per-channel parameters lie --------------------------------------------
 #
 # A rule takes (node, operand shape, parameter, what) and returns the parameter shaped to broadcast against
-# the operand, with the helpers the kernels use (arith.param_for, ops.integer.matmul_param). Per-tensor
+# the operand, with the helpers the kernels use (refquant.qparams: broadcast_param, matmul_param). Per-tensor
 # parameters (one value) need no rule; a parameter of several values on an operand no rule covers is not
 # guessed (the weight is left out).
 
 
 def _per_tensor(node: NodeProto | None, shape, param: np.ndarray, what: str) -> np.ndarray:
-    """Any operand without a rule: one value (param_for with no axis refuses several)."""
-    return arith.param_for(param, shape, axis=None, what=what)
+    """Any operand without a rule: one value (broadcast_param with no axis refuses several)."""
+    return broadcast_param(param, shape, axis=None, what=what)
 
 
 def _per_output_channel(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndarray:
     """w of a convolution, (M, C/group, k1, ...): one value per output channel M, axis 0."""
-    return arith.param_for(param, shape, axis=0, what=what)
+    return broadcast_param(param, shape, axis=0, what=what)
 
 
 def _per_row(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndarray:
@@ -105,7 +105,7 @@ def _per_column(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndar
 def _per_column_of_b_prime(node: NodeProto, shape, param: np.ndarray, what: str) -> np.ndarray:
     """B of QGemm: one value per column of B' = transB ? B^T : B, i.e. axis 0 of B with transB, else axis 1."""
     trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
-    return arith.param_for(param, shape, axis=0 if trans_b else 1, what=what)
+    return broadcast_param(param, shape, axis=0 if trans_b else 1, what=what)
 
 
 #: (domain, op_type, input index of the quantized operand) -> its per-channel rule, as the operator's
@@ -158,17 +158,13 @@ def _dequantized_initializer(
     return arith.dequantize(q, scale, zero_point, np.float32)
 
 
-def _dequantize_linear(q: np.ndarray, scale: np.ndarray, zero_point, node: NodeProto) -> np.ndarray:
+def _dequantized_by(q: np.ndarray, scale: np.ndarray, zero_point, node: NodeProto) -> np.ndarray:
     """What the DequantizeLinear ``node`` computes from an initializer: its own ``axis`` (default 1) and
     ``block_size`` (default 0) place the parameters."""
     attrs = {a.name: a.i for a in node.attribute}
     axis, block_size = attrs.get("axis", 1), attrs.get("block_size", 0)
     per_axis = np.size(scale) > 1 or block_size
-    scale = arith.param_for(scale, q.shape, axis=axis if per_axis else None, block_size=block_size, what="scale")
-    if zero_point is not None:
-        zero_point = arith.param_for(
-            zero_point, q.shape, axis=axis if per_axis else None, block_size=block_size, what="zero point"
-        )
+    scale, zero_point = broadcast_params(scale, zero_point, q.shape, axis=axis if per_axis else None, block_size=block_size)
     return arith.dequantize(q, scale, zero_point, np.float32)
 
 
@@ -184,7 +180,7 @@ def weight_errors(float_model, quant_model) -> list[TensorError]:
             if not name.endswith(QUANTIZED_SUFFIX):
                 continue
             zero_point = quants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            dequantized = _dequantize_linear(quants[name], quants[node.input[1]], zero_point, node)
+            dequantized = _dequantized_by(quants[name], quants[node.input[1]], zero_point, node)
             _add_weight(results, floats, name, dequantized)
             continue
         # QOperator: weights of QLinearConv / QLinearMatMul / ... by naming convention, per channel where

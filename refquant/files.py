@@ -99,6 +99,8 @@ def read_regular(
             data = handle.read(length)
         except OSError as exc:
             raise error(f"cannot read {what} '{path}': {_reason(exc)}") from None
+        except MemoryError:
+            raise error(f"{what} '{path}': {length} bytes to read do not fit in memory") from None
     if len(data) != length:
         raise error(f"{what} '{path}' changed while it was read ({len(data)} of {length} bytes)")
     return data

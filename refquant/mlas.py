@@ -4,7 +4,7 @@ Profile option ``float_pipeline="mlas-float32"`` (the onnxruntime profile) route
 float32 MatMul, Gemm, Conv, Softmax, LayerNormalization and GlobalAveragePool here.
 Every function below performs the same float32 operations, in the same order,
 as the x86-64 kernel it names, so its result is bit-identical to onnxruntime's; each rounding step is a float32 numpy operation or
-:func:`refquant.arith.fma_float32` (one rounding, as a fused multiply-add).
+:func:`refquant.lowerings.fma_float32` (one rounding, as a fused multiply-add).
 
 The orders were read from the MLAS sources and measured against onnxruntime
 1.32 on an x86-64 CPU with AVX-512F (tests/test_mlas.py); spec/profiles.md
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arith import fma_float32
+from .lowerings import fma_float32
 from .window import Window
 
 __all__ = ["mean", "sgemm", "conv", "conv_algorithm", "layer_norm", "softmax"]

@@ -1,10 +1,14 @@
 """Loading and validating ONNX models.
 
-``load_model`` accepts a path, bytes or a ``ModelProto`` and returns a
-validated model with external data resolved; every problem becomes a
-:class:`~refquant.errors.ModelError` subclass with a message that names what
-is wrong and where. Every tensor the model carries goes through one external-data
-resolver with one rule (:func:`_resolve_external_data`, spec/model.md "External data").
+``read_model`` accepts a path, bytes or a ``ModelProto`` and returns the model
+with its external data resolved: every tensor the model carries goes through
+one external-data resolver with one rule (:func:`_resolve_external_data`,
+spec/model.md "External data"). ``load_model`` is ``read_model`` followed by
+refquant's structural checks (IR version, unique names, a topological order,
+opsets). Both sides of a comparison read a model through ``read_model``: the
+judge's engines receive the resolved model, never a path to resolve themselves.
+Every problem becomes a :class:`~refquant.errors.ModelError` subclass with a
+message that names what is wrong and where.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .errors import ExternalDataError, ModelError, OpsetError
 from .files import read_regular
 from .registry import DEFAULT_DOMAIN, MAX_OPSET, canonical_domain
 
-__all__ = ["load_model", "opset_versions", "topological_order", "MIN_OPSET", "MIN_IR_VERSION", "MAX_IR_VERSION"]
+__all__ = ["read_model", "load_model", "opset_versions", "topological_order", "MIN_OPSET", "MIN_IR_VERSION", "MAX_IR_VERSION"]
 
 #: Quantization operators start at opset 10.
 MIN_OPSET = 10
@@ -31,7 +35,18 @@ MIN_IR_VERSION, MAX_IR_VERSION = 3, 14
 
 
 def load_model(model: str | os.PathLike | bytes | ModelProto) -> ModelProto:
-    """Parse, resolve external data, and check structure and opsets."""
+    """:func:`read_model`, then check the IR version, unique names, the graph's order and the opsets."""
+    proto = read_model(model)
+    _check_ir_version(proto)
+    _check_unique(proto.graph)
+    topological_order(proto.graph)
+    opset_versions(proto)
+    return proto
+
+
+def read_model(model: str | os.PathLike | bytes | ModelProto) -> ModelProto:
+    """Parse a path or bytes (a ``ModelProto`` passes through) and resolve its external data under the one
+    rule; nothing else is checked. A path is read as a regular file; external data only from its folder."""
     if isinstance(model, ModelProto):
         proto, base_dir = model, None
     elif isinstance(model, (bytes, bytearray, memoryview)):
@@ -42,10 +57,6 @@ def load_model(model: str | os.PathLike | bytes | ModelProto) -> ModelProto:
     else:
         raise ModelError(f"model must be a path, bytes or onnx.ModelProto, not {type(model).__name__}")
     _resolve_external_data(proto, base_dir)
-    _check_ir_version(proto)
-    _check_unique(proto.graph)
-    topological_order(proto.graph)
-    opset_versions(proto)
     return proto
 
 

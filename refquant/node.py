@@ -9,7 +9,7 @@ from onnx import AttributeProto, NodeProto, defs, helper, numpy_helper
 
 from .errors import AttributeValueError, RefquantWarning
 from .profiles import Profile
-from .registry import DEFAULT_DOMAIN, canonical_domain
+from .registry import DEFAULT_DOMAIN, Kernel, canonical_domain
 
 __all__ = ["Node", "check_attributes", "FLAG_ATTRIBUTES", "MS_ATTRIBUTES"]
 
@@ -109,20 +109,24 @@ def check_attributes(proto: NodeProto, opset: int, name: str) -> None:
 class Node:
     """A node bound to its kernel version and the session's profile.
 
-    ``version`` is the since_version of the op that the model's opset selects.
+    ``version`` is the since_version of the op that the model's opset selects; ``kernel`` the function
+    the session calls, ``kernel(node, *inputs) -> outputs`` (the registry's entry for that version).
     """
 
-    __slots__ = ("proto", "op_type", "name", "domain", "version", "profile", "_attrs", "cache")
+    __slots__ = ("proto", "op_type", "name", "domain", "version", "profile", "kernel", "_attrs", "cache")
 
-    def __init__(self, proto: NodeProto, version: int, profile: Profile, name: str):
+    def __init__(
+        self, proto: NodeProto, version: int, profile: Profile, name: str, *, kernel: Kernel | None = None
+    ):
         self.proto = proto
         self.op_type = proto.op_type
         self.name = name
         self.domain = proto.domain
         self.version = version
         self.profile = profile
+        self.kernel = kernel
         self._attrs = {a.name: a for a in proto.attribute}
-        #: per-session storage for kernels that prepare constant inputs once
+        #: per-session storage for kernels that prepare constant inputs once (only theirs)
         self.cache: dict = {}
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from . import arith, ort_releases
 from .dtypes import QTYPES, QType, qtype as _qtype_of
 from .errors import DTypeError, QuantParamError
+from .qparams import broadcast_params, check_params
 
 __all__ = [
     "qrange",
@@ -177,17 +178,15 @@ def float8_scale_zero_point(std, qtype="float8e4m3fn") -> tuple[np.ndarray, np.n
 # ----------------------------------------------------------------------------
 
 
-def _broadcast_params(x_shape, scale, zero_point, axis, block_size):
+def _checked_params(x_shape, scale, zero_point, axis, block_size):
+    """(scale, zero_point) checked and broadcast against ``x_shape`` as QuantizeLinear does it
+    (refquant.qparams), the scale a float16, float32 or float64 array."""
     scale = np.asarray(scale)
     if scale.dtype not in (np.float16, np.float32, np.float64):
         raise DTypeError(f"scale must be float16, float32 or float64, got {scale.dtype}")
-    arith.check_scale(scale, "scale")
-    if zero_point is not None and np.shape(zero_point) != scale.shape:
-        raise QuantParamError(f"zero point has shape {np.shape(zero_point)}, scale has {scale.shape}: they must match")
-    kwargs = dict(axis=axis, block_size=block_size or 0)
-    s = arith.param_for(scale, x_shape, what="scale", **kwargs)
-    zp = None if zero_point is None else arith.param_for(np.asarray(zero_point), x_shape, what="zero point", **kwargs)
-    return s, zp
+    zero_point = None if zero_point is None else np.asarray(zero_point)
+    check_params(scale, zero_point)
+    return broadcast_params(scale, zero_point, x_shape, axis=axis, block_size=block_size or 0)
 
 
 def quantize(x, scale, zero_point, qtype, axis: int | None = None, block_size: int | None = None) -> np.ndarray:
@@ -198,7 +197,7 @@ def quantize(x, scale, zero_point, qtype, axis: int | None = None, block_size: i
     """
     qt = _resolve(qtype)
     x = np.asarray(x)
-    scale, zero_point = _broadcast_params(x.shape, scale, zero_point, axis, block_size)
+    scale, zero_point = _checked_params(x.shape, scale, zero_point, axis, block_size)
     if zero_point is not None:
         values = zero_point.astype(np.float64)
         if not ((values >= qt.qmin) & (values <= qt.qmax)).all():
@@ -212,5 +211,5 @@ def quantize(x, scale, zero_point, qtype, axis: int | None = None, block_size: i
 def dequantize(q, scale, zero_point, axis: int | None = None, block_size: int | None = None) -> np.ndarray:
     """x = (q - zero_point) * scale, rounded once to the scale's type (DequantizeLinear)."""
     q = np.asarray(q)
-    scale, zero_point = _broadcast_params(q.shape, scale, zero_point, axis, block_size)
+    scale, zero_point = _checked_params(q.shape, scale, zero_point, axis, block_size)
     return arith.dequantize(q, scale, zero_point, scale.dtype)

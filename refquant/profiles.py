@@ -8,13 +8,19 @@ backend is *explained* by an option rather than tolerated.
 
 from __future__ import annotations
 
+import functools
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
 from typing import Literal
+
+import numpy as np
 
 from . import host
 from .errors import RefquantError
 
-__all__ = ["Profile", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "OPENVINO", "PROFILES", "get_profile"]
+__all__ = ["Profile", "option_choices", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "OPENVINO", "PROFILES", "get_profile"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class Profile:
         float32, ``qmin + round(clip(x, il, ih) * isc - il * isc)`` with
         ``il, ih = scale * (qmin - zp), scale * (qmax - zp)`` and ``isc = (qmax - qmin) / (ih - il)``:
         it rounds after adding the zero point and multiplies by a rounded reciprocal
-        (:func:`refquant.arith.fake_quantize`). Float types stay exact.
+        (:func:`refquant.lowerings.fake_quantize`). Float types stay exact.
     dequantize_formula:
         DequantizeLinear of 8-, 16- and 32-bit integers: ``"exact"`` ((x - zp) * scale,
         rounded once) or ``"distributed"``: ``x * scale - zp * scale`` with ``zp * scale``
@@ -101,7 +107,7 @@ class Profile:
         DynamicQuantizeLinear: ``"exact"`` (the ONNX function) or ``"reciprocal"``:
         every division is a product by a float32 reciprocal, y is computed from
         ``x * 255 / span`` rather than from the scale, and an all-zero input gives
-        scale 0 (OpenVINO; :func:`refquant.arith.dynamic_quantize_reciprocal`).
+        scale 0 (OpenVINO; :func:`refquant.lowerings.dynamic_quantize_reciprocal`).
     float_pipeline:
         Float32 MatMul, Gemm, Softmax, LayerNormalization and GlobalAveragePool: ``"exact"`` (float64,
         rounded once) or ``"mlas-float32"``: onnxruntime's MLAS kernels replayed operation by
@@ -154,24 +160,7 @@ class Profile:
     qlinear_requantize: Literal["exact", "fake-quantize"] = "exact"
 
     def __post_init__(self):
-        allowed = {
-            "requantize_precision": ("float64", "float32", "mixed"),
-            "requantize_zero_point": ("after-rounding", "before-rounding"),
-            "quantize_overflow": ("saturate", "int32-indefinite"),
-            "nan": ("error", "qmin", "zero_point"),
-            "int32_overflow": ("wrap", "saturate", "error"),
-            "qlinear_pipeline": ("exact", "mlas-float32"),
-            "quantize_formula": ("exact", "fake-quantize"),
-            "dequantize_formula": ("exact", "distributed"),
-            "dequantize_subnormals": ("keep", "flush"),
-            "dynamic_quantize_formula": ("exact", "reciprocal"),
-            "quantize_division": ("scale-type", "float32"),
-            "float_pipeline": ("exact", "mlas-float32", "numpy-float32"),
-            "dequantize_int32": ("exact", "float32-first", "float32-input"),
-            "dynamic_scale_out_of_range": ("error", "float32"),
-            "qlinear_requantize": ("exact", "fake-quantize"),
-        }
-        for key, values in allowed.items():
+        for key, values in option_choices().items():
             if getattr(self, key) not in values:
                 raise RefquantError(
                     f"profile option {key}={getattr(self, key)!r} is not one of {values}"
@@ -181,6 +170,25 @@ class Profile:
         if not self.dynamic_zero_range_scale > 0:
             raise RefquantError("profile option dynamic_zero_range_scale must be > 0")
 
+    # -- the questions kernels ask ------------------------------------------------------------------
+
+    def replays_mlas_float32(self, dtype) -> bool:
+        """Whether a float computation on ``dtype`` values replays onnxruntime's MLAS kernels operation by
+        operation (``float_pipeline="mlas-float32"``, :mod:`refquant.mlas`): only float32 values do."""
+        return self.float_pipeline == "mlas-float32" and np.dtype(dtype) == np.float32
+
+    def replays_numpy_float32(self, dtype) -> bool:
+        """Whether a float computation on ``dtype`` values takes numpy's own float32 products, as onnx.reference
+        calls them (``float_pipeline="numpy-float32"``: whatever rounding this machine's numpy and BLAS give):
+        only float32 values do."""
+        return self.float_pipeline == "numpy-float32" and np.dtype(dtype) == np.float32
+
+    @property
+    def qlinear_mlas(self) -> bool:
+        """Whether the com.microsoft QLinear elementwise and pooling ops replay onnxruntime's MLAS float32
+        kernels step by step (``qlinear_pipeline="mlas-float32"``) rather than evaluate exactly."""
+        return self.qlinear_pipeline == "mlas-float32"
+
     def with_options(self, **options) -> Profile:
         """A copy with some options changed (unknown names are an error)."""
         known = {f.name for f in fields(self)}
@@ -188,6 +196,16 @@ class Profile:
         if unknown:
             raise RefquantError(f"unknown profile option(s) {sorted(unknown)}; known: {sorted(known)}")
         return replace(self, **options)
+
+
+@functools.cache
+def option_choices() -> Mapping[str, tuple[str, ...]]:
+    """{option: its allowed values} (read-only) for every option of :class:`Profile` declared as a ``Literal``,
+    in declaration order; the values are the ``Literal``'s, so they are written once, on the field."""
+    hints = typing.get_type_hints(Profile)
+    return MappingProxyType({
+        f.name: typing.get_args(hints[f.name]) for f in fields(Profile) if typing.get_origin(hints[f.name]) is Literal
+    })
 
 
 SPEC = Profile(name="spec")

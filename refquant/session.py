@@ -141,9 +141,7 @@ class Session:
             )
         version, kernel = found
         check_attributes(proto, versions[domain], name)
-        node = Node(proto, version, self.profile, name)
-        node.cache["kernel"] = kernel
-        return node
+        return Node(proto, version, self.profile, name, kernel=kernel)
 
     def _last_uses(self) -> dict[str, int]:
         last = {}
@@ -248,7 +246,7 @@ class Session:
         """Run one node: its budget checked first (``limits``, default_limits() when None), then its kernel."""
         try:
             budget.check(node, inputs, budget.default_limits() if limits is None else limits)
-            results = node.cache["kernel"](node, *inputs)
+            results = node.kernel(node, *inputs)
         except MemoryError:
             shapes = ", ".join(str(list(x.shape)) for x in inputs if isinstance(x, np.ndarray))
             raise ResourceLimitError(

@@ -180,3 +180,16 @@ def test_the_pytest_plugin_entry_point_names_the_judge():
     (plugin,) = [e for e in entry_points(group="pytest11") if e.name == "refquant"]
     assert plugin.value == "refquant.backends.pytest_plugin"
     assert plugin.load().__name__ == "refquant.backends.pytest_plugin"
+
+
+def test_a_kernel_module_imports_no_other_kernel_module():
+    """A kernel module (one that registers kernels) takes shared code from modules that register none
+    (refquant/qparams.py, refquant/checks.py, refquant/ops/integer_products.py, ...), never from a sibling kernel module."""
+    kernel_modules = {module for module, path in MODULES.items()
+                      if module.startswith("refquant.ops.") and "register(" in path.read_text()}
+    bad = []
+    for module in sorted(kernel_modules):
+        for imp in imports(MODULES[module]):
+            targets = {f"{imp.module}.{name}" for name in imp.names} | {imp.module}
+            bad += [f"{imp}: {target}" for target in sorted(targets & kernel_modules) if target != module]
+    assert not bad, "\n".join(bad)

@@ -305,7 +305,7 @@ def test_a_memory_error_in_a_kernel_is_a_resource_limit_error_naming_the_node(mo
     def exhausted(node, *inputs):
         raise MemoryError
 
-    session._plan[0].cache["kernel"] = exhausted
+    session._plan[0].kernel = exhausted
     with pytest.raises(ResourceLimitError, match=r"ConstantOfShape 'c': ran out of memory") as info:
         session.run(None, {})
     assert info.value.limit == "memory"

@@ -18,7 +18,7 @@ from hypothesis.extra.numpy import arrays
 from onnx import TensorProto as T
 
 import refquant
-from refquant import arith
+from refquant import arith, exact_products
 from refquant.dtypes import proto_of, qtype
 from refquant.errors import NonFiniteError
 
@@ -56,7 +56,7 @@ def test_exact_matmul_with_k_at_and_past_the_float32_limit(data):
     m, n = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
     a = data.draw(extreme_arrays(np.int16, (m, k), -magnitude, magnitude))
     b = data.draw(extreme_arrays(np.int16, (k, n), -magnitude, magnitude))
-    assert np.array_equal(arith.exact_matmul(a, b), a.astype(np.int64) @ b.astype(np.int64))
+    assert np.array_equal(exact_products.exact_matmul(a, b), a.astype(np.int64) @ b.astype(np.int64))
 
 
 @given(st.data())
@@ -67,7 +67,7 @@ def test_exact_float_matmul_takes_float32_chunks_past_the_limit(data):
     b = np.full((k, 2), 255.0, np.float32)
     b[data.draw(st.integers(0, k - 1)), 1] = 1.0  # odd total: a lost low bit would show
     bound = 255 * int(np.abs(b).sum(axis=0).max())
-    got = arith.exact_float_matmul(a, b, term=255 * 255, bound=bound)
+    got = exact_products.exact_float_matmul(a, b, term=255 * 255, bound=bound)
     assert got.dtype == np.float64  # the chunked branch, not one float32 product
     assert np.array_equal(got.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64))
 
@@ -82,7 +82,7 @@ def test_exact_float_matmul_trusts_a_tight_bound_up_to_two_to_the_24(data):
     b[rows, 0] = 255
     b[rows[: len(rows) // 2], 1] = -255
     bound = 255 * int(np.abs(b.astype(np.int64)).sum(axis=0).max())
-    got = arith.exact_float_matmul(a, b, term=255 * 255, bound=bound)
+    got = exact_products.exact_float_matmul(a, b, term=255 * 255, bound=bound)
     assert got.dtype == (np.float32 if bound < 2**24 else np.float64)
     assert np.array_equal(got.astype(np.int64), a.astype(np.int64) @ b.astype(np.int64))
 

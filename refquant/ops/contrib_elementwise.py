@@ -20,15 +20,15 @@ import math
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith
+from .. import arith, lowerings
 from ..broadcast import broadcast_shapes
-from ..errors import DTypeError, ShapeError
+from ..checks import normalize_axis, require_dtype, require_input, require_same_type
+from ..dtypes import EIGHT_BIT_INTS
+from ..errors import ShapeError
 from ..node import Node
+from ..qparams import QParams, per_tensor_params
 from ..registry import MS_DOMAIN, register
-from .common import dtype_name, normalize_axis, require_dtype, require_input
-from .contrib_common import EIGHT_BIT, FLOAT32, QParams, mlas_pipeline, qparams, round_float32
-
-f32 = np.float32
+from .mlas_rounding import round_float32
 
 
 # ----------------------------------------------------------------------------
@@ -36,20 +36,14 @@ f32 = np.float32
 # ----------------------------------------------------------------------------
 
 
-def _same_type(value: np.ndarray, like: np.ndarray, what: str, like_what: str) -> None:
-    """Every tensor of these ops shares one type T (uint8 or int8)."""
-    if value.dtype != like.dtype:
-        raise DTypeError(f"{what} has type {dtype_name(value.dtype)}, it must match {like_what} ({dtype_name(like.dtype)})")
-
-
 def _binary_operands(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point):
     """(A, B, C) parameters; A and B of one 8-bit type, shapes that broadcast."""
     require_input(a, "A")
     require_input(b, "B")
-    require_dtype(a, EIGHT_BIT, "A")
-    _same_type(b, a, "B", "A")
+    require_dtype(a, EIGHT_BIT_INTS, "A")
+    require_same_type(b, a, "B", "A")
     broadcast_shapes({"A": a.shape, "B": b.shape})
-    return qparams(a_scale, a_zero_point, a, "A"), qparams(b_scale, b_zero_point, b, "B"), qparams(c_scale, c_zero_point, a, "C")
+    return per_tensor_params(a_scale, a_zero_point, a, "A"), per_tensor_params(b_scale, b_zero_point, b, "B"), per_tensor_params(c_scale, c_zero_point, a, "C")
 
 
 def _a_is_scalar_per_span(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> bool:
@@ -69,10 +63,10 @@ def _mlas_add(a, pa: QParams, b, pb: QParams, pc: QParams) -> np.ndarray:
     C = saturate(round_half_even(fma(v, r_v, fma(w, r_w, fixed)))): the zero point is added before rounding;
     a sum beyond int32 (or NaN) converts to INT32_MIN, so qmin."""
     (v, pv), (w, pw) = ((b, pb), (a, pa)) if _a_is_scalar_per_span(a.shape, b.shape) else ((a, pa), (b, pb))
-    r_v, r_w = pv.scale.astype(FLOAT32) / pc.scale, pw.scale.astype(FLOAT32) / pc.scale
-    zp_v, zp_w, zp_c = (p.zero_point.astype(FLOAT32) for p in (pv, pw, pc))
-    fixed = zp_c - arith.fma_float32(r_v, zp_v, r_w * zp_w)
-    total = arith.fma_float32(v.astype(FLOAT32), r_v, arith.fma_float32(w.astype(FLOAT32), r_w, fixed))
+    r_v, r_w = pv.scale.astype(np.float32) / pc.scale, pw.scale.astype(np.float32) / pc.scale
+    zp_v, zp_w, zp_c = (p.zero_point.astype(np.float32) for p in (pv, pw, pc))
+    fixed = zp_c - lowerings.fma_float32(r_v, zp_v, r_w * zp_w)
+    total = lowerings.fma_float32(v.astype(np.float32), r_v, lowerings.fma_float32(w.astype(np.float32), r_w, fixed))
     return round_float32(total, pc.qtype, overflow="int32-indefinite")
 
 
@@ -81,7 +75,7 @@ def qlinear_add(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=
                 c_scale=None, c_zero_point=None):
     """C = quantize_C(A_scale * (A - A_zero_point) + B_scale * (B - B_zero_point))."""
     pa, pb, pc = _binary_operands(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point)
-    if mlas_pipeline(node):
+    if node.profile.qlinear_mlas:
         return (_mlas_add(a, pa, b, pb, pc),)
     return (pc.quantize(pa.dequantize(a) + pb.dequantize(b)),)
 
@@ -96,10 +90,10 @@ def qlinear_mul(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=
     r = float32(float32(A_scale * B_scale) / C_scale); beyond int32 (or NaN): qmin, as in QLinearAdd.
     """
     pa, pb, pc = _binary_operands(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point)
-    if mlas_pipeline(node):
+    if node.profile.qlinear_mlas:
         product = (a.astype(np.int32) - pa.zero_point.astype(np.int32)) * (b.astype(np.int32) - pb.zero_point.astype(np.int32))
-        ratio = pa.scale.astype(FLOAT32) * pb.scale / pc.scale
-        total = product.astype(FLOAT32) * ratio + pc.zero_point.astype(FLOAT32)
+        ratio = pa.scale.astype(np.float32) * pb.scale / pc.scale
+        total = product.astype(np.float32) * ratio + pc.zero_point.astype(np.float32)
         return (round_float32(total, pc.qtype, overflow="int32-indefinite"),)
     return (pc.quantize(pa.dequantize(a) * pb.dequantize(b)),)
 
@@ -111,8 +105,8 @@ def qlinear_mul(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=
 
 def _unary_params(x, x_scale, x_zero_point, y_scale, y_zero_point, *, y_zero_point_required=False):
     require_input(x, "X")
-    require_dtype(x, EIGHT_BIT, "X")
-    return qparams(x_scale, x_zero_point, x, "X"), qparams(
+    require_dtype(x, EIGHT_BIT_INTS, "X")
+    return per_tensor_params(x_scale, x_zero_point, x, "X"), per_tensor_params(
         y_scale, y_zero_point, x, "Y", zero_point_required=y_zero_point_required
     )
 
@@ -124,16 +118,16 @@ def _sigmoid(v: np.ndarray) -> np.ndarray:
 
 
 #: MLAS's logistic (Eigen's rational approximation): clamp to [-18, 18], p(v) / q(v) + 0.5, clamped below at 0
-_LOGISTIC_RANGE = (f32(-18.0), f32(18.0))
-_LOGISTIC_P = tuple(map(f32, (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03, 2.48287947061529e-01)))
-_LOGISTIC_Q = tuple(map(f32, (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01)))
+_LOGISTIC_RANGE = (np.float32(-18.0), np.float32(18.0))
+_LOGISTIC_P = tuple(map(np.float32, (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05, 8.51377133304701e-03, 2.48287947061529e-01)))
+_LOGISTIC_Q = tuple(map(np.float32, (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06, 1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01)))
 
 
 def _horner_float32(coefficients: tuple, v2: np.ndarray) -> np.ndarray:
     """c0 * v2^n + ... + cn by Horner's rule with fused multiply-adds (MLAS's FMA3 kernel)."""
-    acc = arith.fma_float32(v2, coefficients[0], coefficients[1])
+    acc = lowerings.fma_float32(v2, coefficients[0], coefficients[1])
     for c in coefficients[2:]:
-        acc = arith.fma_float32(v2, acc, c)
+        acc = lowerings.fma_float32(v2, acc, c)
     return acc
 
 
@@ -143,7 +137,7 @@ def _mlas_logistic(v: np.ndarray) -> np.ndarray:
     v2 = v * v
     p = v * _horner_float32(_LOGISTIC_P, v2)
     q = _horner_float32(_LOGISTIC_Q, v2)
-    return np.maximum(p / q + f32(0.5), f32(0.0))
+    return np.maximum(p / q + np.float32(0.5), np.float32(0.0))
 
 
 @register("QLinearSigmoid", since=(1,), domain=MS_DOMAIN)
@@ -151,8 +145,8 @@ def qlinear_sigmoid(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None
     """Y = quantize_Y(sigmoid(dequantize_X(X))); mlas-float32: float32 dequantization, MLAS's logistic,
     float32 QuantizeLinear (x / y_scale rounded, then + y_zero_point)."""
     px, py = _unary_params(x, x_scale, x_zero_point, y_scale, y_zero_point)
-    if mlas_pipeline(node):
-        return (py.quantize(_mlas_logistic(px.dequantize(x, FLOAT32)), precision=FLOAT32),)
+    if node.profile.qlinear_mlas:
+        return (py.quantize(_mlas_logistic(px.dequantize(x, np.float32)), precision=np.float32),)
     return (py.quantize(_sigmoid(px.dequantize(x))),)
 
 
@@ -161,7 +155,7 @@ def qlinear_leaky_relu(node: Node, x, x_scale=None, x_zero_point=None, y_scale=N
     """Y = quantize_Y(v >= 0 ? v : alpha * v), v = dequantize_X(X); mlas-float32: each step in float32."""
     px, py = _unary_params(x, x_scale, x_zero_point, y_scale, y_zero_point)
     alpha = node.attr("alpha", 0.01, float)
-    precision = FLOAT32 if mlas_pipeline(node) else np.dtype(np.float64)
+    precision = np.dtype(np.float32 if node.profile.qlinear_mlas else np.float64)
     v = px.dequantize(x, precision)
     return (py.quantize(np.where(v >= 0, v, precision.type(alpha) * v), precision=precision),)
 
@@ -198,14 +192,14 @@ def _mlas_softmax(rows: np.ndarray, px: QParams, py: QParams) -> np.ndarray:
     elements on: the same sum unless a float32 addition rounds differently).
     """
     length = rows.shape[1]
-    log_range = float(arith.narrow(np.log(np.float64(np.finfo(FLOAT32).max / f32(length))), FLOAT32))
+    log_range = float(arith.narrow(np.log(np.float64(np.finfo(np.float32).max / np.float32(length))), np.float32))
     shift = max(0.0, log_range - 5.0) / float(px.scale)
     offsets = (rows.astype(np.float64) - rows.max(axis=1, keepdims=True)) + shift
-    exps = arith.narrow(np.exp(offsets * float(px.scale)), FLOAT32)
-    total = np.zeros(rows.shape[0], FLOAT32)
+    exps = arith.narrow(np.exp(offsets * float(px.scale)), np.float32)
+    total = np.zeros(rows.shape[0], np.float32)
     for column in exps.T:
         total += column
-    scale = np.floor(f32(1.0) / py.scale) / total
+    scale = np.floor(np.float32(1.0) / py.scale) / total
     return round_float32(exps * scale[:, None], py.qtype, py.zero_point)
 
 
@@ -216,7 +210,7 @@ def qlinear_softmax(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None
     rows, restore = _softmax_rows(x, node)
     if rows.size == 0:
         return (np.empty(x.shape, x.dtype),)
-    if mlas_pipeline(node):
+    if node.profile.qlinear_mlas:
         return (restore(_mlas_softmax(rows, px, py)),)
     v = px.dequantize(rows)
     e = np.exp(v - v.max(axis=1, keepdims=True))
@@ -231,10 +225,10 @@ def qlinear_softmax(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None
 def _requantize(node: Node, q: np.ndarray, source: QParams, target: QParams) -> np.ndarray:
     """quantize_target(dequantize_source(q)). mlas-float32 (onnxruntime's lookup table): a copy when
     scale and zero point are equal, else float32 dequantization then float32 QuantizeLinear."""
-    if mlas_pipeline(node):
+    if node.profile.qlinear_mlas:
         if source.same_as(target):
             return q.copy()
-        return target.quantize(source.dequantize(q, FLOAT32), precision=FLOAT32)
+        return target.quantize(source.dequantize(q, np.float32), precision=np.float32)
     return target.quantize(source.dequantize(q))
 
 
@@ -242,8 +236,8 @@ def _requantize(node: Node, q: np.ndarray, source: QParams, target: QParams) -> 
 def qlinear_concat(node: Node, y_scale, y_zero_point=None, *inputs):
     """Y = concat(requantize(X_i), axis); inputs after Y's parameters are (X, X_scale, X_zero_point) triples."""
     require_input(y_zero_point, "Y_zero_point")
-    require_dtype(y_zero_point, EIGHT_BIT, "Y_zero_point")
-    py = qparams(y_scale, y_zero_point, y_zero_point, "Y")
+    require_dtype(y_zero_point, EIGHT_BIT_INTS, "Y_zero_point")
+    py = per_tensor_params(y_scale, y_zero_point, y_zero_point, "Y")
     if not inputs or len(inputs) % 3:
         raise ShapeError(f"inputs after Y_scale and Y_zero_point must be (X, X_scale, X_zero_point) triples, got {len(inputs)}")
     tensors = []
@@ -251,8 +245,8 @@ def qlinear_concat(node: Node, y_scale, y_zero_point=None, *inputs):
         x, x_scale, x_zero_point = inputs[i : i + 3]
         what = f"X{i // 3}"
         require_input(x, what)
-        _same_type(x, y_zero_point, what, "Y_zero_point")
-        tensors.append(_requantize(node, x, qparams(x_scale, x_zero_point, x, what, zero_point_required=True), py))
+        require_same_type(x, y_zero_point, what, "Y_zero_point")
+        tensors.append(_requantize(node, x, per_tensor_params(x_scale, x_zero_point, x, what, zero_point_required=True), py))
     rank = tensors[0].ndim
     axis = normalize_axis(node.attr("axis", kind=int), rank)
     shapes = [t.shape for t in tensors]
@@ -269,11 +263,11 @@ def qlinear_where(node: Node, condition, x=None, x_scale=None, x_zero_point=None
     for value, what in ((condition, "condition"), (x, "X"), (y, "Y")):
         require_input(value, what)
     require_dtype(condition, {T.BOOL}, "condition")
-    require_dtype(x, EIGHT_BIT, "X")
-    _same_type(y, x, "Y", "X")
-    px = qparams(x_scale, x_zero_point, x, "x", zero_point_required=True)
-    py = qparams(y_scale, y_zero_point, x, "y", zero_point_required=True)
-    pz = qparams(z_scale, z_zero_point, x, "z", zero_point_required=True)
+    require_dtype(x, EIGHT_BIT_INTS, "X")
+    require_same_type(y, x, "Y", "X")
+    px = per_tensor_params(x_scale, x_zero_point, x, "x", zero_point_required=True)
+    py = per_tensor_params(y_scale, y_zero_point, x, "y", zero_point_required=True)
+    pz = per_tensor_params(z_scale, z_zero_point, x, "z", zero_point_required=True)
     broadcast_shapes({"condition": condition.shape, "X": x.shape, "Y": y.shape})
     return (np.where(condition, _requantize(node, x, px, pz), _requantize(node, y, py, pz)),)
 

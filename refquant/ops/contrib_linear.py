@@ -6,7 +6,7 @@
     DynamicQuantizeMatMul= MatMulIntegerToFloat(DynamicQuantizeLinear(A), B)
     QLinearConv          = ai.onnx QLinearConv; channels_last=1 reads x and writes y as (N, D1, ..., C)
 
-Products go through arith.exact_matmul (exact by its bound), plus AVX2's pair saturation where the
+Products go through exact_products.exact_matmul (exact by its bound), plus AVX2's pair saturation where the
 profile asks for it (avx2_u8s8_saturation, uint8 A x int8 B). The requantization and
 the scaling to float follow the profile's requantize_precision: "float64" (spec) or
 onnxruntime's "float32" (spec/ops/contrib.md).
@@ -17,29 +17,24 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith
+from .. import arith, exact_products
 from ..broadcast import check_unidirectional
-from ..dtypes import qtype
+from ..checks import flag, require_dtype, require_input
+from ..dtypes import EIGHT_BIT_INTS, dtype_name, qtype
 from ..errors import DTypeError, QuantParamError, ShapeError
 from ..node import Node
+from ..qparams import check_scale, matmul_param, operand_params, scalar_param, zero_point_of
 from ..registry import MS_DOMAIN, register
-from .common import dtype_name, flag, require_dtype, require_input
-from .contrib_common import FLOAT32
-from .integer import (
-    INT8_TYPES,
+from .dynamic_quantization import dynamic_quantize
+from .integer_products import (
     as_matrices,
     check_matmul_shapes,
-    matmul_param,
     minus_zero_point,
-    operand_params,
-    qlinear_conv,
-    scalar_param,
+    quantized_conv,
     squeeze_axes,
     u8s8_pair_excess,
     warn_if_beyond_int32,
-    zero_point_of,
 )
-from .quantize import dynamic_quantize_linear
 
 
 def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision: str) -> np.ndarray:
@@ -52,12 +47,12 @@ def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision:
     product in float32, the rest as "float64".
     """
     if precision == "float32":
-        multiplier = _product(scales, FLOAT32)
-        y = arith.dequantize(arith.narrow(acc, FLOAT32), multiplier, None, FLOAT32)
+        multiplier = _product(scales, np.float32)
+        y = arith.dequantize(arith.narrow(acc, np.float32), multiplier, None, np.float32)
         if bias is not None:
-            y = y + bias.astype(FLOAT32)
+            y = y + bias.astype(np.float32)
         return arith.narrow(y, out_dtype)
-    multiplier = _product(scales, np.float64 if precision == "float64" else FLOAT32)
+    multiplier = _product(scales, np.float64 if precision == "float64" else np.float32)
     real = arith.dequantize(acc, multiplier, None, np.float64)
     if bias is not None:
         real = real + bias.astype(np.float64)
@@ -67,7 +62,7 @@ def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision:
 def _mlas_accumulator(node: Node, a, a_zp, b, b_zp) -> np.ndarray:
     """(a - a_zp) @ (b - b_zp) as int64, exact, plus what onnxruntime's U8S8 GEMM without VNNI changes
     (profile option avx2_u8s8_saturation: these ops run MlasGemm with A = a, B = b)."""
-    acc = arith.exact_matmul(minus_zero_point(a, a_zp), minus_zero_point(b, b_zp))
+    acc = exact_products.exact_matmul(minus_zero_point(a, a_zp), minus_zero_point(b, b_zp))
     excess = u8s8_pair_excess(node, a, b)
     return acc if excess is None else acc + excess
 
@@ -86,7 +81,7 @@ def _product(values: tuple, dtype) -> np.ndarray:
 
 def _gemm_operand(q, what: str, transposed: bool) -> np.ndarray:
     require_input(q, what)
-    require_dtype(q, INT8_TYPES, what)
+    require_dtype(q, EIGHT_BIT_INTS, what)
     if q.ndim != 2:
         raise ShapeError(f"{what} must be 2-D, got shape {q.shape}")
     return q.T if transposed else q
@@ -108,7 +103,7 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
         require_input(value, what)
     for value, what in ((a_scale, "a_scale"), (b_scale, "b_scale")):
         require_dtype(value, {T.FLOAT}, what)
-        arith.check_scale(value, what)
+        check_scale(value, what)
     if a2.shape[1] != b2.shape[0]:
         raise ShapeError(f"A' has shape {a2.shape} and B' {b2.shape}: inner dimensions {a2.shape[1]} and {b2.shape[0]} differ")
     a_zp = scalar_param(zero_point_of(a_zero_point, a, "a"), "a_zero_point")
@@ -125,10 +120,10 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
     if (y_scale is None) != (y_zero_point is None):
         raise QuantParamError("y_scale and y_zero_point come together: both for a quantized Y, neither for float Y")
     if y_scale is None:
-        return (_scaled_to_float(acc, (a_scale, b_scale), None, FLOAT32, precision),)
+        return (_scaled_to_float(acc, (a_scale, b_scale), None, np.float32, precision),)
     require_dtype(y_scale, {T.FLOAT}, "y_scale")
-    require_dtype(y_zero_point, INT8_TYPES, "y_zero_point")
-    arith.check_scale(y_scale, "y_scale")
+    require_dtype(y_zero_point, EIGHT_BIT_INTS, "y_zero_point")
+    check_scale(y_scale, "y_scale")
     warn_if_beyond_int32(node, acc)
     y = arith.requantize(
         acc, a_scale, b_scale, scalar_param(y_scale, "y_scale"), scalar_param(y_zero_point, "y_zero_point"),
@@ -146,7 +141,7 @@ def _matmul_params(scale, zero_point, q, *, per_row: bool, what: str):
     """(scale, zero point), each broadcasting against the product: a scalar, per row of A
     ([..., M, 1]) or per column of B (1-D [N] or [..., 1, N]); an absent zero point is 0."""
     require_dtype(scale, {T.FLOAT, T.FLOAT16}, f"{what}_scale")
-    arith.check_scale(scale, f"{what}_scale")
+    check_scale(scale, f"{what}_scale")
     if per_row and scale.ndim == 1 and scale.size > 1:
         raise QuantParamError(
             f"{what}_scale has shape {scale.shape}: a 1-D scale of A cannot be factored out of the dot products; "
@@ -183,8 +178,8 @@ def matmul_integer_to_float(node: Node, a, b=None, a_scale=None, b_scale=None, a
     """
     for value, what in ((a, "A"), (b, "B"), (a_scale, "a_scale"), (b_scale, "b_scale")):
         require_input(value, what)
-    require_dtype(a, INT8_TYPES, "A")
-    require_dtype(b, INT8_TYPES, "B")
+    require_dtype(a, EIGHT_BIT_INTS, "A")
+    require_dtype(b, EIGHT_BIT_INTS, "B")
     if a_scale.dtype != b_scale.dtype:
         raise DTypeError(f"a_scale has type {dtype_name(a_scale.dtype)} and b_scale {dtype_name(b_scale.dtype)}: they must match")
     a_scale, a_zp = _matmul_params(a_scale, a_zero_point, a, per_row=True, what="a")
@@ -199,11 +194,11 @@ def dynamic_quantize_matmul(node: Node, a, b=None, b_scale=None, b_zero_point=No
     for value, what in ((b, "B"), (b_scale, "b_scale")):
         require_input(value, what)
     require_dtype(a, {T.FLOAT}, "A")
-    require_dtype(b, INT8_TYPES, "B")
+    require_dtype(b, EIGHT_BIT_INTS, "B")
     require_dtype(b_scale, {T.FLOAT}, "b_scale")
-    a_q, a_scale, a_zp = dynamic_quantize_linear(node, a)
+    a_q, a_scale, a_zp = dynamic_quantize(node, a)
     b_scale, b_zp = _matmul_params(b_scale, b_zero_point, b, per_row=False, what="b")
-    return (_integer_matmul_to_float(node, a_q, a_scale, a_zp, b, b_scale, b_zp, bias, FLOAT32),)
+    return (_integer_matmul_to_float(node, a_q, a_scale, a_zp, b, b_scale, b_zp, bias, np.float32),)
 
 
 # ----------------------------------------------------------------------------
@@ -222,5 +217,5 @@ def qlinear_conv_channels_last(node: Node, x, x_scale=None, x_zero_point=None, w
         if x.ndim < 3:
             raise ShapeError(f"x must have shape (N, D1, ..., C) with channels_last=1, got {x.shape}")
         x = np.moveaxis(x, -1, 1)
-    (y,) = qlinear_conv(node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B)
+    y = quantized_conv(node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B)
     return (np.ascontiguousarray(np.moveaxis(y, 1, -1)) if channels_last else y,)

@@ -16,13 +16,15 @@ import math
 import numpy as np
 
 from .. import arith
+from ..checks import flag, normalize_axis, require_dtype, require_input
+from ..dtypes import EIGHT_BIT_INTS
 from ..errors import AttributeValueError, ShapeError
 from ..node import Node
+from ..qparams import QParams, per_tensor_params
 from ..registry import MS_DOMAIN, register
 from ..window import Window, pad, resolve_window, tap_coordinates, windows
-from .common import flag, normalize_axis, require_dtype, require_input
-from .contrib_common import EIGHT_BIT, FLOAT32, QParams, mlas_pipeline, qparams, round_float32
-from .nn import taps_inside, window_max
+from .mlas_rounding import round_float32
+from .pooling import taps_inside, window_max
 
 
 def _operand(x, x_scale, x_zero_point, y_scale, y_zero_point, names=("X", "x", "y"), *, zero_points_required=False):
@@ -30,10 +32,10 @@ def _operand(x, x_scale, x_zero_point, y_scale, y_zero_point, names=("X", "x", "
     the input tensor, then the prefixes of the input's and the output's parameters."""
     tensor, source, target = names
     require_input(x, tensor)
-    require_dtype(x, EIGHT_BIT, tensor)
+    require_dtype(x, EIGHT_BIT_INTS, tensor)
     return (
-        qparams(x_scale, x_zero_point, x, source, zero_point_required=zero_points_required),
-        qparams(y_scale, y_zero_point, x, target, zero_point_required=zero_points_required),
+        per_tensor_params(x_scale, x_zero_point, x, source, zero_point_required=zero_points_required),
+        per_tensor_params(y_scale, y_zero_point, x, target, zero_point_required=zero_points_required),
     )
 
 
@@ -66,10 +68,10 @@ def _mean(node: Node, sums: np.ndarray, counts, px: QParams, py: QParams) -> np.
     mlas-float32 (MlasQLinearGlobalAveragePool): r = float32(x_scale / float32(y_scale * float32(count))),
     y = saturate(round_half_even(float32(float32(sums) * r)) + y_zero_point).
     """
-    if not mlas_pipeline(node):
+    if not node.profile.qlinear_mlas:
         return _exact_mean(sums, counts, px, py)
-    ratio = px.scale.astype(FLOAT32) / (py.scale * np.asarray(counts, FLOAT32))
-    return round_float32(arith.narrow(sums, FLOAT32) * ratio, py.qtype, py.zero_point)
+    ratio = px.scale.astype(np.float32) / (py.scale * np.asarray(counts, np.float32))
+    return round_float32(arith.narrow(sums, np.float32) * ratio, py.qtype, py.zero_point)
 
 
 # ----------------------------------------------------------------------------
@@ -105,8 +107,8 @@ def _mlas_average_pool(node: Node, x: np.ndarray, window: Window, counts, px: QP
     if window.kernel == x.shape[2:] and not window.padded:
         spatial = tuple(range(2, x.ndim))
         return _mean(node, _centered(x, px).sum(axis=spatial, keepdims=True), math.prod(window.kernel), px, py)
-    mean = _window_sums(px.dequantize(x, FLOAT32), window) / np.asarray(counts, FLOAT32)
-    return round_float32(mean / py.scale + py.zero_point.astype(FLOAT32), py.qtype, overflow="int32-indefinite")
+    mean = _window_sums(px.dequantize(x, np.float32), window) / np.asarray(counts, np.float32)
+    return round_float32(mean / py.scale + py.zero_point.astype(np.float32), py.qtype, overflow="int32-indefinite")
 
 
 @register("QLinearAveragePool", since=(1,), domain=MS_DOMAIN)
@@ -117,7 +119,7 @@ def qlinear_average_pool(node: Node, x, x_scale=None, x_zero_point=None, y_scale
     include_pad = flag(node, "count_include_pad")
     window = resolve_window(node, x.shape[2:], ceil_mode=flag(node, "ceil_mode"))
     counts = _tap_counts(window, x.shape[2:], include_pad)
-    if mlas_pipeline(node):
+    if node.profile.qlinear_mlas:
         y = _mlas_average_pool(node, x, window, counts, px, py)
     else:
         y = _mean(node, _window_sums(_centered(x, px), window), counts, px, py)
@@ -169,7 +171,7 @@ def qlinear_reduce_mean(node: Node, data, data_scale=None, data_zero_point=None,
 def nhwc_max_pool(node: Node, x):
     """MaxPool of an 8-bit (N, D1, ..., C) tensor, the layout onnxruntime's NHWC rewrite gives a quantized MaxPool:
     Y = moveaxis(MaxPool(moveaxis(X, -1, 1)), 1, -1), exact (a maximum of stored values needs no scale)."""
-    require_dtype(x, EIGHT_BIT, "x")
+    require_dtype(x, EIGHT_BIT_INTS, "x")
     if x.ndim < 3:
         raise ShapeError(f"x must have shape (N, D1, ..., C) with at least one spatial axis, got {x.shape}")
     ceil_mode = node.attr("ceil_mode", 0, int)

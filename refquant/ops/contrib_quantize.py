@@ -15,37 +15,30 @@ import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith
-from ..dtypes import qtype
-from ..errors import DTypeError, QuantParamError
+from ..checks import require_dtype, require_input
+from ..dtypes import dtype_name, qtype
+from ..errors import DTypeError
 from ..node import Node
+from ..qparams import check_dequantize_zero_point, contrib_qdq_params
 from ..registry import MS_DOMAIN, register
-from .common import dtype_name, require_dtype, require_input
-from .quantize import quant_params, check_dequantize_zero_point
 
-QUANTIZED = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)
-FLOATS = (T.FLOAT, T.FLOAT16)
-
-
-def axis_params(node: Node, x: np.ndarray, scale: np.ndarray, zero_point, what: str):
-    """(scale, zero point) broadcast against x: per tensor without ``axis``, per axis with it."""
-    if not node.has("axis") and np.size(scale) > 1:
-        raise QuantParamError(
-            f"{what}_scale has shape {np.shape(scale)}: without the 'axis' attribute the parameters are per tensor (one value)"
-        )
-    return quant_params(node, x, scale, zero_point, axis_allowed=node.has("axis"))
+#: x of DequantizeLinear, y of QuantizeLinear
+QUANTIZED_TYPES = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)
+#: x of QuantizeLinear and the scales: float or float16
+FLOAT_INPUT_TYPES = (T.FLOAT, T.FLOAT16)
 
 
 @register("QuantizeLinear", since=(1,), domain=MS_DOMAIN)
-def quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
+def contrib_quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
     """y = saturate(round_half_even(x / y_scale) + y_zero_point), the division in y_scale's type."""
     require_input(y_scale, "y_scale")
-    require_dtype(x, FLOATS, "x")
+    require_dtype(x, FLOAT_INPUT_TYPES, "x")
     if y_scale.dtype != x.dtype:
         raise DTypeError(f"y_scale has type {dtype_name(y_scale.dtype)}, it must match x ({dtype_name(x.dtype)})")
     if y_zero_point is not None:
-        require_dtype(y_zero_point, QUANTIZED, "y_zero_point")
+        require_dtype(y_zero_point, QUANTIZED_TYPES, "y_zero_point")
     out = qtype(y_zero_point.dtype if y_zero_point is not None else np.uint8)
-    scale, zero_point = axis_params(node, x, y_scale, y_zero_point, "y")
+    scale, zero_point = contrib_qdq_params(node, x, y_scale, y_zero_point, "y")
     y = arith.quantize(
         x, scale, zero_point, out, precision=y_scale.dtype, nan=node.profile.nan, overflow=node.profile.quantize_overflow
     )
@@ -53,11 +46,11 @@ def quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
 
 
 @register("DequantizeLinear", since=(1,), domain=MS_DOMAIN)
-def dequantize_linear(node: Node, x, x_scale=None, x_zero_point=None):
+def contrib_dequantize_linear(node: Node, x, x_scale=None, x_zero_point=None):
     """y = (x - x_zero_point) * x_scale, rounded once to x_scale's type (int32 x: no zero point but 0)."""
     require_input(x_scale, "x_scale")
-    require_dtype(x, QUANTIZED + (T.INT32,), "x")
-    require_dtype(x_scale, FLOATS, "x_scale")
+    require_dtype(x, QUANTIZED_TYPES + (T.INT32,), "x")
+    require_dtype(x_scale, FLOAT_INPUT_TYPES, "x_scale")
     check_dequantize_zero_point(x, x_zero_point)
-    scale, zero_point = axis_params(node, x, x_scale, x_zero_point, "x")
+    scale, zero_point = contrib_qdq_params(node, x, x_scale, x_zero_point, "x")
     return (arith.dequantize(x, scale, zero_point, x_scale.dtype),)

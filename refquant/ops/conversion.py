@@ -29,13 +29,11 @@ import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith
-from ..dtypes import np_dtype
+from ..dtypes import FLOAT8_TYPES, dtype_name, np_dtype
 from ..errors import NonFiniteError
-from .common import dtype_name
 
-__all__ = ["cast_array", "ROUND_MODES", "FLOAT8_TYPES"]
+__all__ = ["cast_array", "ROUND_MODES"]
 
-FLOAT8_TYPES = (T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2FNUZ)
 ROUND_MODES = ("up", "down", "nearest")
 
 _SUB_BYTE_INTS = frozenset(np_dtype(t) for t in (T.UINT4, T.INT4, T.UINT2, T.INT2))

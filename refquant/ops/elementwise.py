@@ -31,38 +31,19 @@ from onnx import TensorProto as T
 
 from .. import arith
 from ..broadcast import broadcast_shapes
+from ..checks import is_integer, require_dtype, require_types
+from ..dtypes import BASIC_TYPES, IEEE_FLOATS, NARROW_INTS, WIDE_INTS, dtype_name, types_at
 from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import dtype_name, require_dtype, types_at
 from .conversion import cast_array
 
-__all__ = ["FLOATS", "WIDE_INTS", "NARROW_INTS", "require_types", "is_integer"]
-
-FLOATS = (T.FLOAT16, T.FLOAT, T.DOUBLE)
-WIDE_INTS = (T.INT32, T.INT64, T.UINT32, T.UINT64)
-NARROW_INTS = (T.INT8, T.INT16, T.UINT8, T.UINT16)
-
 #: element types by the version that added them
-ARITHMETIC_TYPES = {7: FLOATS + WIDE_INTS, 13: (T.BFLOAT16,), 14: NARROW_INTS}
-RELU_TYPES = {6: FLOATS, 13: (T.BFLOAT16,), 14: (T.INT8, T.INT16, T.INT32, T.INT64)}
-CLIP_TYPES = {6: FLOATS, 12: WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
-ROUND_TYPES = {11: FLOATS, 22: (T.BFLOAT16,)}
-MIN_MAX_TYPES = {8: FLOATS, 12: WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
-
-
-def is_integer(array: np.ndarray) -> bool:
-    return array.dtype.kind in "iu"
-
-
-def require_types(node: Node, table, named: Mapping[str, np.ndarray]) -> None:
-    """Each named input has a type ``table`` allows at this version, and all share it (ONNX's one T)."""
-    allowed = types_at(table, node.version)
-    for name, array in named.items():
-        require_dtype(array, allowed, name)
-    if len({array.dtype for array in named.values()}) > 1:
-        listing = ", ".join(f"{name} is {dtype_name(array.dtype)}" for name, array in named.items())
-        raise DTypeError(f"inputs must share one element type: {listing}")
+ARITHMETIC_TYPES = {7: IEEE_FLOATS + WIDE_INTS, 13: (T.BFLOAT16,), 14: NARROW_INTS}
+RELU_TYPES = {6: IEEE_FLOATS, 13: (T.BFLOAT16,), 14: (T.INT8, T.INT16, T.INT32, T.INT64)}
+CLIP_TYPES = {6: IEEE_FLOATS, 12: WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+ROUND_TYPES = {11: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+MIN_MAX_TYPES = {8: IEEE_FLOATS, 12: WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
 
 
 def _check_operands(node: Node, table, named: Mapping[str, np.ndarray]) -> None:
@@ -173,13 +154,13 @@ def clip(node: Node, x, min_value=None, max_value=None):
 # when the exact value lies within ~2**-29 ulp of a float32 rounding boundary.
 # ----------------------------------------------------------------------------
 
-UNARY_FLOAT_TYPES = {6: FLOATS, 13: (T.BFLOAT16,)}
-ERF_TYPES = {9: FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
-LEAKY_RELU_TYPES = {6: FLOATS, 16: (T.BFLOAT16,)}
-HARD_TYPES = {6: FLOATS, 22: (T.BFLOAT16,)}
-GELU_TYPES = {20: FLOATS + (T.BFLOAT16,)}
-POW_TYPES = {7: FLOATS, 12: (T.INT32, T.INT64), 13: (T.BFLOAT16,)}
-POW_EXPONENT_TYPES = {7: FLOATS, 12: WIDE_INTS + NARROW_INTS, 15: (T.BFLOAT16,)}
+UNARY_FLOAT_TYPES = {6: IEEE_FLOATS, 13: (T.BFLOAT16,)}
+ERF_TYPES = {9: IEEE_FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+LEAKY_RELU_TYPES = {6: IEEE_FLOATS, 16: (T.BFLOAT16,)}
+HARD_TYPES = {6: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+GELU_TYPES = {20: IEEE_FLOATS + (T.BFLOAT16,)}
+POW_TYPES = {7: IEEE_FLOATS, 12: (T.INT32, T.INT64), 13: (T.BFLOAT16,)}
+POW_EXPONENT_TYPES = {7: IEEE_FLOATS, 12: WIDE_INTS + NARROW_INTS, 15: (T.BFLOAT16,)}
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -279,10 +260,9 @@ _WRAP = 2**64
 # Where, Equal, Less, Greater, Not
 # ----------------------------------------------------------------------------
 
-ANY_TYPES = (T.BOOL, T.STRING) + FLOATS + WIDE_INTS + NARROW_INTS
-WHERE_TYPES = {9: ANY_TYPES, 16: (T.BFLOAT16,)}
-EQUAL_TYPES = {7: (T.BOOL, T.INT32, T.INT64), 11: FLOATS + NARROW_INTS + (T.UINT32, T.UINT64), 13: (T.BFLOAT16,), 19: (T.STRING,)}
-ORDER_TYPES = {9: FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+WHERE_TYPES = {9: BASIC_TYPES, 16: (T.BFLOAT16,)}
+EQUAL_TYPES = {7: (T.BOOL, T.INT32, T.INT64), 11: IEEE_FLOATS + NARROW_INTS + (T.UINT32, T.UINT64), 13: (T.BFLOAT16,), 19: (T.STRING,)}
+ORDER_TYPES = {9: IEEE_FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
 
 
 @register("Where", since=(9, 16))

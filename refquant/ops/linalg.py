@@ -19,16 +19,16 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith, mlas
+from .. import arith, exact_products, mlas
 from ..broadcast import broadcast_shapes, check_unidirectional
+from ..checks import frozen, is_integer, require_input, require_types
+from ..dtypes import IEEE_FLOATS, WIDE_INTS
 from ..errors import AttributeValueError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import float_mlas, float_numpy, frozen, require_input
-from .elementwise import FLOATS, WIDE_INTS, is_integer, require_types
 
 #: element types by the version that added them (MatMul and Gemm alike)
-MATMUL_TYPES = {9: FLOATS + WIDE_INTS, 13: (T.BFLOAT16,)}
+MATMUL_TYPES = {9: IEEE_FLOATS + WIDE_INTS, 13: (T.BFLOAT16,)}
 
 _WRAP = 2**64
 
@@ -37,11 +37,11 @@ def _integer_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b for integer matrices, exact, then wrapped to a's type.
 
     Bound: every partial sum is at most K * max|a| * max|b| in magnitude; below
-    2**63 arith.exact_matmul's int64 result is exact. Above, the products go
+    2**63 exact_products.exact_matmul's int64 result is exact. Above, the products go
     through Python integers and are reduced mod 2**64 before the wrap to T.
     """
-    if a.shape[-1] * arith.max_abs(a) * arith.max_abs(b) < 2**63:
-        exact = arith.exact_matmul(a, b)
+    if a.shape[-1] * exact_products.max_abs(a) * exact_products.max_abs(b) < 2**63:
+        exact = exact_products.exact_matmul(a, b)
     else:
         exact = (np.matmul(a.astype(object), b.astype(object)) % _WRAP).astype(np.uint64)
     return exact.astype(a.dtype)
@@ -86,9 +86,9 @@ def matmul(node: Node, a, b):
     if a2.shape[-1] != b2.shape[-2]:
         raise ShapeError(f"A {a.shape} and B {b.shape}: inner dimensions {a2.shape[-1]} and {b2.shape[-2]} differ")
     broadcast_shapes({"A's batch": a2.shape[:-2], "B's batch": b2.shape[:-2]})
-    if float_numpy(node, a):  # onnx.reference: np.matmul(a, b) on the operands as given
+    if node.profile.replays_numpy_float32(a.dtype):  # onnx.reference: np.matmul(a, b) on the operands as given
         return (np.asarray(np.matmul(a, b)),)
-    if float_mlas(node, a):  # require_types: A and B share float32
+    if node.profile.replays_mlas_float32(a.dtype):  # require_types: A and B share float32
         y = _mlas_matmul(a2, b2, b.ndim == 1, node.profile.mlas_threads)
     else:
         y = _matrix_product(a2, b2)
@@ -166,8 +166,8 @@ def gemm(node: Node, a, b, c=None):
             c = None  # beta * C is not computed, so NaN or inf in C do not propagate
     if is_integer(a):
         return (_integer_gemm(_integer_matmul(a, b), c, alpha, beta),)
-    if float_mlas(node, a) and not trans_a:  # require_types: A, B and C share float32
+    if node.profile.replays_mlas_float32(a.dtype) and not trans_a:  # require_types: A, B and C share float32
         return (_mlas_gemm(a, stored_b, c, alpha, beta, trans_b, node.profile.mlas_threads),)
-    if float_numpy(node, a):
+    if node.profile.replays_numpy_float32(a.dtype):
         return (_numpy_gemm(a, b, c, alpha, beta),)
     return (_float_gemm(_float64_matmul(a, b), c, alpha, beta, a.dtype),)

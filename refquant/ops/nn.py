@@ -19,6 +19,8 @@ import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith, mlas
+from ..checks import is_integer, require_dtype, require_same_type
+from ..dtypes import IEEE_FLOATS, dtype_name, types_at
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..node import Node
 from ..registry import register
@@ -33,33 +35,26 @@ from ..window import (
     conv_window,
     grouped_weights,
     pad,
-    resolve_window,
     tap_coordinates,
-    windows,
 )
-from .common import dtype_name, float_mlas, float_numpy, require_dtype, types_at
+from .pooling import is_positive_zero, taps_inside, window_max, zero_sign_of_max
 
-CONV_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 22: (T.BFLOAT16,)}
-MAXPOOL_TYPES = {1: (T.FLOAT16, T.FLOAT, T.DOUBLE), 12: (T.INT8, T.UINT8), 22: (T.BFLOAT16,)}
+CONV_TYPES = {1: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+MAXPOOL_TYPES = {1: IEEE_FLOATS, 12: (T.INT8, T.UINT8), 22: (T.BFLOAT16,)}
 GLOBAL_MAXPOOL_TYPES = CONV_TYPES
-
-
-def _same_type(value: np.ndarray | None, x: np.ndarray, what: str) -> None:
-    if value is not None and value.dtype != x.dtype:
-        raise DTypeError(f"{what} has type {dtype_name(value.dtype)}, it must match X ({dtype_name(x.dtype)})")
 
 
 @register("Conv", since=(1, 11, 22))
 def conv(node: Node, x, w, b=None):
     """Sums in float64, then one rounding to X's type (products of float32 and narrower are exact in float64)."""
     require_dtype(x, types_at(CONV_TYPES, node.version), "X")
-    _same_type(w, x, "W")
-    _same_type(b, x, "B")
+    require_same_type(w, x, "W")
+    require_same_type(b, x, "B")
     window, group = conv_window(node, x.shape, w.shape)
-    y = _mlas_conv(x, w, b, window, group, node.profile.mlas_threads) if float_mlas(node, x) else None
+    y = _mlas_conv(x, w, b, window, group, node.profile.mlas_threads) if node.profile.replays_mlas_float32(x.dtype) else None
     if y is not None:
         return (y,)
-    if float_numpy(node, x):
+    if node.profile.replays_numpy_float32(x.dtype):
         return (_numpy_conv(x, w, b, window, group),)
     bias = None if b is None else conv_bias(b.astype(np.float64), w.shape[0], len(window.kernel))
     columns = conv_columns(pad(x.astype(np.float64), window, 0.0), window, group)
@@ -99,55 +94,6 @@ def _numpy_conv(x: np.ndarray, w: np.ndarray, b, window: Window, group: int) -> 
     return y
 
 
-def _is_integer(dtype: np.dtype) -> bool:
-    return dtype.kind in "iu"
-
-
-def taps_inside(taps: list[np.ndarray], window: Window, spatial_shape: tuple[int, ...]) -> np.ndarray:
-    """Boolean (*output, *kernel): True where the tap reads the input, False in the padding.
-
-    Raises when some output would pool padding only.
-    """
-    rank = len(spatial_shape)
-    mask = np.ones((1,) * 2 * rank, dtype=bool)
-    for axis, (coords, size) in enumerate(zip(taps, spatial_shape)):
-        inside = (coords >= 0) & (coords < size)
-        empty = ~inside.any(axis=1)
-        if empty.any():
-            raise AttributeValueError(
-                f"output {int(np.argmax(empty))} along spatial axis {axis} would pool padding only "
-                f"(padding {window.pads_begin[axis]} + {window.pads_end[axis]}, kernel {window.kernel[axis]}, "
-                f"dilation {window.dilations[axis]})"
-            )
-        shape = [1] * 2 * rank
-        shape[axis], shape[rank + axis] = inside.shape
-        mask = mask & inside.reshape(shape)
-    return mask
-
-
-def _window_max(view: np.ndarray, kernel: tuple[int, ...]) -> np.ndarray:
-    """Maximum over the trailing kernel axes of a window view, one np.maximum per tap (NaN propagates)."""
-    taps = list(np.ndindex(kernel))
-    y = view[(Ellipsis, *taps[0])].copy()
-    for tap in taps[1:]:
-        np.maximum(y, view[(Ellipsis, *tap)], out=y)
-    if _is_integer(y.dtype) or not (y == 0).any():
-        return y
-    positive_zero = np.any([_is_positive_zero(view[(Ellipsis, *tap)]) for tap in taps], axis=0)
-    return _zero_sign_of_max(y, positive_zero)
-
-
-def _is_positive_zero(values: np.ndarray) -> np.ndarray:
-    return (values == 0) & ~np.signbit(values)
-
-
-def _zero_sign_of_max(y: np.ndarray, positive_zero: np.ndarray) -> np.ndarray:
-    """A zero maximum is +0 when some reduced value is +0, else -0 (IEEE 754-2019 maximum: -0 < +0);
-    np.maximum keeps whichever zero came first and np.max whichever its vector order meets."""
-    zero = np.zeros((), y.dtype)
-    return np.where(y == 0, np.where(positive_zero, zero, -zero), y)
-
-
 def _argmax_indices(view, y, inside, taps, x_shape, column_major: bool) -> np.ndarray:
     """Flat input index of the first input element (row-major kernel order) equal to each maximum.
 
@@ -157,7 +103,7 @@ def _argmax_indices(view, y, inside, taps, x_shape, column_major: bool) -> np.nd
     rank = len(taps)
     kernel = tuple(coords.shape[1] for coords in taps)
     chosen = np.zeros(y.shape, np.intp)
-    y_is_nan = None if _is_integer(y.dtype) else np.isnan(y)
+    y_is_nan = None if is_integer(y) else np.isnan(y)
     for flat, tap in reversed(list(enumerate(np.ndindex(kernel)))):  # the first hit is written last
         values = view[(Ellipsis, *tap)]
         hit = values == y
@@ -195,15 +141,6 @@ def max_pool(node: Node, x):
     return y, _argmax_indices(view, y, inside, taps, x.shape, column_major=bool(storage_order))
 
 
-def window_max(node: Node, x: np.ndarray, *, ceil_mode: bool):
-    """(window, padded window view, Y) of MaxPool on (N, C, D1, ...) ``x``: the maximum over each window,
-    padding excluded (it is filled with a value never above a real element)."""
-    window = resolve_window(node, x.shape[2:], ceil_mode=ceil_mode)
-    lowest = np.iinfo(x.dtype).min if _is_integer(x.dtype) else -np.inf
-    view = windows(pad(x, window, lowest), window)
-    return window, view, _window_max(view, window.kernel)
-
-
 @register("GlobalMaxPool", since=(1, 22))
 def global_max_pool(node: Node, x):
     """Maximum over the spatial axes, kept as size 1 (exact; NaN propagates; +0 above -0)."""
@@ -213,8 +150,8 @@ def global_max_pool(node: Node, x):
     if 0 in x.shape[2:]:
         raise ShapeError(f"X has shape {x.shape}: an empty spatial axis has no maximum")
     spatial, wide = tuple(range(2, x.ndim)), x.astype(np.float64)  # exact both ways
-    positive_zero = _is_positive_zero(wide).any(axis=spatial, keepdims=True)
-    return (_zero_sign_of_max(np.max(wide, axis=spatial, keepdims=True), positive_zero).astype(x.dtype),)
+    positive_zero = is_positive_zero(wide).any(axis=spatial, keepdims=True)
+    return (zero_sign_of_max(np.max(wide, axis=spatial, keepdims=True), positive_zero).astype(x.dtype),)
 
 
 # ----------------------------------------------------------------------------
@@ -324,8 +261,8 @@ def conv_transpose(node: Node, x, w, b=None):
     """Products W^T X per group in float64 (exact for float32 and narrower), scattered, summed in float64,
     the bias added, then one rounding to X's type."""
     require_dtype(x, types_at(CONV_TYPES, node.version), "X")
-    _same_type(w, x, "W")
-    _same_type(b, x, "B")
+    require_same_type(w, x, "W")
+    require_same_type(b, x, "B")
     window, group = transposed_window(node, x.shape, w.shape)
     n, channels = x.shape[:2]
     out_channels, taps = w.shape[1] * group, prod(window.kernel)

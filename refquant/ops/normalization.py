@@ -24,18 +24,18 @@ import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith, mlas
+from ..checks import normalize_axis, require_dtype, require_same_type
+from ..dtypes import IEEE_FLOATS, types_at
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..node import Node
 from ..registry import register
 from ..window import pad, resolve_window, tap_coordinates, windows
-from .common import dtype_name, float_mlas, normalize_axis, require_dtype, types_at
-from .elementwise import FLOATS
 
-SOFTMAX_TYPES = {1: FLOATS, 13: (T.BFLOAT16,)}
-LAYER_NORM_TYPES = {17: FLOATS + (T.BFLOAT16,)}
-BATCH_NORM_TYPES = {9: FLOATS, 14: (T.BFLOAT16,)}
-POOL_TYPES = {1: FLOATS, 22: (T.BFLOAT16,)}
-INSTANCE_NORM_TYPES = {6: FLOATS, 22: (T.BFLOAT16,)}
+SOFTMAX_TYPES = {1: IEEE_FLOATS, 13: (T.BFLOAT16,)}
+LAYER_NORM_TYPES = {17: IEEE_FLOATS + (T.BFLOAT16,)}
+BATCH_NORM_TYPES = {9: IEEE_FLOATS, 14: (T.BFLOAT16,)}
+POOL_TYPES = {1: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+INSTANCE_NORM_TYPES = {6: IEEE_FLOATS, 22: (T.BFLOAT16,)}
 
 
 def _epsilon(node: Node, default: float) -> float:
@@ -78,7 +78,7 @@ def _softmax_family(function, mlas_function=None):
         if x.ndim == 0:
             raise ShapeError("input must have rank >= 1")
         axes = _softmax_axes(node, x.ndim)
-        if mlas_function is not None and float_mlas(node, x) and x.size:
+        if mlas_function is not None and node.profile.replays_mlas_float32(x.dtype) and x.size:
             return (np.ascontiguousarray(mlas_function(x, axes)),)
         with np.errstate(invalid="ignore"):
             y = function(x.astype(np.float64), axes)
@@ -91,11 +91,6 @@ register("Softmax", since=(1, 11, 13))(_softmax_family(softmax64, _mlas_softmax)
 register("LogSoftmax", since=(1, 11, 13))(_softmax_family(log_softmax64))
 
 
-def _same_type(value, x: np.ndarray, what: str) -> None:
-    if value is not None and value.dtype != x.dtype:
-        raise DTypeError(f"{what} has type {dtype_name(value.dtype)}, it must match X ({dtype_name(x.dtype)})")
-
-
 def _stash_dtype(node: Node, x: np.ndarray) -> np.dtype:
     """Type of Mean and InvStdDev: float32 for stash_type 1 (the default), else X's type."""
     stash = node.attr("stash_type", 1, int)
@@ -105,8 +100,8 @@ def _stash_dtype(node: Node, x: np.ndarray) -> np.dtype:
 @register("LayerNormalization", since=(17,))
 def layer_normalization(node: Node, x, scale, b=None):
     require_dtype(x, types_at(LAYER_NORM_TYPES, node.version), "X")
-    _same_type(scale, x, "Scale")
-    _same_type(b, x, "B")
+    require_same_type(scale, x, "Scale")
+    require_same_type(b, x, "B")
     if x.ndim == 0:
         raise ShapeError("X must have rank >= 1")
     axis = normalize_axis(node.attr("axis", -1, int), x.ndim)
@@ -115,7 +110,7 @@ def layer_normalization(node: Node, x, scale, b=None):
         if value is not None and np.broadcast_shapes(value.shape, x.shape[axis:]) != x.shape[axis:]:
             raise ShapeError(f"{name} has shape {value.shape}, which does not broadcast to {x.shape[axis:]}")
     stash = _stash_dtype(node, x)
-    if float_mlas(node, x) and stash == np.float32 and x.size:
+    if node.profile.replays_mlas_float32(x.dtype) and stash == np.float32 and x.size:
         return _mlas_layer_norm(node, x, scale, b, axis)
     x64 = x.astype(np.float64)
     mean = np.mean(x64, axis=axes, keepdims=True)
@@ -156,7 +151,7 @@ def batch_normalization(node: Node, x, scale, b, mean, var):
         if len({named[n].dtype for n in pair}) > 1:
             raise DTypeError(f"{', '.join(pair)} must share one type")
     if node.version < 15:
-        _same_type(scale, x, "scale")
+        require_same_type(scale, x, "scale")
 
     def column(value):
         return value.astype(np.float64).reshape((channels,) + (1,) * (x.ndim - 2))
@@ -170,8 +165,8 @@ def batch_normalization(node: Node, x, scale, b, mean, var):
 def instance_normalization(node: Node, x, scale, b):
     """Per (n, c): Y = (X - mean) / sqrt(var + epsilon) * scale[c] + B[c] over the spatial axes."""
     require_dtype(x, types_at(INSTANCE_NORM_TYPES, node.version), "input")
-    _same_type(scale, x, "scale")
-    _same_type(b, x, "B")
+    require_same_type(scale, x, "scale")
+    require_same_type(b, x, "B")
     if x.ndim < 3:
         raise ShapeError(f"input must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
     channels = x.shape[1]
@@ -196,7 +191,7 @@ def global_average_pool(node: Node, x):
     if x.ndim < 3:
         raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
     keep = x.shape[:2] + (1,) * (x.ndim - 2)
-    if float_mlas(node, x) and x.size:
+    if node.profile.replays_mlas_float32(x.dtype) and x.size:
         return (mlas.mean(x.reshape(x.shape[:2] + (-1,))).reshape(keep),)
     y = np.mean(x.astype(np.float64), axis=tuple(range(2, x.ndim)), keepdims=True)
     return (np.asarray(arith.narrow(y, x.dtype)),)

@@ -36,26 +36,25 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from .. import arith
+from .. import lowerings
 from ..dtypes import QType, qtype
 from ..window import blank_padded, conv_columns, conv_output, grouped_weights
 
 __all__ = ["fake_quantize_node", "lowered_matmul", "lowered_conv", "float32_accumulation_inexact"]
 
-_F32 = np.float32
 _MODELLED_SCALES = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def fake_quantize_node(values: np.ndarray, low, high, qt: QType) -> np.ndarray:
     """OpenVINO CPU's FakeQuantize node on float32 ``values`` with the range [low, high] (float32), into ``qt``."""
-    levels = _F32(qt.qmax - qt.qmin)
-    low, high = _F32(low), _F32(high)
+    levels = np.float32(qt.qmax - qt.qmin)
+    low, high = np.float32(low), np.float32(high)
     with np.errstate(all="ignore"):
         isc = levels / (high - low)
-        ish = _F32(-low * levels) / (high - low)
-        clipped = np.minimum(np.maximum(np.asarray(values, _F32), low), high)
+        ish = np.float32(-low * levels) / (high - low)
+        clipped = np.minimum(np.maximum(np.asarray(values, np.float32), low), high)
         shape = clipped.shape
-        rounded = np.rint(arith.fma_float32(clipped, np.full(shape, isc, _F32), np.full(shape, ish, _F32)))
+        rounded = np.rint(lowerings.fma_float32(clipped, np.full(shape, isc, np.float32), np.full(shape, ish, np.float32)))
     rounded = rounded.astype(np.float64) + qt.qmin
     rounded = np.where(np.isnan(rounded), qt.qmin, np.clip(rounded, qt.qmin, qt.qmax))
     return rounded.astype(qt.dtype)
@@ -66,7 +65,7 @@ def _range(y_scale, y_zero_point, qt: QType) -> tuple[np.float32, np.float32]:
     kind = np.asarray(y_scale).dtype.type
     s, zp = np.asarray(y_scale).reshape(()), np.asarray(y_zero_point).astype(kind).reshape(())
     with np.errstate(all="ignore"):
-        return _F32(s * (kind(qt.qmin) - zp)), _F32(s * (kind(qt.qmax) - zp))
+        return np.float32(s * (kind(qt.qmin) - zp)), np.float32(s * (kind(qt.qmax) - zp))
 
 
 def _lsb(values: np.ndarray) -> float:
@@ -99,7 +98,7 @@ def _per_tensor(*params) -> bool:
 def _operand(q: np.ndarray, zero_point, scale) -> np.ndarray:
     """float32((q - zp) * scale): the dequantized operand (q - zp exact, one rounding of the product)."""
     centered = q.astype(np.float64) - np.asarray(zero_point).astype(np.float64).reshape(())
-    return (centered * np.asarray(scale).astype(np.float64).reshape(())).astype(_F32)
+    return (centered * np.asarray(scale).astype(np.float64).reshape(())).astype(np.float32)
 
 
 #: operand types OpenVINO dequantizes exactly to float32 before its product: 8-bit integers, and the float8
@@ -118,9 +117,9 @@ def _modelled(qt: QType, q_types, scales, zero_operands: bool) -> bool:
 def _finish(values, a_scale, b_scale, y_scale, y_zero_point, qt: QType, zero_operands: bool) -> np.ndarray:
     low, high = _range(y_scale, y_zero_point, qt)
     if zero_operands:
-        multiplier = _F32(np.asarray(a_scale).astype(_F32).reshape(()) * np.asarray(b_scale).astype(_F32).reshape(()))
+        multiplier = np.float32(np.asarray(a_scale).astype(np.float32).reshape(()) * np.asarray(b_scale).astype(np.float32).reshape(()))
         with np.errstate(all="ignore"):
-            low, high = _F32(low / multiplier), _F32(high / multiplier)
+            low, high = np.float32(low / multiplier), np.float32(high / multiplier)
     return fake_quantize_node(values, low, high, qt)
 
 
@@ -132,7 +131,7 @@ def _matmul_operands(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zero_point, 
     if not _modelled(qt, (a.dtype, b.dtype), (a_scale, b_scale, y_scale), zero_operands):
         return None
     if zero_operands:
-        return a.astype(_F32), b.astype(_F32), a.shape[-1], True, None
+        return a.astype(np.float32), b.astype(np.float32), a.shape[-1], True, None
     return _operand(a, a_zp, a_scale), _operand(b, b_zp, b_scale), a.shape[-1], False, None
 
 
@@ -144,15 +143,15 @@ def _bias_term(bias, x_scale, w_scale, zero_operands: bool):
     into the FakeQuantize range and the bias into the accumulator's units as ``fl(fl(B * s) * fl(1 / s))``
     (measured: 2 114 of 2 114 elements, spec/backends.md) or, with one output channel, as ``fl(B * s) / s``:
     used only where the two agree."""
-    s = _F32(np.asarray(x_scale).astype(_F32).reshape(()) * np.asarray(w_scale).astype(_F32).reshape(()))
+    s = np.float32(np.asarray(x_scale).astype(np.float32).reshape(()) * np.asarray(w_scale).astype(np.float32).reshape(()))
     exact = np.asarray(bias).astype(np.float64) * float(s)
-    dequantized = exact.astype(_F32)
+    dequantized = exact.astype(np.float32)
     if not np.isfinite(dequantized).all() or (dequantized.astype(np.float64) != exact).any():
         return None
     if not zero_operands:
         return dequantized
     with np.errstate(all="ignore"):
-        folded, divided = dequantized * (_F32(1) / s), dequantized / s
+        folded, divided = dequantized * (np.float32(1) / s), dequantized / s
     # several output channels: fl(B * s) * fl(1 / s) measured; one channel: x_scale 3, w_scale 5, B -198 keeps -198
     # (fl(B * s) / s): used only where the two agree
     return folded if np.array_equal(folded, divided) else None
@@ -173,7 +172,7 @@ def _conv_operands(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zero_point, qt
             return "inexact"
     k = int(np.prod(w.shape[1:]))
     if zero_operands:
-        return x.astype(_F32), w.astype(_F32), k, True, term
+        return x.astype(np.float32), w.astype(np.float32), k, True, term
     return _operand(x, x_zp, x_scale), _operand(w, w_zp, w_scale), k, False, term
 
 
@@ -219,7 +218,7 @@ def lowered_matmul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zero_point, qt
     if operands is None or not _exact(operands):
         return None
     da, db, _, zero_operands, _ = operands
-    values = np.matmul(da.astype(np.float64), db.astype(np.float64)).astype(_F32)  # exact, so any order
+    values = np.matmul(da.astype(np.float64), db.astype(np.float64)).astype(np.float32)  # exact, so any order
     return _finish(values, a_scale, b_scale, y_scale, y_zero_point, qt, zero_operands)
 
 
@@ -233,7 +232,7 @@ def lowered_conv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zero_point, qt: 
     padded, interior = blank_padded(x.shape, window, np.float64, 0.0)  # float padding: 0, x_zp dequantized
     interior[...] = dx
     products = np.matmul(grouped_weights(dw.astype(np.float64), group), conv_columns(padded, window, group))
-    values = conv_output(products, window).astype(_F32)  # exact, so any order
+    values = conv_output(products, window).astype(np.float32)  # exact, so any order
     if term is not None:  # a post-op: one float32 addition after the accumulation
-        values = values + term.reshape((1, -1) + (1,) * (values.ndim - 2)).astype(_F32)
+        values = values + term.reshape((1, -1) + (1,) * (values.ndim - 2)).astype(np.float32)
     return _finish(values, x_scale, w_scale, y_scale, y_zero_point, qt, zero_operands)

@@ -26,16 +26,16 @@ import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith
+from ..checks import normalize_axis, require_dtype
+from ..dtypes import IEEE_FLOATS, NARROW_INTS, WIDE_INTS, types_at
 from ..errors import AttributeValueError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import normalize_axis, require_dtype, types_at
-from .elementwise import FLOATS, NARROW_INTS, WIDE_INTS
 
 VERSIONS = (1, 11, 12, 13, 18, 20)
 
 #: element types by the version that added them
-REDUCE_TYPES = {1: FLOATS + WIDE_INTS, 12: (T.INT8, T.UINT8), 13: (T.BFLOAT16,), 20: (T.BOOL,)}
+REDUCE_TYPES = {1: IEEE_FLOATS + WIDE_INTS, 12: (T.INT8, T.UINT8), 13: (T.BFLOAT16,), 20: (T.BOOL,)}
 
 
 #: the version from which ``axes`` is an input rather than an attribute
@@ -97,7 +97,7 @@ register("ReduceMax", since=VERSIONS)(_reduce(np.maximum, for_empty_set_largest=
 SUM_VERSIONS = (1, 11, 13)
 MEAN_VERSIONS = (1, 11, 13, 18)
 #: element types by the version that added them (ReduceSum and ReduceMean)
-SUM_TYPES = {1: FLOATS + WIDE_INTS, 13: (T.BFLOAT16,)}
+SUM_TYPES = {1: IEEE_FLOATS + WIDE_INTS, 13: (T.BFLOAT16,)}
 
 
 def _sum_and_count(node: Node, data: np.ndarray, axes) -> tuple[np.ndarray, int] | None:
@@ -157,9 +157,9 @@ def _integer_mean(node: Node, data: np.ndarray, axes) -> tuple[np.ndarray]:
 # every number, numpy's sort order.
 # ----------------------------------------------------------------------------
 
-NUMERIC = FLOATS + WIDE_INTS + NARROW_INTS
+NUMERIC = IEEE_FLOATS + WIDE_INTS + NARROW_INTS
 ARGMAX_TYPES = {1: NUMERIC, 13: (T.BFLOAT16,)}
-TOPK_TYPES = {10: FLOATS, 11: WIDE_INTS + NARROW_INTS, 24: (T.BFLOAT16,)}
+TOPK_TYPES = {10: IEEE_FLOATS, 11: WIDE_INTS + NARROW_INTS, 24: (T.BFLOAT16,)}
 CUMSUM_TYPES = {11: (T.FLOAT, T.DOUBLE, T.INT32, T.INT64, T.UINT32, T.UINT64), 14: (T.FLOAT16, T.BFLOAT16)}
 
 

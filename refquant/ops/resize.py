@@ -49,14 +49,14 @@ import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith
+from ..checks import flag, normalize_axis, require_dtype, require_input
+from ..dtypes import BASIC_TYPES, IEEE_FLOATS, dtype_name, types_at
 from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import dtype_name, flag, normalize_axis, require_dtype, require_input, types_at
-from .elementwise import ANY_TYPES
 
-RESIZE_TYPES = {10: ANY_TYPES, 13: (T.BFLOAT16,)}
-ROI_TYPES = (T.FLOAT16, T.FLOAT, T.DOUBLE)
+RESIZE_TYPES = {10: BASIC_TYPES, 13: (T.BFLOAT16,)}
+ROI_TYPES = IEEE_FLOATS
 
 MODES = ("nearest", "linear", "cubic")  # Resize-10: nearest and linear
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")

@@ -24,17 +24,16 @@ import numpy as np
 from onnx import TensorProto as T
 
 from ..broadcast import broadcast_shapes
+from ..checks import normalize_axis, require_dtype, require_input
+from ..dtypes import BASIC_TYPES, FLATTEN_TYPES, IEEE_FLOATS, TENSOR_TYPES, dtype_name, types_at
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import dtype_name, normalize_axis, require_dtype, require_input, types_at
-from .elementwise import ANY_TYPES
-from .tensor import FLATTEN_TYPES, TENSOR_TYPES
 
 #: element types by the version that added them
-MOVE_TYPES = {1: ANY_TYPES, 13: (T.BFLOAT16,)}
+MOVE_TYPES = {1: BASIC_TYPES, 13: (T.BFLOAT16,)}
 CONSTANT_OF_SHAPE_TYPES = {
-    9: tuple(t for t in ANY_TYPES if t != T.STRING),
+    9: tuple(t for t in BASIC_TYPES if t != T.STRING),
     20: (T.BFLOAT16, T.FLOAT8E4M3FN, T.FLOAT8E4M3FNUZ, T.FLOAT8E5M2, T.FLOAT8E5M2FNUZ),
     21: (T.INT4, T.UINT4),
     23: (T.FLOAT4E2M1,),
@@ -42,8 +41,8 @@ CONSTANT_OF_SHAPE_TYPES = {
     25: (T.INT2, T.UINT2),
 }
 PAD_TYPES = {
-    2: (T.FLOAT16, T.FLOAT, T.DOUBLE),
-    11: tuple(t for t in ANY_TYPES if t not in (T.BOOL, T.STRING, T.FLOAT16, T.FLOAT, T.DOUBLE)),
+    2: IEEE_FLOATS,
+    11: tuple(t for t in BASIC_TYPES if t not in (T.BOOL, T.STRING, T.FLOAT16, T.FLOAT, T.DOUBLE)),
     13: (T.BFLOAT16, T.BOOL, T.STRING),
 } | {v: types for v, types in FLATTEN_TYPES.items() if v >= 21}
 INDEX_TYPES = {T.INT32, T.INT64}

@@ -19,31 +19,14 @@ import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith
-from ..dtypes import np_dtype, type_name
+from ..checks import require_dtype
+from ..dtypes import FLATTEN_TYPES, TENSOR_TYPES, dtype_name, np_dtype, type_name, types_at
 from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
-from .common import dtype_name, require_dtype, types_at
-from .conversion import FLOAT8_TYPES, ROUND_MODES, cast_array
+from .conversion import ROUND_MODES, cast_array
 
-BASE_TYPES = (
-    T.FLOAT16, T.FLOAT, T.DOUBLE, T.BOOL, T.STRING,
-    T.INT8, T.INT16, T.INT32, T.INT64, T.UINT8, T.UINT16, T.UINT32, T.UINT64,
-)  # fmt: skip
-INT4_TYPES = (T.UINT4, T.INT4)
-
-#: element types by the version that added them: Identity, Constant, Reshape
-TENSOR_TYPES = {
-    1: BASE_TYPES,
-    13: (T.BFLOAT16,),
-    19: FLOAT8_TYPES,
-    21: INT4_TYPES,
-    23: (T.FLOAT4E2M1,),
-    24: (T.FLOAT8E8M0,),
-    25: (T.UINT2, T.INT2),
-}
-#: Flatten skipped version 19: its float8 types arrived at 21
-FLATTEN_TYPES = TENSOR_TYPES | {19: (), 21: FLOAT8_TYPES + INT4_TYPES}
+#: Cast: every type of TENSOR_TYPES (Identity, Constant, Reshape), and float6 from version 28
 CAST_TYPES = TENSOR_TYPES | {28: (T.FLOAT6E2M3, T.FLOAT6E3M2)}
 
 # ----------------------------------------------------------------------------
@@ -93,7 +76,7 @@ _VALUE_ATTRIBUTES = {
 @register("Constant", since=(9, 11, 12, 13, 19, 21, 23, 24, 25))
 def constant(node: Node):
     """The attribute's tensor, read-only: a Constant is a graph constant like an initializer (onnxruntime
-    turns Constant nodes into initializers, which its MatMul and Gemm prepack; ops.common.frozen)."""
+    turns Constant nodes into initializers, which its MatMul and Gemm prepack; refquant.checks.frozen)."""
     (value,) = _constant_value(node)
     value = np.array(value)
     value.setflags(write=False)

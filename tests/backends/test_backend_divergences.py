@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 import refquant.backends as backends
 import refquant
 from refquant.backends.base import BackendError, UnsupportedOnBackend, tensor_infos
-from refquant import arith
+from refquant import lowerings
 from refquant.backends import strategies as rqs
 from refquant.backends.divergence import Divergence, classify, load_divergences, same_padding_kinds
 from refquant.dtypes import qtype
@@ -99,9 +99,9 @@ def test_fake_quantize_takes_the_short_path_for_int8_with_zero_point_zero():
 
 def test_fake_quantize_refuses_a_range_that_overflows_float32():
     with pytest.raises(QuantParamError, match="overflows float32"):
-        arith.fake_quantize(np.zeros(2, np.float32), np.float32(3e38), np.int8(0), qtype(S8))
+        lowerings.fake_quantize(np.zeros(2, np.float32), np.float32(3e38), np.int8(0), qtype(S8))
     with pytest.raises(QuantParamError, match="overflows float32"):
-        arith.fake_quantize(np.zeros(2, np.float32), np.float32(1e-39), np.int8(0), qtype(S8))
+        lowerings.fake_quantize(np.zeros(2, np.float32), np.float32(1e-39), np.int8(0), qtype(S8))
 
 
 def test_fake_quantize_explains_openvino_and_rejects_a_near_miss(openvino):

@@ -106,7 +106,7 @@ def test_arrays_round_trip_with_their_dtype(tmp_path, dtype):
 def test_reproducer_save_and_replay(tmp_path, shifty):
     model, feeds = two_node_model()
     results = conformance.compare(model, feeds, [shifty, "reference"])
-    case = conformance.Case("qdq-demo", "QDQ", model, feeds)
+    case = conformance.ConformanceCase("qdq-demo", "QDQ", model, feeds)
     path = conformance.save_reproducer(tmp_path, case, results)
     assert {p.name for p in path.iterdir()} == {"model.onnx", "inputs.npz", "outputs_shifty.npz", "outputs_reference.npz", "report.json"}
     saved = json.loads((path / "report.json").read_text())
@@ -114,6 +114,24 @@ def test_reproducer_save_and_replay(tmp_path, shifty):
     replayed = conformance.replay(path)
     assert [r.verdict for r in replayed] == ["unexplained", "exact"]
     assert cli.main(["replay", str(path), "--backends", "reference"]) == 0
+
+
+def test_the_two_case_types_have_names_that_say_what_they_are_and_the_old_name_still_imports():
+    import dataclasses
+
+    from refquant.backends import strategies
+
+    assert strategies.DrawnModel._fields == ("model", "feeds")
+    assert [f.name for f in dataclasses.fields(conformance.ConformanceCase)] == ["name", "op", "model", "feeds"]
+    drawn = next(iter(conformance.generated_suite(["QLinearMatMul"], per_op=1, seed=0)))
+    assert type(drawn) is conformance.ConformanceCase and drawn.op == "QLinearMatMul"
+    assert "Case" not in conformance.__all__ and "Case" not in strategies.__all__
+    with pytest.warns(DeprecationWarning, match=r"conformance\.Case is now ConformanceCase"):
+        assert conformance.Case is conformance.ConformanceCase
+    with pytest.warns(DeprecationWarning, match=r"strategies\.Case is now DrawnModel"):
+        assert strategies.Case is strategies.DrawnModel
+    with pytest.raises(AttributeError, match="has no attribute 'Cases'"):
+        conformance.Cases  # noqa: B018
 
 
 def test_replay_of_a_non_reproducer_is_a_clear_error(tmp_path, capsys):

@@ -19,8 +19,7 @@ from onnx import TensorProto as T
 from onnx.reference import ReferenceEvaluator
 
 import refquant
-from refquant.dtypes import np_dtype, proto_of
-from refquant.ops.common import types_at
+from refquant.dtypes import np_dtype, proto_of, types_at
 
 from ..helpers import single_node_model, to_array
 

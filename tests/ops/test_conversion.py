@@ -27,10 +27,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx import TensorProto as T
 
-from refquant.dtypes import np_dtype, proto_of
+from refquant.dtypes import np_dtype, proto_of, types_at
 from refquant.errors import AttributeValueError, DTypeError, NonFiniteError
 from refquant.ops import conversion, tensor
-from refquant.ops.common import types_at
 
 from .helpers import (
     BF16,

@@ -1,7 +1,7 @@
 """QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger: independent formulas, bounds, errors.
 
 Expected values come from direct definitions written here (loops over output
-positions, broadcast-multiply-and-sum in int64), never from arith.exact_matmul.
+positions, broadcast-multiply-and-sum in int64), never from exact_products.exact_matmul.
 The ONNX backend node cases of these ops run in test_node_cases.py.
 """
 
@@ -21,7 +21,7 @@ from onnx import TensorProto as T
 from onnx.reference import ReferenceEvaluator
 
 import refquant
-from refquant import arith
+from refquant import exact_products
 from refquant.errors import (
     AccumulatorOverflowWarning,
     AttributeValueError,
@@ -365,7 +365,7 @@ def test_exact_matmul_at_its_bounds(k, a_value, b_value, b_last, too_narrow):
     a = np.array([[a_value] * k, [-a_value] * k], np.int64)
     b = np.array([[b_value]] * (k - 1) + [[b_last]], np.int64)
     row = sum(a_value * int(v) for v in b.ravel())
-    got = arith.exact_matmul(a, b)
+    got = exact_products.exact_matmul(a, b)
     assert got.dtype == np.int64
     assert got.ravel().tolist() == [row, -row]
     if too_narrow is not None:  # the bound matters: one plain float matmul would be wrong here
