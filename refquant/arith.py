@@ -21,8 +21,8 @@ from .errors import NonFiniteError
 
 __all__ = [
     "narrow",
-    "quantize",
-    "dequantize",
+    "quantize_values",
+    "dequantize_values",
     "requantize",
     "saturate_int",
     "apply_nan_policy",
@@ -361,7 +361,7 @@ def _clip_round(values: np.ndarray, zero_point, qt: QType) -> np.ndarray:
     return values.astype(qt.dtype)
 
 
-def quantize(
+def quantize_values(
     x: np.ndarray,
     scale: np.ndarray,
     zero_point,
@@ -387,7 +387,7 @@ def quantize(
     return _quantize_general(x, scale, zero_point, qt, precision=precision, saturate=saturate, nan=nan, overflow=overflow)
 
 
-def dequantize(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
+def dequantize_values(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype) -> np.ndarray:
     """y = (q - zero_point) * scale, rounded once to ``out_dtype``.
 
     8- and 16-bit integer q with float32 scale and output stays in float32: q - zp is

@@ -155,7 +155,7 @@ def _dequantized_initializer(
             zero_point = rule(node, q.shape, zero_point, f"{base}_zero_point")
     except QuantParamError:  # parameters that do not fit the operand: nothing to compare
         return None
-    return arith.dequantize(q, scale, zero_point, np.float32)
+    return arith.dequantize_values(q, scale, zero_point, np.float32)
 
 
 def _dequantized_by(q: np.ndarray, scale: np.ndarray, zero_point, node: NodeProto) -> np.ndarray:
@@ -165,7 +165,7 @@ def _dequantized_by(q: np.ndarray, scale: np.ndarray, zero_point, node: NodeProt
     axis, block_size = attrs.get("axis", 1), attrs.get("block_size", 0)
     per_axis = np.size(scale) > 1 or block_size
     scale, zero_point = broadcast_params(scale, zero_point, q.shape, axis=axis if per_axis else None, block_size=block_size)
-    return arith.dequantize(q, scale, zero_point, np.float32)
+    return arith.dequantize_values(q, scale, zero_point, np.float32)
 
 
 def weight_errors(float_model, quant_model) -> list[TensorError]:

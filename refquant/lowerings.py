@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .arith import add_round_to_odd, apply_nan_policy, dequantize, narrow, saturate_int, wrap_int32
+from .arith import add_round_to_odd, apply_nan_policy, dequantize_values, narrow, saturate_int, wrap_int32
 from .dtypes import QType
 from .errors import QuantParamError
 
@@ -133,7 +133,7 @@ def dequantize_lowered(q: np.ndarray, scale: np.ndarray, zero_point, out_dtype, 
             zs = _round_in(zp_rounded * s32, s.dtype)
             y = fma_float32(q.astype(_F32), s32, -zs).astype(out_dtype)
     else:
-        y = dequantize(q, scale, zero_point, out_dtype)
+        y = dequantize_values(q, scale, zero_point, out_dtype)
     if subnormals == "flush" and not wide_integer:
         y = _flush_subnormals(y)
     return y

@@ -87,7 +87,7 @@ def _as_range_values(value, what: str) -> np.ndarray:
 
 def _round_half_even(values: np.ndarray, qt: QType) -> np.ndarray:
     """round_half_even(values) in ``qt`` (arith's rounding: values / 1 in float64)."""
-    return arith.quantize(values, np.float64(1.0), None, qt, precision=np.float64)
+    return arith.quantize_values(values, np.float64(1.0), None, qt, precision=np.float64)
 
 
 def compute_scale_zero_point(
@@ -205,11 +205,11 @@ def quantize(x, scale, zero_point, qtype, axis: int | None = None, block_size: i
                 f"zero point {values[(values < qt.qmin) | (values > qt.qmax)].flat[0]} is outside {qt.name}"
             )
         zero_point = zero_point.astype(qt.dtype)
-    return arith.quantize(x, scale, zero_point, qt, precision=scale.dtype)
+    return arith.quantize_values(x, scale, zero_point, qt, precision=scale.dtype)
 
 
 def dequantize(q, scale, zero_point, axis: int | None = None, block_size: int | None = None) -> np.ndarray:
     """x = (q - zero_point) * scale, rounded once to the scale's type (DequantizeLinear)."""
     q = np.asarray(q)
     scale, zero_point = _checked_params(q.shape, scale, zero_point, axis, block_size)
-    return arith.dequantize(q, scale, zero_point, scale.dtype)
+    return arith.dequantize_values(q, scale, zero_point, scale.dtype)

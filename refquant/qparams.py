@@ -261,11 +261,11 @@ class QParams:
 
     def dequantize(self, q: np.ndarray, dtype=np.float64) -> np.ndarray:
         """(q - zero_point) * scale: exact in float64, one rounding in float32 (MLAS's dequantization)."""
-        return arith.dequantize(q, self.scale, self.zero_point, dtype)
+        return arith.dequantize_values(q, self.scale, self.zero_point, dtype)
 
     def quantize(self, real: np.ndarray, precision=np.float64) -> np.ndarray:
         """saturate(round_half_even(real / scale) + zero_point), the division in ``precision``."""
-        return arith.quantize(real, self.scale, self.zero_point, self.qtype, precision=precision)
+        return arith.quantize_values(real, self.scale, self.zero_point, self.qtype, precision=precision)
 
     def same_as(self, other: QParams) -> bool:
         return bool(self.scale == other.scale and self.zero_point == other.zero_point)

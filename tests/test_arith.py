@@ -99,7 +99,7 @@ def test_narrow_rounds_every_midpoint_once_to_nearest_even(dtype):
 
 @given(st.integers(-(2**33), 2**33), st.floats(1e-3, 1e3).map(lambda v: float(np.float32(v))))
 def test_dequantize_product_is_correctly_rounded_to_float32(diff, scale):
-    got = arith.dequantize(np.array([diff], np.int64), np.array(scale, np.float32), None, np.float32)[0]
+    got = arith.dequantize_values(np.array([diff], np.int64), np.array(scale, np.float32), None, np.float32)[0]
     exact = Fraction(diff) * Fraction(scale)
     neighbours = [np.nextafter(got, np.float32(-np.inf)), got, np.nextafter(got, np.float32(np.inf))]
     distances = [abs(Fraction(float(v)) - exact) for v in neighbours]

@@ -370,7 +370,7 @@ def test_quantize_fast_path_equals_the_general_path(data):
     zero_point = np.array(data.draw(st.sampled_from([qt.qmin, qt.qmax, (qt.qmin + qt.qmax) // 2])), dtype)
     with np.errstate(all="ignore"):  # as in a Session: x / scale may overflow to infinity, and saturates
         expected = arith._quantize_general(x, np.array(scale), zero_point, qt, precision=np.float32)
-        got = arith.quantize(x, np.array(scale), zero_point, qt, precision=np.float32)
+        got = arith.quantize_values(x, np.array(scale), zero_point, qt, precision=np.float32)
     assert got.dtype == dtype and np.array_equal(got, expected)
 
 
@@ -378,8 +378,8 @@ def test_quantize_fast_path_leaves_nan_to_the_profile_rule():
     qt = qtype(np.dtype(np.uint8))
     x = np.array([1.0, np.nan], np.float32)
     with pytest.raises(NonFiniteError):
-        arith.quantize(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32)
-    got = arith.quantize(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32, nan="qmin")
+        arith.quantize_values(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32)
+    got = arith.quantize_values(x, np.array(np.float32(0.5)), np.array(3, np.uint8), qt, precision=np.float32, nan="qmin")
     assert got.tolist() == [5, 0]
 
 
@@ -393,7 +393,7 @@ def test_dequantize_fast_path_equals_the_general_path(data):
     zero_point = np.array(data.draw(st.integers(info.min, info.max)), dtype)
     with np.errstate(all="ignore"):  # as in a Session: products may overflow to infinity
         expected = arith._dequantize_general(q, np.array(scale), zero_point, np.float32)
-        got = arith.dequantize(q, np.array(scale), zero_point, np.float32)
+        got = arith.dequantize_values(q, np.array(scale), zero_point, np.float32)
     assert got.dtype == np.float32 and np.array_equal(got, expected)
 
 

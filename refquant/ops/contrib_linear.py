@@ -48,12 +48,12 @@ def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision:
     """
     if precision == "float32":
         multiplier = _product(scales, np.float32)
-        y = arith.dequantize(arith.narrow(acc, np.float32), multiplier, None, np.float32)
+        y = arith.dequantize_values(arith.narrow(acc, np.float32), multiplier, None, np.float32)
         if bias is not None:
             y = y + bias.astype(np.float32)
         return arith.narrow(y, out_dtype)
     multiplier = _product(scales, np.float64 if precision == "float64" else np.float32)
-    real = arith.dequantize(acc, multiplier, None, np.float64)
+    real = arith.dequantize_values(acc, multiplier, None, np.float64)
     if bias is not None:
         real = real + bias.astype(np.float64)
     return arith.narrow(real, out_dtype)

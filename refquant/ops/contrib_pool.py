@@ -58,7 +58,7 @@ def _centered(x: np.ndarray, params: QParams) -> np.ndarray:
 
 
 def _exact_mean(sums: np.ndarray, counts, px: QParams, py: QParams) -> np.ndarray:
-    return py.quantize(arith.dequantize(sums, px.scale, None, np.float64) / counts)
+    return py.quantize(arith.dequantize_values(sums, px.scale, None, np.float64) / counts)
 
 
 def _mean(node: Node, sums: np.ndarray, counts, px: QParams, py: QParams) -> np.ndarray:

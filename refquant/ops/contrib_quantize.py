@@ -39,7 +39,7 @@ def contrib_quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
         require_dtype(y_zero_point, QUANTIZED_TYPES, "y_zero_point")
     out = qtype(y_zero_point.dtype if y_zero_point is not None else np.uint8)
     scale, zero_point = contrib_qdq_params(node, x, y_scale, y_zero_point, "y")
-    y = arith.quantize(
+    y = arith.quantize_values(
         x, scale, zero_point, out, precision=y_scale.dtype, nan=node.profile.nan, overflow=node.profile.quantize_overflow
     )
     return (y,)
@@ -53,4 +53,4 @@ def contrib_dequantize_linear(node: Node, x, x_scale=None, x_zero_point=None):
     require_dtype(x_scale, FLOAT_INPUT_TYPES, "x_scale")
     check_dequantize_zero_point(x, x_zero_point)
     scale, zero_point = contrib_qdq_params(node, x, x_scale, x_zero_point, "x")
-    return (arith.dequantize(x, scale, zero_point, x_scale.dtype),)
+    return (arith.dequantize_values(x, scale, zero_point, x_scale.dtype),)

@@ -53,5 +53,5 @@ def dynamic_quantize(node: Node, x: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     if np.isnan(initial_zero_point):  # 0 / 0: std::min(255.f, NaN) is 255
         initial_zero_point = np.float32(u8.qmax)
     zero_point = arith.saturate_int(np.rint(np.clip(initial_zero_point, u8.qmin, u8.qmax)), u8)
-    y = arith.quantize(x, np.asarray(scale), zero_point, u8, precision=np.float32, nan=node.profile.nan)
+    y = arith.quantize_values(x, np.asarray(scale), zero_point, u8, precision=np.float32, nan=node.profile.nan)
     return y, np.asarray(scale, np.float32), np.asarray(zero_point)

@@ -28,4 +28,4 @@ def round_float32(values: np.ndarray, qt: QType, zero_point=None, *, overflow: s
     (QLinearAdd, QLinearMul) turn a value beyond int32, or NaN, into INT32_MIN, which the
     saturating packs make qmin.
     """
-    return arith.quantize(np.asarray(values, np.float32), _ONE, zero_point, qt, precision=np.float32, overflow=overflow)
+    return arith.quantize_values(np.asarray(values, np.float32), _ONE, zero_point, qt, precision=np.float32, overflow=overflow)

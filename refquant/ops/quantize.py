@@ -89,7 +89,7 @@ def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
     qt = qtype(output_type)
     if node.profile.quantize_formula == "fake-quantize":
         return (lowerings.fake_quantize(x, scale, zero_point, qt, nan=node.profile.nan),)
-    y = arith.quantize(
+    y = arith.quantize_values(
         x,
         scale,
         zero_point,
@@ -123,7 +123,7 @@ def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
         # x - zp rounded to float32 first (onnxruntime, onnx.reference): spec/ops/quantize.md
         return (lowerings.dequantize_int32_via_float32(x, scale, zero_point, out_dtype, product=node.profile.dequantize_int32),)
     if formula == "exact" and subnormals == "keep":
-        return (arith.dequantize(x, scale, zero_point, out_dtype),)
+        return (arith.dequantize_values(x, scale, zero_point, out_dtype),)
     return (lowerings.dequantize_lowered(x, scale, zero_point, out_dtype, formula=formula, subnormals=subnormals),)
 
 
