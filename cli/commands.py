@@ -433,8 +433,20 @@ def _add_feed_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
 
 
+class UsageError(RefquantError):
+    """A command line argparse cannot read (an unknown option, a value that is not a number)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with refquant's error rule: one line naming the problem and where the help is, exit status 1
+    (argparse itself prints the usage and exits with status 2)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (`{self.prog} --help` lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="refquant", description="Golden reference for ONNX linear quantization.")
+    parser = Parser(prog="refquant", description="Golden reference for ONNX linear quantization.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -512,7 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"refquant: error: {exc}", file=sys.stderr)
+        return 1
     try:
         from refquant.budget import use_limits
 

@@ -64,6 +64,26 @@ def test_errors_are_one_line_on_stderr(q_model_path, tmp_path, capsys):
     assert "NAME=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["frob"], "argument COMMAND: invalid choice: 'frob'"),
+        ([], "the following arguments are required: COMMAND"),
+        (["run", "m.onnx", "--seed", "abc"], "argument --seed: invalid int value: 'abc' (`refquant run --help` lists"),
+        (["check", "--per-op"], "argument --per-op: expected one argument (`refquant check --help` lists"),
+        (["calibrate", "m.onnx", "--data", "d", "--out", "o", "--method", "max"], "argument --method: invalid choice"),
+        (["ops", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_command_line_argparse_cannot_read_is_a_one_line_error_with_status_1(argv, expected, capsys):
+    """README: errors print one line on stderr and exit 1, argument-parsing errors included (argparse alone
+    prints the usage and exits 2)."""
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("refquant: error: ") and expected in captured.err
+    assert captured.err.count("\n") == 1 and not captured.out
+
+
 def test_debug_shows_the_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "refquant.cli", "--debug", "run", str(tmp_path / "missing.onnx")],
