@@ -174,6 +174,15 @@ def test_the_old_top_level_name_backends_gives_a_clear_message():
     )
 
 
+def test_the_old_public_name_refquant_strategies_gives_a_clear_message():
+    result = subprocess.run([sys.executable, "-c", "import refquant.strategies"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "ImportError: refquant.strategies moved to refquant.backends.strategies in refquant 0.2: "
+        "write `from refquant.backends import strategies`"
+    )
+
+
 def test_the_pytest_plugin_entry_point_names_the_judge():
     from importlib.metadata import entry_points
 

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ["refquant", "backends", "tests", "tools", "benchmarks", ".ci"]
+SOURCES = ["refquant", "backends", "cli", "tests", "tools", "benchmarks", ".ci"]
 LOCAL = {"refquant", "backends", "tests", "literal_laden"}  # literal_laden: a module a test writes itself
 #: import names whose distribution is called otherwise
 DISTRIBUTION_OF = {"google": "protobuf"}
