@@ -8,7 +8,6 @@ from typing import Any
 from onnx import AttributeProto, NodeProto, defs, helper, numpy_helper
 
 from .errors import AttributeValueError, RefquantWarning
-from .profiles import Profile
 from .registry import DEFAULT_DOMAIN, Kernel, canonical_domain
 
 __all__ = ["Node", "check_attributes", "FLAG_ATTRIBUTES", "MS_ATTRIBUTES"]
@@ -107,23 +106,25 @@ def check_attributes(proto: NodeProto, opset: int, name: str) -> None:
 
 
 class Node:
-    """A node bound to its kernel version and the session's profile.
+    """A node bound to its kernel version and its family's profile options.
 
     ``version`` is the since_version of the op that the model's opset selects; ``kernel`` the function
-    the session calls, ``kernel(node, *inputs) -> outputs`` (the registry's entry for that version).
+    the session calls, ``kernel(node, *inputs) -> outputs`` (the registry's entry for that version);
+    ``options`` the session profile's options for the family the kernel registered with (an object of
+    :mod:`refquant.kernel_options`, or None): the only profile options a kernel sees.
     """
 
-    __slots__ = ("proto", "op_type", "name", "domain", "version", "profile", "kernel", "_attrs", "cache")
+    __slots__ = ("proto", "op_type", "name", "domain", "version", "options", "kernel", "_attrs", "cache")
 
     def __init__(
-        self, proto: NodeProto, version: int, profile: Profile, name: str, *, kernel: Kernel | None = None
+        self, proto: NodeProto, version: int, name: str, *, kernel: Kernel | None = None, options: Any = None
     ):
         self.proto = proto
         self.op_type = proto.op_type
         self.name = name
         self.domain = proto.domain
         self.version = version
-        self.profile = profile
+        self.options = options
         self.kernel = kernel
         self._attrs = {a.name: a for a in proto.attribute}
         #: per-session storage for kernels that prepare constant inputs once (only theirs)

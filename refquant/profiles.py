@@ -3,7 +3,8 @@
 A :class:`Profile` is a frozen set of options. ``"spec"`` is refquant's reading
 of the ONNX specification (spec/profiles.md explains each choice); other
 profiles emulate a backend, so that a difference between refquant and that
-backend is *explained* by an option rather than tolerated.
+backend is *explained* by an option rather than tolerated. Kernels never read a
+profile: each receives its op family's resolved options (:mod:`refquant.kernel_options`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,24 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Literal
 
-import numpy as np
-
 from . import host
 from .errors import RefquantError
 
-__all__ = ["Profile", "option_choices", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "OPENVINO", "PROFILES", "get_profile"]
+__all__ = [
+    "Profile", "option_choices", "SPEC", "ONNXRUNTIME", "ONNX_REFERENCE", "OPENVINO", "PROFILES", "get_profile",
+    "RequantizePrecision", "QuantizeOverflow", "NanRule", "Int32Overflow", "DequantizeFormula", "DequantizeSubnormals",
+    "FloatPipeline", "DequantizeInt32",
+]
+
+# The values of the options that kernels receive as they are (refquant.kernel_options), written once here.
+RequantizePrecision = Literal["float64", "float32", "mixed"]
+QuantizeOverflow = Literal["saturate", "int32-indefinite"]
+NanRule = Literal["error", "qmin", "zero_point"]
+Int32Overflow = Literal["wrap", "saturate", "error"]
+DequantizeFormula = Literal["exact", "distributed"]
+DequantizeSubnormals = Literal["keep", "flush"]
+FloatPipeline = Literal["exact", "mlas-float32", "numpy-float32"]
+DequantizeInt32 = Literal["exact", "float32-first", "float32-input"]
 
 
 @dataclass(frozen=True)
@@ -140,23 +153,23 @@ class Profile:
     """
 
     name: str = "custom"
-    requantize_precision: Literal["float64", "float32", "mixed"] = "float64"
+    requantize_precision: RequantizePrecision = "float64"
     requantize_zero_point: Literal["after-rounding", "before-rounding"] = "after-rounding"
-    quantize_overflow: Literal["saturate", "int32-indefinite"] = "saturate"
-    nan: Literal["error", "qmin", "zero_point"] = "error"
-    int32_overflow: Literal["wrap", "saturate", "error"] = "wrap"
+    quantize_overflow: QuantizeOverflow = "saturate"
+    nan: NanRule = "error"
+    int32_overflow: Int32Overflow = "wrap"
     avx2_u8s8_saturation: bool = False
     dynamic_zero_range_scale: float = 1.0
     dynamic_scale_out_of_range: Literal["error", "float32"] = "error"
     qlinear_pipeline: Literal["exact", "mlas-float32"] = "exact"
     quantize_formula: Literal["exact", "fake-quantize"] = "exact"
-    dequantize_formula: Literal["exact", "distributed"] = "exact"
-    dequantize_subnormals: Literal["keep", "flush"] = "keep"
+    dequantize_formula: DequantizeFormula = "exact"
+    dequantize_subnormals: DequantizeSubnormals = "keep"
     dynamic_quantize_formula: Literal["exact", "reciprocal"] = "exact"
     quantize_division: Literal["scale-type", "float32"] = "scale-type"
-    float_pipeline: Literal["exact", "mlas-float32", "numpy-float32"] = "exact"
+    float_pipeline: FloatPipeline = "exact"
     mlas_threads: int = 1
-    dequantize_int32: Literal["exact", "float32-first", "float32-input"] = "exact"
+    dequantize_int32: DequantizeInt32 = "exact"
     qlinear_requantize: Literal["exact", "fake-quantize"] = "exact"
 
     def __post_init__(self):
@@ -170,25 +183,6 @@ class Profile:
         if not self.dynamic_zero_range_scale > 0:
             raise RefquantError("profile option dynamic_zero_range_scale must be > 0")
 
-    # -- the questions kernels ask ------------------------------------------------------------------
-
-    def replays_mlas_float32(self, dtype) -> bool:
-        """Whether a float computation on ``dtype`` values replays onnxruntime's MLAS kernels operation by
-        operation (``float_pipeline="mlas-float32"``, :mod:`refquant.mlas`): only float32 values do."""
-        return self.float_pipeline == "mlas-float32" and np.dtype(dtype) == np.float32
-
-    def replays_numpy_float32(self, dtype) -> bool:
-        """Whether a float computation on ``dtype`` values takes numpy's own float32 products, as onnx.reference
-        calls them (``float_pipeline="numpy-float32"``: whatever rounding this machine's numpy and BLAS give):
-        only float32 values do."""
-        return self.float_pipeline == "numpy-float32" and np.dtype(dtype) == np.float32
-
-    @property
-    def qlinear_mlas(self) -> bool:
-        """Whether the com.microsoft QLinear elementwise and pooling ops replay onnxruntime's MLAS float32
-        kernels step by step (``qlinear_pipeline="mlas-float32"``) rather than evaluate exactly."""
-        return self.qlinear_pipeline == "mlas-float32"
-
     def with_options(self, **options) -> Profile:
         """A copy with some options changed (unknown names are an error)."""
         known = {f.name for f in fields(self)}
@@ -201,7 +195,8 @@ class Profile:
 @functools.cache
 def option_choices() -> Mapping[str, tuple[str, ...]]:
     """{option: its allowed values} (read-only) for every option of :class:`Profile` declared as a ``Literal``,
-    in declaration order; the values are the ``Literal``'s, so they are written once, on the field."""
+    in declaration order; the values are the ``Literal``'s, so they are written once, on the field (or on the alias
+    above that the field and the kernels' options both name)."""
     hints = typing.get_type_hints(Profile)
     return MappingProxyType({
         f.name: typing.get_args(hints[f.name]) for f in fields(Profile) if typing.get_origin(hints[f.name]) is Literal

@@ -20,7 +20,7 @@ from .errors import FeedError, KernelFailure, ModelError, NodeError, RefquantErr
 from .model import load_model, opset_versions, topological_order
 from .node import Node, check_attributes
 from .profiles import Profile, get_profile
-from .registry import canonical_domain, lookup
+from .registry import canonical_domain, lookup, options_family
 
 __all__ = ["Session", "TensorSpec", "Limits"]
 
@@ -111,6 +111,7 @@ class Session:
             raise RefquantError(f"limits must be a refquant.Limits, not {type(limits).__name__}")
         self.limits = budget.default_limits() if limits is None else limits
         self.profile = get_profile(profile)
+        self._family_options: dict[type, object] = {}
         self.model = load_model(model)
         graph = self.model.graph
         versions = opset_versions(self.model)
@@ -141,7 +142,14 @@ class Session:
             )
         version, kernel = found
         check_attributes(proto, versions[domain], name)
-        return Node(proto, version, self.profile, name, kernel=kernel)
+        family = options_family(domain, proto.op_type)
+        return Node(proto, version, name, kernel=kernel, options=None if family is None else self._options_of(family))
+
+    def _options_of(self, family: type):
+        """The profile's options for one op family (refquant.kernel_options), built once per session."""
+        if family not in self._family_options:
+            self._family_options[family] = family.of(self.profile)
+        return self._family_options[family]
 
     def _last_uses(self) -> dict[str, int]:
         last = {}

@@ -202,3 +202,29 @@ def test_a_kernel_module_imports_no_other_kernel_module():
             targets = {f"{imp.module}.{name}" for name in imp.names} | {imp.module}
             bad += [f"{imp}: {target}" for target in sorted(targets & kernel_modules) if target != module]
     assert not bad, "\n".join(bad)
+
+
+def profile_reads(source: str) -> list[int]:
+    """Lines of ``source`` that read an attribute named ``profile`` (``node.profile``, ``x.profile.nan``)."""
+    return sorted(n.lineno for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Attribute) and n.attr == "profile")
+
+
+KERNEL_SOURCES = sorted((ROOT / "refquant" / "ops").glob("*.py"))
+
+
+def test_no_kernel_module_reads_the_profile():
+    """Kernels and their helpers (refquant/ops/*.py) get their op family's options (node.options,
+    refquant/kernel_options.py) or the values as arguments, never the whole profile."""
+    assert len(KERNEL_SOURCES) > 10
+    bad = [f"{path.relative_to(ROOT)}:{line}" for path in KERNEL_SOURCES for line in profile_reads(path.read_text())]
+    assert not bad, "kernel modules read .profile:\n" + "\n".join(bad)
+
+
+def test_the_profile_check_finds_a_kernel_that_reads_the_profile():
+    kernel = (
+        "@register('QuantizeLinear', since=(10,))\n"
+        "def quantize_linear(node, x, scale):\n"
+        "    nan = node.options.nan\n"
+        "    return (quantize(x, scale, nan=node.profile.nan),)\n"
+    )
+    assert profile_reads(kernel) == [4]

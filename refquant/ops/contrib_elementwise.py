@@ -8,9 +8,9 @@
     QLinearConcat:    Y = concat_i(quantize_Y(dequantize_i(X_i)), axis)
     QLinearWhere:     Z = where(condition, quantize_Z(dequantize_X(X)), quantize_Z(dequantize_Y(Y)))
 
-Profile option qlinear_pipeline: ``"exact"`` evaluates the function in float64 on the
-exact dequantized values and rounds once; ``"mlas-float32"`` replays onnxruntime's
-MLAS kernels. spec/ops/contrib.md gives both, with the evidence.
+Profile option qlinear_pipeline (QLinearElementwiseOptions.mlas_float32): ``"exact"`` evaluates the
+function in float64 on the exact dequantized values and rounds once; ``"mlas-float32"`` replays
+onnxruntime's MLAS kernels. spec/ops/contrib.md gives both, with the evidence.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..broadcast import broadcast_shapes
 from ..checks import normalize_axis, require_dtype, require_input, require_same_type
 from ..dtypes import EIGHT_BIT_INTS
 from ..errors import ShapeError
+from ..kernel_options import QLinearElementwiseOptions
 from ..node import Node
 from ..qparams import QParams, per_tensor_params
 from ..registry import MS_DOMAIN, register
@@ -70,17 +71,17 @@ def _mlas_add(a, pa: QParams, b, pb: QParams, pc: QParams) -> np.ndarray:
     return round_float32(total, pc.qtype, overflow="int32-indefinite")
 
 
-@register("QLinearAdd", since=(1,), domain=MS_DOMAIN)
+@register("QLinearAdd", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_add(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, b_zero_point=None,
                 c_scale=None, c_zero_point=None):
     """C = quantize_C(A_scale * (A - A_zero_point) + B_scale * (B - B_zero_point))."""
     pa, pb, pc = _binary_operands(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point)
-    if node.profile.qlinear_mlas:
+    if node.options.mlas_float32:
         return (_mlas_add(a, pa, b, pb, pc),)
     return (pc.quantize(pa.dequantize(a) + pb.dequantize(b)),)
 
 
-@register("QLinearMul", since=(1,), domain=MS_DOMAIN)
+@register("QLinearMul", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_mul(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, b_zero_point=None,
                 c_scale=None, c_zero_point=None):
     """C = quantize_C((A - A_zero_point) * (B - B_zero_point) * A_scale * B_scale).
@@ -90,7 +91,7 @@ def qlinear_mul(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=
     r = float32(float32(A_scale * B_scale) / C_scale); beyond int32 (or NaN): qmin, as in QLinearAdd.
     """
     pa, pb, pc = _binary_operands(a, a_scale, a_zero_point, b, b_scale, b_zero_point, c_scale, c_zero_point)
-    if node.profile.qlinear_mlas:
+    if node.options.mlas_float32:
         product = (a.astype(np.int32) - pa.zero_point.astype(np.int32)) * (b.astype(np.int32) - pb.zero_point.astype(np.int32))
         ratio = pa.scale.astype(np.float32) * pb.scale / pc.scale
         total = product.astype(np.float32) * ratio + pc.zero_point.astype(np.float32)
@@ -140,22 +141,22 @@ def _mlas_logistic(v: np.ndarray) -> np.ndarray:
     return np.maximum(p / q + np.float32(0.5), np.float32(0.0))
 
 
-@register("QLinearSigmoid", since=(1,), domain=MS_DOMAIN)
+@register("QLinearSigmoid", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_sigmoid(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None, y_zero_point=None):
     """Y = quantize_Y(sigmoid(dequantize_X(X))); mlas-float32: float32 dequantization, MLAS's logistic,
     float32 QuantizeLinear (x / y_scale rounded, then + y_zero_point)."""
     px, py = _unary_params(x, x_scale, x_zero_point, y_scale, y_zero_point)
-    if node.profile.qlinear_mlas:
+    if node.options.mlas_float32:
         return (py.quantize(_mlas_logistic(px.dequantize(x, np.float32)), precision=np.float32),)
     return (py.quantize(_sigmoid(px.dequantize(x))),)
 
 
-@register("QLinearLeakyRelu", since=(1,), domain=MS_DOMAIN)
+@register("QLinearLeakyRelu", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_leaky_relu(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None, y_zero_point=None):
     """Y = quantize_Y(v >= 0 ? v : alpha * v), v = dequantize_X(X); mlas-float32: each step in float32."""
     px, py = _unary_params(x, x_scale, x_zero_point, y_scale, y_zero_point)
     alpha = node.attr("alpha", 0.01, float)
-    precision = np.dtype(np.float32 if node.profile.qlinear_mlas else np.float64)
+    precision = np.dtype(np.float32 if node.options.mlas_float32 else np.float64)
     v = px.dequantize(x, precision)
     return (py.quantize(np.where(v >= 0, v, precision.type(alpha) * v), precision=precision),)
 
@@ -203,14 +204,14 @@ def _mlas_softmax(rows: np.ndarray, px: QParams, py: QParams) -> np.ndarray:
     return round_float32(exps * scale[:, None], py.qtype, py.zero_point)
 
 
-@register("QLinearSoftmax", since=(1,), domain=MS_DOMAIN)
+@register("QLinearSoftmax", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_softmax(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None, y_zero_point=None):
     """Y = quantize_Y(softmax(dequantize_X(X))) along ``axis`` (attribute ``opset`` picks the semantics)."""
     px, py = _unary_params(x, x_scale, x_zero_point, y_scale, y_zero_point, y_zero_point_required=True)
     rows, restore = _softmax_rows(x, node)
     if rows.size == 0:
         return (np.empty(x.shape, x.dtype),)
-    if node.profile.qlinear_mlas:
+    if node.options.mlas_float32:
         return (restore(_mlas_softmax(rows, px, py)),)
     v = px.dequantize(rows)
     e = np.exp(v - v.max(axis=1, keepdims=True))
@@ -222,17 +223,17 @@ def qlinear_softmax(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None
 # ----------------------------------------------------------------------------
 
 
-def _requantize(node: Node, q: np.ndarray, source: QParams, target: QParams) -> np.ndarray:
-    """quantize_target(dequantize_source(q)). mlas-float32 (onnxruntime's lookup table): a copy when
+def _requantize(q: np.ndarray, source: QParams, target: QParams, *, mlas_float32: bool) -> np.ndarray:
+    """quantize_target(dequantize_source(q)). mlas_float32 (onnxruntime's lookup table): a copy when
     scale and zero point are equal, else float32 dequantization then float32 QuantizeLinear."""
-    if node.profile.qlinear_mlas:
+    if mlas_float32:
         if source.same_as(target):
             return q.copy()
         return target.quantize(source.dequantize(q, np.float32), precision=np.float32)
     return target.quantize(source.dequantize(q))
 
 
-@register("QLinearConcat", since=(1,), domain=MS_DOMAIN)
+@register("QLinearConcat", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_concat(node: Node, y_scale, y_zero_point=None, *inputs):
     """Y = concat(requantize(X_i), axis); inputs after Y's parameters are (X, X_scale, X_zero_point) triples."""
     require_input(y_zero_point, "Y_zero_point")
@@ -246,7 +247,8 @@ def qlinear_concat(node: Node, y_scale, y_zero_point=None, *inputs):
         what = f"X{i // 3}"
         require_input(x, what)
         require_same_type(x, y_zero_point, what, "Y_zero_point")
-        tensors.append(_requantize(node, x, per_tensor_params(x_scale, x_zero_point, x, what, zero_point_required=True), py))
+        params = per_tensor_params(x_scale, x_zero_point, x, what, zero_point_required=True)
+        tensors.append(_requantize(x, params, py, mlas_float32=node.options.mlas_float32))
     rank = tensors[0].ndim
     axis = normalize_axis(node.attr("axis", kind=int), rank)
     shapes = [t.shape for t in tensors]
@@ -256,7 +258,7 @@ def qlinear_concat(node: Node, y_scale, y_zero_point=None, *inputs):
     return (np.concatenate(tensors, axis=axis),)
 
 
-@register("QLinearWhere", since=(1,), domain=MS_DOMAIN)
+@register("QLinearWhere", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_where(node: Node, condition, x=None, x_scale=None, x_zero_point=None, y=None, y_scale=None,
                   y_zero_point=None, z_scale=None, z_zero_point=None):
     """Z = where(condition, requantize(X), requantize(Y)), multidirectional broadcasting."""
@@ -269,5 +271,7 @@ def qlinear_where(node: Node, condition, x=None, x_scale=None, x_zero_point=None
     py = per_tensor_params(y_scale, y_zero_point, x, "y", zero_point_required=True)
     pz = per_tensor_params(z_scale, z_zero_point, x, "z", zero_point_required=True)
     broadcast_shapes({"condition": condition.shape, "X": x.shape, "Y": y.shape})
-    return (np.where(condition, _requantize(node, x, px, pz), _requantize(node, y, py, pz)),)
+    mlas_float32 = node.options.mlas_float32
+    z_from_x = _requantize(x, px, pz, mlas_float32=mlas_float32)
+    return (np.where(condition, z_from_x, _requantize(y, py, pz, mlas_float32=mlas_float32)),)
 

@@ -7,9 +7,9 @@
     QLinearConv          = ai.onnx QLinearConv; channels_last=1 reads x and writes y as (N, D1, ..., C)
 
 Products go through exact_products.exact_matmul (exact by its bound), plus AVX2's pair saturation where the
-profile asks for it (avx2_u8s8_saturation, uint8 A x int8 B). The requantization and
-the scaling to float follow the profile's requantize_precision: "float64" (spec) or
-onnxruntime's "float32" (spec/ops/contrib.md).
+options ask for it (RequantizeOptions.saturate_u8s8_pairs, uint8 A x int8 B). The requantization and
+the scaling to float follow RequantizeOptions.precision (profile option requantize_precision): "float64"
+(spec) or onnxruntime's "float32" (spec/ops/contrib.md).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from ..broadcast import check_unidirectional
 from ..checks import flag, require_dtype, require_input
 from ..dtypes import EIGHT_BIT_INTS, dtype_name, qtype
 from ..errors import DTypeError, QuantParamError, ShapeError
+from ..kernel_options import DynamicQuantizeMatMulOptions, RequantizeOptions
 from ..node import Node
+from ..profiles import RequantizePrecision
 from ..qparams import check_scale, matmul_param, operand_params, scalar_param, zero_point_of
 from ..registry import MS_DOMAIN, register
 from .dynamic_quantization import dynamic_quantize
@@ -37,7 +39,7 @@ from .integer_products import (
 )
 
 
-def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision: str) -> np.ndarray:
+def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision: RequantizePrecision) -> np.ndarray:
     """acc * scales[0] * scales[1] * ... (+ bias), as ``out_dtype``.
 
     "float64": scale product, times acc, plus bias, all in float64 (relative errors of 2^-53),
@@ -59,11 +61,11 @@ def _scaled_to_float(acc: np.ndarray, scales: tuple, bias, out_dtype, precision:
     return arith.narrow(real, out_dtype)
 
 
-def _mlas_accumulator(node: Node, a, a_zp, b, b_zp) -> np.ndarray:
-    """(a - a_zp) @ (b - b_zp) as int64, exact, plus what onnxruntime's U8S8 GEMM without VNNI changes
-    (profile option avx2_u8s8_saturation: these ops run MlasGemm with A = a, B = b)."""
+def _mlas_accumulator(a, a_zp, b, b_zp, *, saturate_pairs: bool) -> np.ndarray:
+    """(a - a_zp) @ (b - b_zp) as int64, exact, plus, with ``saturate_pairs``, what onnxruntime's U8S8 GEMM
+    without VNNI changes (these ops run MlasGemm with A = a, B = b)."""
     acc = exact_products.exact_matmul(minus_zero_point(a, a_zp), minus_zero_point(b, b_zp))
-    excess = u8s8_pair_excess(node, a, b)
+    excess = u8s8_pair_excess(a, b) if saturate_pairs else None
     return acc if excess is None else acc + excess
 
 
@@ -87,7 +89,7 @@ def _gemm_operand(q, what: str, transposed: bool) -> np.ndarray:
     return q.T if transposed else q
 
 
-@register("QGemm", since=(1,), domain=MS_DOMAIN)
+@register("QGemm", since=(1,), domain=MS_DOMAIN, options=RequantizeOptions)
 def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, b_zero_point=None, c=None,
           y_scale=None, y_zero_point=None):
     """Y = alpha * a_scale * b_scale * ((A' - a_zp) @ (B' - b_zp) + C), A' = transA ? A^T : A (B' alike).
@@ -110,13 +112,14 @@ def qgemm(node: Node, a, a_scale=None, a_zero_point=None, b=None, b_scale=None, 
     if b_scale.ndim > 1 or b_zero_point.ndim > 1:
         raise QuantParamError(f"b_scale and b_zero_point must be scalars or 1-D (one per column), got shapes {b_scale.shape}, {b_zero_point.shape}")
     b_scale, b_zp = operand_params(b_scale, zero_point_of(b_zero_point, b, "b"), b2.shape, per_row=False, what="b")
-    acc = _mlas_accumulator(node, a2, a_zp, b2, b_zp)
+    options: RequantizeOptions = node.options
+    acc = _mlas_accumulator(a2, a_zp, b2, b_zp, saturate_pairs=options.saturate_u8s8_pairs)
     if c is not None:
         require_dtype(c, {T.INT32}, "C")
         check_unidirectional(c.shape, acc.shape, "C")
         acc = acc + c.astype(np.int64)
     a_scale = np.float64(alpha) * scalar_param(a_scale, "a_scale")  # exact: two float32 factors
-    precision = node.profile.requantize_precision
+    precision = options.precision
     if (y_scale is None) != (y_zero_point is None):
         raise QuantParamError("y_scale and y_zero_point come together: both for a quantized Y, neither for float Y")
     if y_scale is None:
@@ -154,22 +157,24 @@ def _matmul_params(scale, zero_point, q, *, per_row: bool, what: str):
     )
 
 
-def _integer_matmul_to_float(node: Node, a, a_scale, a_zp, b, b_scale, b_zp, bias, out_dtype) -> np.ndarray:
+def _integer_matmul_to_float(
+    options: RequantizeOptions, a, a_scale, a_zp, b, b_scale, b_zp, bias, out_dtype
+) -> np.ndarray:
     """a_scale * b_scale * ((a - a_zp) @ (b - b_zp)) + bias, numpy.matmul shapes, as ``out_dtype``."""
     check_matmul_shapes(a, b)
     a2, b2, squeeze = as_matrices(a, b)
-    acc = _mlas_accumulator(node, a2, a_zp, b2, b_zp)
+    acc = _mlas_accumulator(a2, a_zp, b2, b_zp, saturate_pairs=options.saturate_u8s8_pairs)
     if bias is not None:
         require_dtype(bias, {T.FLOAT, T.FLOAT16}, "bias")
         if bias.dtype != out_dtype:
             raise DTypeError(f"bias has type {dtype_name(bias.dtype)}, it must match the scales ({dtype_name(out_dtype)})")
         if bias.shape != (b2.shape[-1],):
             raise ShapeError(f"bias has shape {bias.shape}, expected ({b2.shape[-1]},): one value per column of B")
-    y = _scaled_to_float(acc, (a_scale, b_scale), bias, out_dtype, node.profile.requantize_precision)
+    y = _scaled_to_float(acc, (a_scale, b_scale), bias, out_dtype, options.precision)
     return squeeze_axes(y, squeeze)
 
 
-@register("MatMulIntegerToFloat", since=(1,), domain=MS_DOMAIN)
+@register("MatMulIntegerToFloat", since=(1,), domain=MS_DOMAIN, options=RequantizeOptions)
 def matmul_integer_to_float(node: Node, a, b=None, a_scale=None, b_scale=None, a_zero_point=None,
                             b_zero_point=None, bias=None):
     """Y = ((A - a_zero_point) @ (B - b_zero_point)) * a_scale * b_scale + bias, Y of the scales' type.
@@ -184,21 +189,22 @@ def matmul_integer_to_float(node: Node, a, b=None, a_scale=None, b_scale=None, a
         raise DTypeError(f"a_scale has type {dtype_name(a_scale.dtype)} and b_scale {dtype_name(b_scale.dtype)}: they must match")
     a_scale, a_zp = _matmul_params(a_scale, a_zero_point, a, per_row=True, what="a")
     b_scale, b_zp = _matmul_params(b_scale, b_zero_point, b, per_row=False, what="b")
-    return (_integer_matmul_to_float(node, a, a_scale, a_zp, b, b_scale, b_zp, bias, a_scale.dtype),)
+    return (_integer_matmul_to_float(node.options, a, a_scale, a_zp, b, b_scale, b_zp, bias, a_scale.dtype),)
 
 
-@register("DynamicQuantizeMatMul", since=(1,), domain=MS_DOMAIN)
+@register("DynamicQuantizeMatMul", since=(1,), domain=MS_DOMAIN, options=DynamicQuantizeMatMulOptions)
 def dynamic_quantize_matmul(node: Node, a, b=None, b_scale=None, b_zero_point=None, bias=None):
     """Y = MatMulIntegerToFloat(A_q, B, a_scale, b_scale, a_zp, b_zero_point, bias) with
-    (A_q, a_scale, a_zp) = DynamicQuantizeLinear(A) (uint8; its profile options apply)."""
+    (A_q, a_scale, a_zp) = DynamicQuantizeLinear(A) (uint8; its profile options apply: options.quantize_a)."""
     for value, what in ((b, "B"), (b_scale, "b_scale")):
         require_input(value, what)
     require_dtype(a, {T.FLOAT}, "A")
     require_dtype(b, EIGHT_BIT_INTS, "B")
     require_dtype(b_scale, {T.FLOAT}, "b_scale")
-    a_q, a_scale, a_zp = dynamic_quantize(node, a)
+    options: DynamicQuantizeMatMulOptions = node.options
+    a_q, a_scale, a_zp = dynamic_quantize(a, options.quantize_a)
     b_scale, b_zp = _matmul_params(b_scale, b_zero_point, b, per_row=False, what="b")
-    return (_integer_matmul_to_float(node, a_q, a_scale, a_zp, b, b_scale, b_zp, bias, np.float32),)
+    return (_integer_matmul_to_float(options.product, a_q, a_scale, a_zp, b, b_scale, b_zp, bias, np.float32),)
 
 
 # ----------------------------------------------------------------------------
@@ -206,7 +212,7 @@ def dynamic_quantize_matmul(node: Node, a, b=None, b_scale=None, b_zero_point=No
 # ----------------------------------------------------------------------------
 
 
-@register("QLinearConv", since=(1,), domain=MS_DOMAIN)
+@register("QLinearConv", since=(1,), domain=MS_DOMAIN, options=RequantizeOptions)
 def qlinear_conv_channels_last(node: Node, x, x_scale=None, x_zero_point=None, w=None, w_scale=None,
                                w_zero_point=None, y_scale=None, y_zero_point=None, B=None):
     """ai.onnx QLinearConv; with channels_last=1, x is (N, D1, ..., C) and y (N, D1, ..., M) (w stays (M, C/group, k...))."""
@@ -217,5 +223,7 @@ def qlinear_conv_channels_last(node: Node, x, x_scale=None, x_zero_point=None, w
         if x.ndim < 3:
             raise ShapeError(f"x must have shape (N, D1, ..., C) with channels_last=1, got {x.shape}")
         x = np.moveaxis(x, -1, 1)
-    y = quantized_conv(node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B)
+    y = quantized_conv(
+        node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, options=node.options
+    )
     return (np.ascontiguousarray(np.moveaxis(y, 1, -1)) if channels_last else y,)

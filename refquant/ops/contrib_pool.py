@@ -5,8 +5,8 @@
 Window sums of the centered integers are exact (int64). AveragePool counts the kernel
 taps inside the input, or every tap (padding included) under count_include_pad;
 GlobalAveragePool and ReduceMean average whole axes. channels_last=1 reads
-(N, D1, ..., C). Profile option qlinear_pipeline: "mlas-float32" replays onnxruntime's
-kernels. spec/ops/contrib.md states both.
+(N, D1, ..., C). QLinearElementwiseOptions.mlas_float32 (profile option qlinear_pipeline="mlas-float32")
+replays onnxruntime's kernels. spec/ops/contrib.md states both.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from .. import arith
 from ..checks import flag, normalize_axis, require_dtype, require_input
 from ..dtypes import EIGHT_BIT_INTS
 from ..errors import AttributeValueError, ShapeError
+from ..kernel_options import QLinearElementwiseOptions
 from ..node import Node
 from ..qparams import QParams, per_tensor_params
 from ..registry import MS_DOMAIN, register
@@ -61,14 +62,14 @@ def _exact_mean(sums: np.ndarray, counts, px: QParams, py: QParams) -> np.ndarra
     return py.quantize(arith.dequantize_values(sums, px.scale, None, np.float64) / counts)
 
 
-def _mean(node: Node, sums: np.ndarray, counts, px: QParams, py: QParams) -> np.ndarray:
+def _mean(sums: np.ndarray, counts, px: QParams, py: QParams, *, mlas_float32: bool) -> np.ndarray:
     """quantize_y(x_scale * sums / counts), ``sums`` exact sums of x - x_zero_point.
 
     exact: x_scale * sums in float64 (exact), one division by the count, quantized in float64.
-    mlas-float32 (MlasQLinearGlobalAveragePool): r = float32(x_scale / float32(y_scale * float32(count))),
+    mlas_float32 (MlasQLinearGlobalAveragePool): r = float32(x_scale / float32(y_scale * float32(count))),
     y = saturate(round_half_even(float32(float32(sums) * r)) + y_zero_point).
     """
-    if not node.profile.qlinear_mlas:
+    if not mlas_float32:
         return _exact_mean(sums, counts, px, py)
     ratio = px.scale.astype(np.float32) / (py.scale * np.asarray(counts, np.float32))
     return round_float32(arith.narrow(sums, np.float32) * ratio, py.qtype, py.zero_point)
@@ -98,7 +99,7 @@ def _window_sums(x: np.ndarray, window: Window) -> np.ndarray:
     return total
 
 
-def _mlas_average_pool(node: Node, x: np.ndarray, window: Window, counts, px: QParams, py: QParams) -> np.ndarray:
+def _mlas_average_pool(x: np.ndarray, window: Window, counts, px: QParams, py: QParams) -> np.ndarray:
     """onnxruntime QLinearAveragePool: float32 dequantization, float32 window sum in row-major tap order
     (padding skipped), float32 division by the count, then saturate(round_half_even(float32(v / y_scale)
     + y_zero_point)): the zero point is added before rounding, and a value beyond int32 (or NaN) converts
@@ -106,12 +107,13 @@ def _mlas_average_pool(node: Node, x: np.ndarray, window: Window, counts, px: QP
     kernel instead."""
     if window.kernel == x.shape[2:] and not window.padded:
         spatial = tuple(range(2, x.ndim))
-        return _mean(node, _centered(x, px).sum(axis=spatial, keepdims=True), math.prod(window.kernel), px, py)
+        sums = _centered(x, px).sum(axis=spatial, keepdims=True)
+        return _mean(sums, math.prod(window.kernel), px, py, mlas_float32=True)
     mean = _window_sums(px.dequantize(x, np.float32), window) / np.asarray(counts, np.float32)
     return round_float32(mean / py.scale + py.zero_point.astype(np.float32), py.qtype, overflow="int32-indefinite")
 
 
-@register("QLinearAveragePool", since=(1,), domain=MS_DOMAIN)
+@register("QLinearAveragePool", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_average_pool(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None, y_zero_point=None):
     """y = quantize_y(average of dequantize_x(x) over each window); attributes as AveragePool's, plus channels_last."""
     px, py = _operand(x, x_scale, x_zero_point, y_scale, y_zero_point)
@@ -119,10 +121,10 @@ def qlinear_average_pool(node: Node, x, x_scale=None, x_zero_point=None, y_scale
     include_pad = flag(node, "count_include_pad")
     window = resolve_window(node, x.shape[2:], ceil_mode=flag(node, "ceil_mode"))
     counts = _tap_counts(window, x.shape[2:], include_pad)
-    if node.profile.qlinear_mlas:
-        y = _mlas_average_pool(node, x, window, counts, px, py)
+    if node.options.mlas_float32:
+        y = _mlas_average_pool(x, window, counts, px, py)
     else:
-        y = _mean(node, _window_sums(_centered(x, px), window), counts, px, py)
+        y = _mean(_window_sums(_centered(x, px), window), counts, px, py, mlas_float32=False)
     return (_restore_layout(y, channels_last),)
 
 
@@ -131,14 +133,15 @@ def qlinear_average_pool(node: Node, x, x_scale=None, x_zero_point=None, y_scale
 # ----------------------------------------------------------------------------
 
 
-@register("QLinearGlobalAveragePool", since=(1,), domain=MS_DOMAIN)
+@register("QLinearGlobalAveragePool", since=(1,), domain=MS_DOMAIN, options=QLinearElementwiseOptions)
 def qlinear_global_average_pool(node: Node, x, x_scale=None, x_zero_point=None, y_scale=None, y_zero_point=None):
     """y[n, c] = quantize_y(mean over every spatial position of dequantize_x(x[n, c])); spatial axes kept as 1."""
     px, py = _operand(x, x_scale, x_zero_point, y_scale, y_zero_point, zero_points_required=True)
     x, channels_last = _channels_first(node, x)
     spatial = tuple(range(2, x.ndim))
     sums = _centered(x, px).sum(axis=spatial, keepdims=True)
-    return (_restore_layout(_mean(node, sums, math.prod(x.shape[2:]), px, py), channels_last),)
+    y = _mean(sums, math.prod(x.shape[2:]), px, py, mlas_float32=node.options.mlas_float32)
+    return (_restore_layout(y, channels_last),)
 
 
 def _reduced_axes(node: Node, rank: int) -> tuple[int, ...]:

@@ -18,6 +18,7 @@ from .. import arith
 from ..checks import require_dtype, require_input
 from ..dtypes import dtype_name, qtype
 from ..errors import DTypeError
+from ..kernel_options import QuantizeOptions
 from ..node import Node
 from ..qparams import check_dequantize_zero_point, contrib_qdq_params
 from ..registry import MS_DOMAIN, register
@@ -28,7 +29,7 @@ QUANTIZED_TYPES = (T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT4, T.UINT4)
 FLOAT_INPUT_TYPES = (T.FLOAT, T.FLOAT16)
 
 
-@register("QuantizeLinear", since=(1,), domain=MS_DOMAIN)
+@register("QuantizeLinear", since=(1,), domain=MS_DOMAIN, options=QuantizeOptions)
 def contrib_quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
     """y = saturate(round_half_even(x / y_scale) + y_zero_point), the division in y_scale's type."""
     require_input(y_scale, "y_scale")
@@ -39,8 +40,9 @@ def contrib_quantize_linear(node: Node, x, y_scale=None, y_zero_point=None):
         require_dtype(y_zero_point, QUANTIZED_TYPES, "y_zero_point")
     out = qtype(y_zero_point.dtype if y_zero_point is not None else np.uint8)
     scale, zero_point = contrib_qdq_params(node, x, y_scale, y_zero_point, "y")
+    options: QuantizeOptions = node.options
     y = arith.quantize_values(
-        x, scale, zero_point, out, precision=y_scale.dtype, nan=node.profile.nan, overflow=node.profile.quantize_overflow
+        x, scale, zero_point, out, precision=y_scale.dtype, nan=options.nan, overflow=options.overflow
     )
     return (y,)
 

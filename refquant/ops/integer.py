@@ -18,6 +18,7 @@ from .. import arith
 from ..checks import require_dtype, require_input
 from ..dtypes import EIGHT_BIT_INTS, FLOAT8_TYPES, dtype_name, qtype, types_at
 from ..errors import DTypeError
+from ..kernel_options import IntegerProductOptions, RequantizeOptions
 from ..node import Node
 from ..qparams import check_scale, matmul_param, operand_params, scalar_param, zero_point_of
 from ..registry import register
@@ -47,7 +48,7 @@ QMATMUL_SCALE_TYPES = {10: (T.FLOAT,), 21: (T.FLOAT16, T.BFLOAT16)}
 # ----------------------------------------------------------------------------
 
 
-@register("MatMulInteger", since=(10,))
+@register("MatMulInteger", since=(10,), options=IntegerProductOptions)
 def matmul_integer(node: Node, a, b, a_zero_point=None, b_zero_point=None):
     """Y = (A - a_zero_point) @ (B - b_zero_point) as int32; a_zero_point per row, b_zero_point per column."""
     require_dtype(a, EIGHT_BIT_INTS, "A")
@@ -56,11 +57,12 @@ def matmul_integer(node: Node, a, b, a_zero_point=None, b_zero_point=None):
     b_zp = matmul_param(zero_point_of(b_zero_point, b, "b"), b.shape, per_row=False, what="b_zero_point")
     check_matmul_shapes(a, b)
     a2, b2, squeeze = as_matrices(a, b)
-    acc, bound = matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
-    return (int32_result(node, squeeze_axes(acc, squeeze), bound),)
+    options: IntegerProductOptions = node.options
+    acc, bound = matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point, saturate_pairs=options.saturate_u8s8_pairs)
+    return (int32_result(node, squeeze_axes(acc, squeeze), bound, options.int32_overflow),)
 
 
-@register("QLinearMatMul", since=(10, 21))
+@register("QLinearMatMul", since=(10, 21), options=RequantizeOptions)
 def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point):
     """y = saturate(round_half_even(((a - a_zp) @ (b - b_zp)) * (a_scale * b_scale / y_scale)) + y_zp).
 
@@ -86,14 +88,17 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
     b_scale, b_zp = operand_params(b_scale, b_zp, b.shape, per_row=False, what="b")
     check_matmul_shapes(a, b)
     a2, b2, squeeze = as_matrices(a, b)
-    if node.profile.qlinear_requantize == "fake-quantize":  # OpenVINO's lowering, where it reproduces it
+    options: RequantizeOptions = node.options
+    if options.fake_quantize_lowering:  # OpenVINO's lowering, where it reproduces it
         lowered = qlinear_lowered.lowered_matmul(
             a2, a_scale, a_zp, b2, b_scale, b_zp, y_scale, y_zero_point, qtype(y_zero_point.dtype)
         )
         if lowered is not None:
             return (squeeze_axes(lowered, squeeze),)
     if a2.dtype.kind in "iu":
-        acc, bound = matmul_accumulator(node, a2, a_zp, b2, b_zp, b_zero_point)
+        acc, bound = matmul_accumulator(
+            node, a2, a_zp, b2, b_zp, b_zero_point, saturate_pairs=options.saturate_u8s8_pairs
+        )
         if bound > INT32.qmax:
             warn_if_beyond_int32(node, acc)
     else:  # float8: integers times a power of two, back to real units, exact while |acc| < 2**53
@@ -107,27 +112,33 @@ def qlinear_matmul(node: Node, a, a_scale, a_zero_point, b, b_scale, b_zero_poin
         scalar_param(y_scale, "y_scale"),
         scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype),
-        precision=node.profile.requantize_precision,
-        zero_point_first=node.profile.requantize_zero_point == "before-rounding",
+        precision=options.precision,
+        zero_point_first=options.zero_point_first,
     )
     return (squeeze_axes(y, squeeze),)
 
 
-@register("ConvInteger", since=(10,))
+@register("ConvInteger", since=(10,), options=IntegerProductOptions)
 def conv_integer(node: Node, x, w, x_zero_point=None, w_zero_point=None):
     """y = conv(x - x_zero_point, w - w_zero_point) as int32; w_zero_point per tensor or per output channel."""
     require_dtype(x, EIGHT_BIT_INTS, "x")
     require_dtype(w, EIGHT_BIT_INTS, "w")
     x_zp = scalar_param(zero_point_of(x_zero_point, x, "x"), "x_zero_point")
     window, group = conv_window(node, x.shape, w.shape)
-    acc, bound = conv_accumulator(node, x, x_zp, w, w_zero_point, window, group, mlas_a="w")
-    return (int32_result(node, acc, bound),)
+    options: IntegerProductOptions = node.options
+    acc, bound = conv_accumulator(
+        node, x, x_zp, w, w_zero_point, window, group, mlas_a="w", saturate_pairs=options.saturate_u8s8_pairs
+    )
+    return (int32_result(node, acc, bound, options.int32_overflow),)
 
 
-@register("QLinearConv", since=(10,))
+@register("QLinearConv", since=(10,), options=RequantizeOptions)
 def qlinear_conv(node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None):
     """y = saturate(round_half_even((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp).
 
     w_scale and w_zero_point: per tensor or per output channel; B: int32, one per output channel.
     """
-    return (quantized_conv(node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B),)
+    y = quantized_conv(
+        node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B, options=node.options
+    )
+    return (y,)

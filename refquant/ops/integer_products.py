@@ -20,7 +20,9 @@ from .. import arith, exact_products, lowerings
 from ..checks import frozen, require_dtype, require_input
 from ..dtypes import EIGHT_BIT_INTS, qtype
 from ..errors import AccumulatorOverflowError, AccumulatorOverflowWarning, NonFiniteError, ShapeError
+from ..kernel_options import RequantizeOptions
 from ..node import Node
+from ..profiles import Int32Overflow
 from ..qparams import channel_param, check_same_shape, check_scale, scalar_param, zero_point_of
 from ..window import blank_padded, conv_bias, conv_columns, conv_output, conv_window, grouped_weights, pad, tap_views
 from . import qlinear_lowered
@@ -161,7 +163,9 @@ def _tap_sum(padded: np.ndarray, weights: np.ndarray, window, dtype) -> np.ndarr
     return finish(acc.reshape(n, channels * weights.shape[1], *grid))
 
 
-def conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group, *, mlas_a: str) -> tuple[np.ndarray, int]:
+def conv_accumulator(
+    node: Node, x, x_zero_point, w, w_zero_point, window, group, *, mlas_a: str, saturate_pairs: bool
+) -> tuple[np.ndarray, int]:
     """(acc, bound): conv(x - x_zp, w - w_zp) as a float array (N, M, *output) of exact integers, |acc| <= bound.
 
     ``w_zero_point`` is the node's input (None when absent): with w, the key of the prepared weights.
@@ -169,6 +173,7 @@ def conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group
     ``mlas_a``: the operand onnxruntime makes MLAS's A of its GEMM, where AVX2 pair saturation may apply
     when A is uint8 and B int8: ``"x"`` (QLinearConv: K ordered kernel tap, then input channel) or ``"w"``
     (ConvInteger: im2col's K, input channel then kernel tap; conv_integer.cc passes W as A).
+    ``saturate_pairs``: whether it does (the options' saturate_u8s8_pairs).
     """
     w_zp = zero_point_of(w_zero_point, w, "w")
     weights = _cached(node, "conv weights", (w, w_zero_point), lambda: _conv_weights(w, w_zp, group))
@@ -185,13 +190,13 @@ def conv_accumulator(node: Node, x, x_zero_point, w, w_zero_point, window, group
     # runs a depthwise convolution whose per-channel zero points differ as a GEMM (measured on 1.32)
     depthwise = w.shape[1] == 1 and w.shape[0] == group and np.unique(w_zp).size <= 1
     excess = None
-    if node.profile.avx2_u8s8_saturation and not (mlas_a == "x" and depthwise):
+    if saturate_pairs and not (mlas_a == "x" and depthwise):
         raw = pad(x, window, x_zero_point)  # the stored bytes MLAS multiplies, the padding holding the zero point
-        if mlas_a == "x" and _pairs_may_saturate(node, raw, w):  # K in MLAS's order: tap, then channel
+        if mlas_a == "x" and _pairs_may_saturate(raw, w):  # K in MLAS's order: tap, then channel
             columns, weights_k = _mlas_conv_operands(raw, w, window, group)
-            excess = u8s8_pair_excess(node, weights_k, columns, transposed=True)
-        elif mlas_a == "w" and _pairs_may_saturate(node, w, raw):  # K in im2col's order: channel, then tap
-            excess = u8s8_pair_excess(node, grouped_weights(w, group), conv_columns(raw, window, group))
+            excess = u8s8_pair_excess(weights_k, columns, transposed=True)
+        elif mlas_a == "w" and _pairs_may_saturate(w, raw):  # K in im2col's order: channel, then tap
+            excess = u8s8_pair_excess(grouped_weights(w, group), conv_columns(raw, window, group))
     if excess is not None:
         return acc + conv_output(excess, window), _UNBOUNDED
     return acc, bound
@@ -214,26 +219,29 @@ def _mlas_conv_operands(padded: np.ndarray, w: np.ndarray, window, group: int) -
     return columns, weights
 
 
-def matmul_accumulator(node: Node, a, a_zero_point, b, b_zero_point, b_input) -> tuple[np.ndarray, int]:
+def matmul_accumulator(
+    node: Node, a, a_zero_point, b, b_zero_point, b_input, *, saturate_pairs: bool
+) -> tuple[np.ndarray, int]:
     """(acc, bound): (a - a_zp) @ (b - b_zp) of 8-bit matrices as a float array of exact integers, |acc| <= bound.
 
     ``b_input``: the node's b zero point input (None when absent), with b the key of the prepared b.
+    ``saturate_pairs``: add onnxruntime's pair saturation (the options' saturate_u8s8_pairs; MLAS's A is a).
     """
     weights = _cached(node, "b", (b, b_input), lambda: _Operand.of(_centered_float(b, b_zero_point), axis=-2))
     a_max = _centered_max(a, a_zero_point)
     term = a_max * weights.max_abs
     bound = min(a.shape[-1] * term, a_max * weights.max_l1)
     acc = exact_products.exact_float_matmul(_centered_float(a, a_zero_point), weights.values, term=term, bound=bound)
-    excess = u8s8_pair_excess(node, a, b)
+    excess = u8s8_pair_excess(a, b) if saturate_pairs else None
     if excess is not None:
         return acc + excess, _UNBOUNDED
     return acc, bound
 
 
-def _pairs_may_saturate(node: Node, a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether onnxruntime's pair saturation can change a product of a and b: profile option
-    avx2_u8s8_saturation, uint8 a, int8 b, and some pair a0 b0 + a1 b1 leaves int16 by the extremes."""
-    if not (node.profile.avx2_u8s8_saturation and a.dtype == np.uint8 and b.dtype == np.int8):
+def _pairs_may_saturate(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether onnxruntime's pair saturation can change a product of a and b: uint8 a, int8 b, and some
+    pair a0 b0 + a1 b1 leaves int16 by the extremes."""
+    if not (a.dtype == np.uint8 and b.dtype == np.int8):
         return False
     if a.size == 0 or b.size == 0:
         return False
@@ -241,10 +249,10 @@ def _pairs_may_saturate(node: Node, a: np.ndarray, b: np.ndarray) -> bool:
     return 2 * a_max * int(b.max()) > 2**15 - 1 or 2 * a_max * int(b.min()) < -(2**15)
 
 
-def u8s8_pair_excess(node: Node, a: np.ndarray, b: np.ndarray, *, transposed: bool = False) -> np.ndarray | None:
+def u8s8_pair_excess(a: np.ndarray, b: np.ndarray, *, transposed: bool = False) -> np.ndarray | None:
     """What onnxruntime's U8S8 kernels without VNNI add to the exact ``a @ b`` of stored bytes, as int64,
-    or None where nothing can change (profile option avx2_u8s8_saturation off, not uint8 a x int8 b,
-    or no pair can leave int16). Shared by every op onnxruntime runs through a U8S8 GEMM.
+    or None where nothing can change (not uint8 a x int8 b, or no pair can leave int16). Shared by every
+    op onnxruntime runs through a U8S8 GEMM, called where the options' saturate_u8s8_pairs holds.
 
     ``a`` holds the uint8 operand (K its last axis) and ``b`` the int8 one (K its second-to-last axis);
     ``transposed=True`` swaps the roles: ``a`` int8 (..., M, K) and ``b`` uint8 (..., K, N), as a
@@ -252,7 +260,7 @@ def u8s8_pair_excess(node: Node, a: np.ndarray, b: np.ndarray, *, transposed: bo
     (lowerings.pairwise_saturation_excess: MLAS packs K in groups of four and VPMADDUBSW sums pairs).
     """
     unsigned, signed = (b, a) if transposed else (a, b)
-    if not _pairs_may_saturate(node, unsigned, signed):
+    if not _pairs_may_saturate(unsigned, signed):
         return None
     return lowerings.pairwise_saturation_excess(a, b)
 
@@ -261,17 +269,16 @@ def u8s8_pair_excess(node: Node, a: np.ndarray, b: np.ndarray, *, transposed: bo
 _UNBOUNDED = 2**63
 
 
-def int32_result(node: Node, acc: np.ndarray, bound: int) -> np.ndarray:
-    """int32(acc) directly when |acc| <= bound fits; else _int32_output's check and rule."""
-    return acc.astype(np.int32) if bound <= INT32.qmax else _int32_output(node, acc)
+def int32_result(node: Node, acc: np.ndarray, bound: int, rule: Int32Overflow) -> np.ndarray:
+    """int32(acc) directly when |acc| <= bound fits; else _int32_output's check and ``rule``."""
+    return acc.astype(np.int32) if bound <= INT32.qmax else _int32_output(node, acc, rule)
 
 
-def _int32_output(node: Node, acc: np.ndarray) -> np.ndarray:
-    """int32(acc); where acc does not fit, the profile's int32_overflow rule, with a warning."""
+def _int32_output(node: Node, acc: np.ndarray, rule: Int32Overflow) -> np.ndarray:
+    """int32(acc); where acc does not fit, ``rule`` (the options' int32_overflow), with a warning."""
     outside = (acc < INT32.qmin) | (acc > INT32.qmax)
     if not outside.any():
         return acc.astype(np.int32)
-    rule = node.profile.int32_overflow
     message = (
         f"{int(outside.sum())} of {acc.size} outputs do not fit int32 "
         f"(exact values span [{int(acc.min())}, {int(acc.max())}])"
@@ -304,12 +311,14 @@ def warn_if_beyond_int32(node: Node, acc: np.ndarray) -> None:
 
 
 def quantized_conv(
-    node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None
+    node: Node, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point, B=None, *,
+    options: RequantizeOptions,
 ) -> np.ndarray:
     """QLinearConv's y = saturate(round_half_even((conv(x - x_zp, w - w_zp) + B) * (x_scale * w_scale / y_scale)) + y_zp)
     for x of shape (N, C, D1, ...): ai.onnx QLinearConv, and com.microsoft QLinearConv once its layout is channels first.
 
     w_scale and w_zero_point: per tensor or per output channel; B: int32, one per output channel.
+    ``options``: the requantizing family's (the kernel's node.options).
     """
     for value, what in (
         (x_zero_point, "x_zero_point"),
@@ -331,14 +340,15 @@ def quantized_conv(
     if B is not None:
         require_dtype(B, {T.INT32}, "B")
         bias = conv_bias(B, channels, rank)
-    if node.profile.qlinear_requantize == "fake-quantize":  # OpenVINO's lowering, where it reproduces it
+    if options.fake_quantize_lowering:  # OpenVINO's lowering, where it reproduces it
         lowered = qlinear_lowered.lowered_conv(
             x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zero_point, qtype(y_zero_point.dtype), window, group, B
         )
         if lowered is not None:
             return lowered
     acc, bound = conv_accumulator(
-        node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group, mlas_a="x"
+        node, x, scalar_param(x_zp, "x_zero_point"), w, w_zero_point, window, group, mlas_a="x",
+        saturate_pairs=options.saturate_u8s8_pairs,
     )
     if bias is not None:
         bound += exact_products.max_abs(B)
@@ -351,8 +361,8 @@ def quantized_conv(
         scalar_param(y_scale, "y_scale"),
         scalar_param(y_zero_point, "y_zero_point"),
         qtype(y_zero_point.dtype),
-        precision=node.profile.requantize_precision,
-        zero_point_first=node.profile.requantize_zero_point == "before-rounding",
+        precision=options.precision,
+        zero_point_first=options.zero_point_first,
         bias=bias,
     )
     return y

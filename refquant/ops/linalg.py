@@ -24,6 +24,7 @@ from ..broadcast import broadcast_shapes, check_unidirectional
 from ..checks import frozen, is_integer, require_input, require_types
 from ..dtypes import IEEE_FLOATS, WIDE_INTS
 from ..errors import AttributeValueError, ShapeError
+from ..kernel_options import FloatPipelineOptions
 from ..node import Node
 from ..registry import register
 
@@ -75,7 +76,7 @@ def _mlas_matmul(a: np.ndarray, b: np.ndarray, vector_b: bool, threads: int) -> 
     return mlas.sgemm(a, b, threads, packed=packed)
 
 
-@register("MatMul", since=(9, 13))
+@register("MatMul", since=(9, 13), options=FloatPipelineOptions)
 def matmul(node: Node, a, b):
     require_types(node, MATMUL_TYPES, {"A": a, "B": b})
     if a.ndim == 0 or b.ndim == 0:
@@ -86,10 +87,11 @@ def matmul(node: Node, a, b):
     if a2.shape[-1] != b2.shape[-2]:
         raise ShapeError(f"A {a.shape} and B {b.shape}: inner dimensions {a2.shape[-1]} and {b2.shape[-2]} differ")
     broadcast_shapes({"A's batch": a2.shape[:-2], "B's batch": b2.shape[:-2]})
-    if node.profile.replays_numpy_float32(a.dtype):  # onnx.reference: np.matmul(a, b) on the operands as given
+    options: FloatPipelineOptions = node.options
+    if options.replays_numpy_float32(a.dtype):  # onnx.reference: np.matmul(a, b) on the operands as given
         return (np.asarray(np.matmul(a, b)),)
-    if node.profile.replays_mlas_float32(a.dtype):  # require_types: A and B share float32
-        y = _mlas_matmul(a2, b2, b.ndim == 1, node.profile.mlas_threads)
+    if options.replays_mlas_float32(a.dtype):  # require_types: A and B share float32
+        y = _mlas_matmul(a2, b2, b.ndim == 1, options.threads)
     else:
         y = _matrix_product(a2, b2)
     if a.ndim == 1:
@@ -144,7 +146,7 @@ def _mlas_gemm(a, b, c, alpha: float, beta: float, trans_b: bool, threads: int) 
     return mlas.sgemm(a, b, threads, c=start, alpha=alpha, trans_b=trans_b, packed=frozen(b))
 
 
-@register("Gemm", since=(9, 11, 13))
+@register("Gemm", since=(9, 11, 13), options=FloatPipelineOptions)
 def gemm(node: Node, a, b, c=None):
     if node.version < 11:
         require_input(c, "C")
@@ -166,8 +168,9 @@ def gemm(node: Node, a, b, c=None):
             c = None  # beta * C is not computed, so NaN or inf in C do not propagate
     if is_integer(a):
         return (_integer_gemm(_integer_matmul(a, b), c, alpha, beta),)
-    if node.profile.replays_mlas_float32(a.dtype) and not trans_a:  # require_types: A, B and C share float32
-        return (_mlas_gemm(a, stored_b, c, alpha, beta, trans_b, node.profile.mlas_threads),)
-    if node.profile.replays_numpy_float32(a.dtype):
+    options: FloatPipelineOptions = node.options
+    if options.replays_mlas_float32(a.dtype) and not trans_a:  # require_types: A, B and C share float32
+        return (_mlas_gemm(a, stored_b, c, alpha, beta, trans_b, options.threads),)
+    if options.replays_numpy_float32(a.dtype):
         return (_numpy_gemm(a, b, c, alpha, beta),)
     return (_float_gemm(_float64_matmul(a, b), c, alpha, beta, a.dtype),)

@@ -22,6 +22,7 @@ from .. import arith, mlas
 from ..checks import is_integer, require_dtype, require_same_type
 from ..dtypes import IEEE_FLOATS, dtype_name, types_at
 from ..errors import AttributeValueError, DTypeError, ShapeError
+from ..kernel_options import FloatPipelineOptions
 from ..node import Node
 from ..registry import register
 from ..window import (
@@ -44,17 +45,18 @@ MAXPOOL_TYPES = {1: IEEE_FLOATS, 12: (T.INT8, T.UINT8), 22: (T.BFLOAT16,)}
 GLOBAL_MAXPOOL_TYPES = CONV_TYPES
 
 
-@register("Conv", since=(1, 11, 22))
+@register("Conv", since=(1, 11, 22), options=FloatPipelineOptions)
 def conv(node: Node, x, w, b=None):
     """Sums in float64, then one rounding to X's type (products of float32 and narrower are exact in float64)."""
     require_dtype(x, types_at(CONV_TYPES, node.version), "X")
     require_same_type(w, x, "W")
     require_same_type(b, x, "B")
     window, group = conv_window(node, x.shape, w.shape)
-    y = _mlas_conv(x, w, b, window, group, node.profile.mlas_threads) if node.profile.replays_mlas_float32(x.dtype) else None
+    options: FloatPipelineOptions = node.options
+    y = _mlas_conv(x, w, b, window, group, options.threads) if options.replays_mlas_float32(x.dtype) else None
     if y is not None:
         return (y,)
-    if node.profile.replays_numpy_float32(x.dtype):
+    if options.replays_numpy_float32(x.dtype):
         return (_numpy_conv(x, w, b, window, group),)
     bias = None if b is None else conv_bias(b.astype(np.float64), w.shape[0], len(window.kernel))
     columns = conv_columns(pad(x.astype(np.float64), window, 0.0), window, group)

@@ -27,6 +27,7 @@ from .. import arith, mlas
 from ..checks import normalize_axis, require_dtype, require_same_type
 from ..dtypes import IEEE_FLOATS, types_at
 from ..errors import AttributeValueError, DTypeError, ShapeError
+from ..kernel_options import FloatPipelineOptions
 from ..node import Node
 from ..registry import register
 from ..window import pad, resolve_window, tap_coordinates, windows
@@ -78,7 +79,7 @@ def _softmax_family(function, mlas_function=None):
         if x.ndim == 0:
             raise ShapeError("input must have rank >= 1")
         axes = _softmax_axes(node, x.ndim)
-        if mlas_function is not None and node.profile.replays_mlas_float32(x.dtype) and x.size:
+        if mlas_function is not None and node.options.replays_mlas_float32(x.dtype) and x.size:
             return (np.ascontiguousarray(mlas_function(x, axes)),)
         with np.errstate(invalid="ignore"):
             y = function(x.astype(np.float64), axes)
@@ -87,7 +88,7 @@ def _softmax_family(function, mlas_function=None):
     return kernel
 
 
-register("Softmax", since=(1, 11, 13))(_softmax_family(softmax64, _mlas_softmax))
+register("Softmax", since=(1, 11, 13), options=FloatPipelineOptions)(_softmax_family(softmax64, _mlas_softmax))
 register("LogSoftmax", since=(1, 11, 13))(_softmax_family(log_softmax64))
 
 
@@ -97,7 +98,7 @@ def _stash_dtype(node: Node, x: np.ndarray) -> np.dtype:
     return np.dtype(np.float32) if stash == T.FLOAT else x.dtype
 
 
-@register("LayerNormalization", since=(17,))
+@register("LayerNormalization", since=(17,), options=FloatPipelineOptions)
 def layer_normalization(node: Node, x, scale, b=None):
     require_dtype(x, types_at(LAYER_NORM_TYPES, node.version), "X")
     require_same_type(scale, x, "Scale")
@@ -110,7 +111,7 @@ def layer_normalization(node: Node, x, scale, b=None):
         if value is not None and np.broadcast_shapes(value.shape, x.shape[axis:]) != x.shape[axis:]:
             raise ShapeError(f"{name} has shape {value.shape}, which does not broadcast to {x.shape[axis:]}")
     stash = _stash_dtype(node, x)
-    if node.profile.replays_mlas_float32(x.dtype) and stash == np.float32 and x.size:
+    if node.options.replays_mlas_float32(x.dtype) and stash == np.float32 and x.size:
         return _mlas_layer_norm(node, x, scale, b, axis)
     x64 = x.astype(np.float64)
     mean = np.mean(x64, axis=axes, keepdims=True)
@@ -185,13 +186,13 @@ def instance_normalization(node: Node, x, scale, b):
     return (np.asarray(arith.narrow(y, x.dtype)),)
 
 
-@register("GlobalAveragePool", since=(1, 22))
+@register("GlobalAveragePool", since=(1, 22), options=FloatPipelineOptions)
 def global_average_pool(node: Node, x):
     require_dtype(x, types_at(POOL_TYPES, node.version), "X")
     if x.ndim < 3:
         raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
     keep = x.shape[:2] + (1,) * (x.ndim - 2)
-    if node.profile.replays_mlas_float32(x.dtype) and x.size:
+    if node.options.replays_mlas_float32(x.dtype) and x.size:
         return (mlas.mean(x.reshape(x.shape[:2] + (-1,))).reshape(keep),)
     y = np.mean(x.astype(np.float64), axis=tuple(range(2, x.ndim)), keepdims=True)
     return (np.asarray(arith.narrow(y, x.dtype)),)

@@ -17,6 +17,7 @@ from .. import arith, lowerings
 from ..checks import require_dtype
 from ..dtypes import EIGHT_BIT_INTS, FLOAT8_TYPES, FLOAT_TYPES, dtype_name, np_dtype, qtype, types_at
 from ..errors import AttributeValueError, DTypeError
+from ..kernel_options import DequantizeOptions, DynamicQuantizeOptions, QuantizeOptions
 from ..node import Node
 from ..qparams import check_dequantize_zero_point, qdq_params
 from ..registry import register
@@ -45,8 +46,8 @@ def _division_precision(node: Node, x: np.ndarray, scale: np.ndarray, *, widen: 
 
     ONNX: the scale's type, or the ``precision`` attribute (opset >= 23).
     Where that type is not a real float (an int32 or float8e8m0 scale), x's
-    float type is used, or float64 for int32 x. ``widen`` (profile option
-    quantize_division="float32") divides float16/bfloat16 in float32.
+    float type is used, or float64 for int32 x. ``widen`` (QuantizeOptions.widen_half_division,
+    profile option quantize_division="float32") divides float16/bfloat16 in float32.
     """
     precision = named_division_precision(node, x, scale)
     return np.dtype(np.float32) if widen and precision.itemsize == 2 else precision
@@ -66,7 +67,7 @@ def named_division_precision(node: Node, x: np.ndarray, scale: np.ndarray) -> np
     return x.dtype if x.dtype.kind == "f" or x.dtype == np_dtype(T.BFLOAT16) else np.dtype(np.float64)
 
 
-@register("QuantizeLinear", since=VERSIONS)
+@register("QuantizeLinear", since=VERSIONS, options=QuantizeOptions)
 def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
     v = node.version
     require_dtype(x, types_at(Q_INPUT_TYPES, v), "x")
@@ -87,22 +88,23 @@ def quantize_linear(node: Node, x, y_scale, y_zero_point=None):
         raise AttributeValueError(f"output_dtype {output_type} is not a quantized type at opset {v}")
     scale, zero_point = qdq_params(node, x, y_scale, y_zero_point, axis_allowed=v >= 13)
     qt = qtype(output_type)
-    if node.profile.quantize_formula == "fake-quantize":
-        return (lowerings.fake_quantize(x, scale, zero_point, qt, nan=node.profile.nan),)
+    options: QuantizeOptions = node.options
+    if options.fake_quantize:
+        return (lowerings.fake_quantize(x, scale, zero_point, qt, nan=options.nan),)
     y = arith.quantize_values(
         x,
         scale,
         zero_point,
         qt,
-        precision=_division_precision(node, x, y_scale, widen=node.profile.quantize_division == "float32"),
+        precision=_division_precision(node, x, y_scale, widen=options.widen_half_division),
         saturate=bool(node.attr("saturate", 1, int)) if v >= 19 else True,
-        nan=node.profile.nan,
-        overflow=node.profile.quantize_overflow,
+        nan=options.nan,
+        overflow=options.overflow,
     )
     return (y,)
 
 
-@register("DequantizeLinear", since=VERSIONS)
+@register("DequantizeLinear", since=VERSIONS, options=DequantizeOptions)
 def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
     v = node.version
     require_dtype(x, types_at(QUANTIZED_TYPES, v) | {T.INT32}, "x")
@@ -118,17 +120,18 @@ def dequantize_linear(node: Node, x, x_scale, x_zero_point=None):
     else:
         out_dtype = x_scale.dtype
     scale, zero_point = qdq_params(node, x, x_scale, x_zero_point, axis_allowed=v >= 13)
-    formula, subnormals = node.profile.dequantize_formula, node.profile.dequantize_subnormals
-    if x.dtype == np.int32 and node.profile.dequantize_int32 != "exact" and formula == "exact":
+    options: DequantizeOptions = node.options
+    formula, subnormals = options.formula, options.subnormals
+    if x.dtype == np.int32 and options.int32_formula != "exact" and formula == "exact":
         # x - zp rounded to float32 first (onnxruntime, onnx.reference): spec/ops/quantize.md
-        return (lowerings.dequantize_int32_via_float32(x, scale, zero_point, out_dtype, product=node.profile.dequantize_int32),)
+        return (lowerings.dequantize_int32_via_float32(x, scale, zero_point, out_dtype, product=options.int32_formula),)
     if formula == "exact" and subnormals == "keep":
         return (arith.dequantize_values(x, scale, zero_point, out_dtype),)
     return (lowerings.dequantize_lowered(x, scale, zero_point, out_dtype, formula=formula, subnormals=subnormals),)
 
 
-@register("DynamicQuantizeLinear", since=(11,))
+@register("DynamicQuantizeLinear", since=(11,), options=DynamicQuantizeOptions)
 def dynamic_quantize_linear(node: Node, x):
     """scale = (max(x, 0) - min(x, 0)) / 255, zp = round(clip(0 - min(x, 0) / scale, 0, 255)),
     y = QuantizeLinear(x, scale, zp): (y, scale, zp), uint8."""
-    return dynamic_quantize(node, x)
+    return dynamic_quantize(x, node.options)
