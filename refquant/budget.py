@@ -300,6 +300,9 @@ BOUNDED_BY_INPUT = (
     "Gelu", "Cast", "Identity", "Constant", "Flatten", "Reshape", "Transpose", "Split", "Slice", "Squeeze",
     "Unsqueeze", "GatherElements", "Shape", "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization",
     "InstanceNormalization", "TopK", "CumSum", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+    "BitwiseNot", "Abs", "Neg", "Sign", "Floor", "Ceil", "Reciprocal", "Log", "Sin", "Cos", "Tan", "Asin", "Acos",
+    "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "IsNaN", "IsInf", "PRelu", "Elu", "Selu", "Celu", "Softplus",
+    "Softsign", "ThresholdedRelu", "Mish", "Swish", "Shrink",
 )
 BOUNDED_BY_INPUT_MS = ("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QuantizeLinear", "DequantizeLinear")
 #: reductions: the output is the input's shape with reduced axes of length 1 (or removed), so an empty axis
@@ -307,7 +310,11 @@ BOUNDED_BY_INPUT_MS = ("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "
 REDUCING = ("ReduceSum", "ReduceMean", "ReduceMin", "ReduceMax", "ArgMax", "GlobalAveragePool", "GlobalMaxPool")
 REDUCING_MS = ("QLinearGlobalAveragePool", "QLinearReduceMean")
 #: multidirectional broadcasting of every input
-BROADCASTING = ("Add", "Sub", "Mul", "Div", "Min", "Max", "Pow", "Where", "Equal", "Less", "Greater", "Clip")
+BROADCASTING = (
+    "Add", "Sub", "Mul", "Div", "Min", "Max", "Pow", "Where", "Equal", "Less", "Greater", "Clip",
+    "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitShift",
+    "Sum", "Mean", "Mod",
+)
 BROADCASTING_MS = ("QLinearAdd", "QLinearMul", "QLinearWhere")
 
 

@@ -4,6 +4,7 @@ from . import quantize  # noqa: F401
 from . import integer  # noqa: F401
 from . import nn  # noqa: F401
 from . import elementwise  # noqa: F401
+from . import activations  # noqa: F401
 from . import linalg  # noqa: F401
 from . import reduce  # noqa: F401
 from . import tensor  # noqa: F401

@@ -9,7 +9,16 @@
     HardSigmoid = clip(alpha x + beta, 0, 1), HardSwish = x HardSigmoid(x; 1/6, 0.5),
     Gelu, Pow:          evaluated in float64, rounded once to T
     Where:              Y = condition ? X : Y     (three-way broadcasting)
-    Equal, Less, Greater, Not: boolean results
+    Equal, Less, Greater, LessOrEqual, GreaterOrEqual, Not, And, Or, Xor: boolean results
+    BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot, BitShift: two's complement bits, exact
+    Abs, Neg, Sign:     exact (Abs, Neg of the minimum integer wrap)
+    Floor, Ceil, Reciprocal, Log, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh:
+                        evaluated in float64, rounded once to T
+    IsNaN, IsInf:       boolean results
+    Sum, Mean:          float64 total of 1..N inputs (/ N), rounded once to T
+    Mod:                A - floor(A / B) B (fmod=0) or A - trunc(A / B) B (fmod=1), exact or rounded once
+
+The activations (PRelu, Elu, Selu, ...) are in activations.py.
 
 Floats: each result is one IEEE operation in T. numpy computes float16 and
 bfloat16 in float32 and rounds back; float32 has >= 2p+2 bits for both, so
@@ -31,8 +40,8 @@ from onnx import TensorProto as T
 
 from .. import arith
 from ..broadcast import broadcast_shapes
-from ..checks import is_integer, require_dtype, require_types
-from ..dtypes import BASIC_TYPES, IEEE_FLOATS, NARROW_INTS, WIDE_INTS, dtype_name, types_at
+from ..checks import flag, is_integer, require_dtype, require_types
+from ..dtypes import BASIC_TYPES, FLOAT8_TYPES, IEEE_FLOATS, NARROW_INTS, WIDE_INTS, dtype_name, types_at
 from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
@@ -231,6 +240,126 @@ register("HardSigmoid", since=(6, 22))(_float_function(_hard_sigmoid, HARD_TYPES
 register("HardSwish", since=(14, 22))(_float_function(_hard_swish, HARD_TYPES))
 register("Gelu", since=(20,))(_float_function(_gelu, GELU_TYPES))
 
+# ----------------------------------------------------------------------------
+# Unary math: Abs, Neg, Sign (exact), Floor, Ceil, Reciprocal, Log, the trigonometric and
+# hyperbolic functions (float64, rounded once), IsNaN, IsInf
+# ----------------------------------------------------------------------------
+
+ABS_TYPES = {6: IEEE_FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+NEG_TYPES = {6: IEEE_FLOATS + (T.INT8, T.INT16, T.INT32, T.INT64), 13: (T.BFLOAT16,)}
+SIGN_TYPES = {9: IEEE_FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+TRIGONOMETRIC_TYPES = {7: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+HYPERBOLIC_TYPES = {9: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+IS_NAN_TYPES = {9: IEEE_FLOATS, 13: (T.BFLOAT16,), 20: FLOAT8_TYPES}
+IS_INF_TYPES = {10: (T.FLOAT, T.DOUBLE), 20: (T.FLOAT16, T.BFLOAT16) + FLOAT8_TYPES}
+
+
+def _exact_unary(op: Callable[[np.ndarray], np.ndarray], table):
+    """Kernel Y = op(X) in T itself: exact (integers wrap in two's complement)."""
+
+    def kernel(node: Node, x):
+        require_dtype(x, types_at(table, node.version), "X")
+        return (np.asarray(op(x)).astype(x.dtype, copy=False),)
+
+    return kernel
+
+
+def _sign(x: np.ndarray) -> np.ndarray:
+    """-1, 0 or 1; +0 for both zeros (the operator's "output 0"); NaN stays NaN."""
+    if is_integer(x):
+        return np.sign(x)
+    return arith.narrow(np.sign(x.astype(np.float64)) + 0.0, x.dtype)  # -0 + 0 = +0
+
+
+register("Abs", since=(6, 13))(_exact_unary(np.abs, ABS_TYPES))  # Abs(INT_MIN) wraps to INT_MIN
+register("Neg", since=(6, 13))(_exact_unary(np.negative, NEG_TYPES))  # Neg(INT_MIN) wraps to INT_MIN
+register("Sign", since=(9, 13))(_exact_unary(_sign, SIGN_TYPES))
+register("Floor", since=(6, 13))(_float_function(lambda x, node: np.floor(x), UNARY_FLOAT_TYPES))
+register("Ceil", since=(6, 13))(_float_function(lambda x, node: np.ceil(x), UNARY_FLOAT_TYPES))
+register("Reciprocal", since=(6, 13))(_float_function(lambda x, node: 1.0 / x, UNARY_FLOAT_TYPES))
+register("Log", since=(6, 13))(_float_function(lambda x, node: np.log(x), UNARY_FLOAT_TYPES))
+register("Sin", since=(7, 22))(_float_function(lambda x, node: np.sin(x), TRIGONOMETRIC_TYPES))
+register("Cos", since=(7, 22))(_float_function(lambda x, node: np.cos(x), TRIGONOMETRIC_TYPES))
+register("Tan", since=(7, 22))(_float_function(lambda x, node: np.tan(x), TRIGONOMETRIC_TYPES))
+register("Asin", since=(7, 22))(_float_function(lambda x, node: np.arcsin(x), TRIGONOMETRIC_TYPES))
+register("Acos", since=(7, 22))(_float_function(lambda x, node: np.arccos(x), TRIGONOMETRIC_TYPES))
+register("Atan", since=(7, 22))(_float_function(lambda x, node: np.arctan(x), TRIGONOMETRIC_TYPES))
+register("Sinh", since=(9, 22))(_float_function(lambda x, node: np.sinh(x), HYPERBOLIC_TYPES))
+register("Cosh", since=(9, 22))(_float_function(lambda x, node: np.cosh(x), HYPERBOLIC_TYPES))
+register("Asinh", since=(9, 22))(_float_function(lambda x, node: np.arcsinh(x), HYPERBOLIC_TYPES))
+register("Acosh", since=(9, 22))(_float_function(lambda x, node: np.arccosh(x), HYPERBOLIC_TYPES))
+register("Atanh", since=(9, 22))(_float_function(lambda x, node: np.arctanh(x), HYPERBOLIC_TYPES))
+
+
+@register("IsNaN", since=(9, 13, 20))
+def is_nan(node: Node, x):
+    require_dtype(x, types_at(IS_NAN_TYPES, node.version), "X")
+    with np.errstate(invalid="ignore"):  # widening a signalling NaN
+        return (np.isnan(x.astype(np.float64)),)
+
+
+@register("IsInf", since=(10, 20))
+def is_inf(node: Node, x):
+    """True at +inf where detect_positive (default 1), at -inf where detect_negative (default 1)."""
+    require_dtype(x, types_at(IS_INF_TYPES, node.version), "X")
+    with np.errstate(invalid="ignore"):
+        wide = x.astype(np.float64)
+    positive = _flag_default_one(node, "detect_positive") & (wide == np.inf)
+    negative = _flag_default_one(node, "detect_negative") & (wide == -np.inf)
+    return (np.asarray(positive | negative),)
+
+
+def _flag_default_one(node: Node, name: str) -> bool:
+    """A 0/1 attribute whose default is 1."""
+    value = node.attr(name, 1, int)
+    if value not in (0, 1):
+        raise AttributeValueError(f"{name} must be 0 or 1, got {value}")
+    return bool(value)
+
+
+# ----------------------------------------------------------------------------
+# Sum, Mean (variadic), Mod
+# ----------------------------------------------------------------------------
+
+SUM_MEAN_TYPES = {8: IEEE_FLOATS, 13: (T.BFLOAT16,)}
+MOD_TYPES = {10: IEEE_FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+
+
+def _sum_or_mean(mean: bool):
+    def kernel(node: Node, *inputs):
+        if not inputs or any(x is None for x in inputs):
+            raise ShapeError(f"needs one or more inputs, got {len(inputs)} (missing inputs are not allowed)")
+        _check_operands(node, SUM_MEAN_TYPES, {f"data_{i}": x for i, x in enumerate(inputs)})
+        # float64, left to right, then one rounding to T; for two inputs the float64 rounding is innocuous
+        # (53 >= 2p + 2), so Sum of two is the correctly rounded A + B, as Add
+        total = functools.reduce(np.add, (x.astype(np.float64) for x in inputs))
+        if mean:
+            total = total / len(inputs)
+        return (np.asarray(arith.narrow(total, inputs[0].dtype)),)
+
+    return kernel
+
+
+register("Sum", since=(8, 13))(_sum_or_mean(mean=False))
+register("Mean", since=(8, 13))(_sum_or_mean(mean=True))
+
+
+@register("Mod", since=(10, 13, 28))
+def mod(node: Node, a, b):
+    """fmod=0: A - floor(A / B) B (the sign of B); fmod=1: A - trunc(A / B) B (the sign of A). Exact for
+    integers; floats: the exact remainder, rounded once to T (Mod-28's text, at every version)."""
+    _check_operands(node, MOD_TYPES, {"A": a, "B": b})
+    truncated = flag(node, "fmod")
+    if is_integer(a):
+        if np.any(b == 0):
+            raise NonFiniteError("integer modulo by zero (undefined in ONNX)")
+        return (np.asarray(np.fmod(a, b) if truncated else np.mod(a, b)),)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # fmod is exact; numpy's mod adds B to fmod's result when their signs differ: one rounding in float64,
+        # innocuous before the rounding to a type of <= 24 bits (53 >= 2 * 24 + 2)
+        r = (np.fmod if truncated else np.mod)(a.astype(np.float64), b.astype(np.float64))
+    return (np.asarray(arith.narrow(r, a.dtype)),)
+
 
 @register("Pow", since=(7, 12, 13, 15))
 def pow_(node: Node, x, y):
@@ -257,12 +386,17 @@ def pow_(node: Node, x, y):
 _WRAP = 2**64
 
 # ----------------------------------------------------------------------------
-# Where, Equal, Less, Greater, Not
+# Where, Equal, Less, Greater, LessOrEqual, GreaterOrEqual, Not, And, Or, Xor,
+# BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot, BitShift
 # ----------------------------------------------------------------------------
 
 WHERE_TYPES = {9: BASIC_TYPES, 16: (T.BFLOAT16,)}
 EQUAL_TYPES = {7: (T.BOOL, T.INT32, T.INT64), 11: IEEE_FLOATS + NARROW_INTS + (T.UINT32, T.UINT64), 13: (T.BFLOAT16,), 19: (T.STRING,)}
 ORDER_TYPES = {9: IEEE_FLOATS + WIDE_INTS + NARROW_INTS, 13: (T.BFLOAT16,)}
+ORDER_OR_EQUAL_TYPES = {12: IEEE_FLOATS + WIDE_INTS + NARROW_INTS, 16: (T.BFLOAT16,)}
+LOGICAL_TYPES = {7: (T.BOOL,)}
+BITWISE_TYPES = {18: WIDE_INTS + NARROW_INTS}
+BIT_SHIFT_TYPES = {11: (T.UINT8, T.UINT16, T.UINT32, T.UINT64), 28: (T.INT8, T.INT16, T.INT32, T.INT64)}
 
 
 @register("Where", since=(9, 16))
@@ -284,9 +418,44 @@ def _comparison(op: Callable[[np.ndarray, np.ndarray], np.ndarray], table):
 register("Equal", since=(7, 11, 13, 19))(_comparison(np.equal, EQUAL_TYPES))
 register("Less", since=(9, 13))(_comparison(np.less, ORDER_TYPES))
 register("Greater", since=(9, 13))(_comparison(np.greater, ORDER_TYPES))
+register("LessOrEqual", since=(12, 16))(_comparison(np.less_equal, ORDER_OR_EQUAL_TYPES))
+register("GreaterOrEqual", since=(12, 16))(_comparison(np.greater_equal, ORDER_OR_EQUAL_TYPES))
+register("And", since=(7,))(_comparison(np.logical_and, LOGICAL_TYPES))
+register("Or", since=(7,))(_comparison(np.logical_or, LOGICAL_TYPES))
+register("Xor", since=(7,))(_comparison(np.logical_xor, LOGICAL_TYPES))
+# the same kernel shape: one T for A and B, broadcast; the result is T (bits of two's complement)
+register("BitwiseAnd", since=(18,))(_comparison(np.bitwise_and, BITWISE_TYPES))
+register("BitwiseOr", since=(18,))(_comparison(np.bitwise_or, BITWISE_TYPES))
+register("BitwiseXor", since=(18,))(_comparison(np.bitwise_xor, BITWISE_TYPES))
 
 
 @register("Not", since=(1,))
 def not_(node: Node, x):
     require_dtype(x, {T.BOOL}, "X")
     return (np.logical_not(x),)
+
+
+@register("BitwiseNot", since=(18,))
+def bitwise_not(node: Node, x):
+    require_dtype(x, types_at(BITWISE_TYPES, node.version), "X")
+    return (np.asarray(np.invert(x)),)
+
+
+@register("BitShift", since=(11, 28))
+def bit_shift(node: Node, x, y):
+    """Z = X << Y or X >> Y (arithmetic for signed T, 28). A shift Y < 0 or Y >= T's bits gives what the sign
+    fill alone gives: -1 for a right shift of a negative X, else 0 (BitShift-28's text, at every version)."""
+    _check_operands(node, BIT_SHIFT_TYPES, {"X": x, "Y": y})
+    direction = node.attr("direction", "", str)
+    if direction not in ("LEFT", "RIGHT"):
+        raise AttributeValueError(f"direction must be 'LEFT' or 'RIGHT', got {direction!r}")
+    zero = np.zeros((), x.dtype)
+    beyond = (y < zero) | (y >= np.asarray(x.dtype.itemsize * 8, x.dtype))
+    shift = np.where(beyond, zero, y)
+    if direction == "LEFT":
+        # through the unsigned type of T's width: bits past the sign bit are discarded (two's complement)
+        unsigned = np.dtype(f"u{x.dtype.itemsize}")
+        shifted = np.left_shift(x.astype(unsigned), shift.astype(unsigned)).astype(x.dtype)
+        return (np.asarray(np.where(beyond, zero, shifted)),)
+    fill = np.where(x < zero, np.asarray(-1).astype(x.dtype), zero)  # -1 only for signed T
+    return (np.asarray(np.where(beyond, fill, np.right_shift(x, shift))),)

@@ -1,5 +1,5 @@
 """ONNX backend node cases of the float kernels, every module together: refquant/ops/elementwise.py,
-linalg.py, reduce.py, tensor.py (Cast with conversion.py), shape.py, normalization.py, nn.py (ConvTranspose,
+activations.py, linalg.py, reduce.py, tensor.py (Cast with conversion.py), shape.py, normalization.py, nn.py (ConvTranspose,
 GlobalMaxPool) and resize.py (spec/ops/float.md, spec/ops/nn.md).
 
 One loop over the single-node cases of these ops runs each case through ``refquant.Session``. It stays
@@ -17,10 +17,13 @@ Expected values come from independent sources:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 
 import ml_dtypes
 import numpy as np
+import onnx
 import pytest
 
 import refquant
@@ -48,11 +51,19 @@ MODEL_OPS = (
     "Softmax ReduceMean ReduceSum Pow Sqrt Exp Erf Tanh Sigmoid LeakyRelu HardSigmoid HardSwish "
     "LayerNormalization Gelu GlobalAveragePool AveragePool BatchNormalization"
 ).split()
+#: the element-wise ops of issue 13: comparisons, logic and bits, unary math, Sum/Mean/Mod, activations
+ELEMENTWISE_OPS = (
+    "LessOrEqual GreaterOrEqual And Or Xor BitwiseAnd BitwiseOr BitwiseXor BitwiseNot BitShift "
+    "Abs Neg Sign Floor Ceil Reciprocal Log Sin Cos Tan Asin Acos Atan Sinh Cosh Asinh Acosh Atanh IsNaN IsInf "
+    "Sum Mean Mod PRelu Elu Selu Celu Softplus Softsign ThresholdedRelu Mish Swish Shrink"
+).split()
 #: ops whose outputs are input elements, indices, comparisons or exact integers: node cases bit for bit
 EXACT_OPS = {
     "ArgMax", "TopK", "GatherElements", "GlobalMaxPool",
     "Transpose", "Concat", "Split", "Slice", "Squeeze", "Unsqueeze", "Gather", "Shape", "Expand", "ConstantOfShape",
     "Pad", "Where", "Equal", "Less", "Greater", "Not",
+    "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot",
+    "BitShift", "Abs", "Neg", "Sign", "Floor", "Ceil", "Reciprocal", "IsNaN", "IsInf", "Mod", "Shrink",
 }  # fmt: skip
 
 _ALL_CASES = node_cases(r"^test_")
@@ -70,6 +81,24 @@ def _from_opset_10(ops):
 
 INDEXING_AND_LAYER_CASES = _from_opset_10(INDEXING_AND_LAYER_OPS)
 MODEL_OP_CASES = _from_opset_10(MODEL_OPS)
+ELEMENTWISE_CASES = _from_opset_10(ELEMENTWISE_OPS)
+
+
+def _at_opset_10(case):
+    """A case importing an opset below refquant's 10, importing 10 instead: only for ops whose schema is the
+    same at 10 as at the case's opset (And, Or, Xor: 7; Shrink: 9; checked in test_raised_cases_keep_their_schema)."""
+    raised = copy.deepcopy(case.model)
+    raised.opset_import[0].version = 10
+    return dataclasses.replace(case, model=raised)
+
+
+#: node cases below opset 10 of ops unchanged since: run at opset 10 (the same schema, so the same case)
+BELOW_10_CASES = [
+    c
+    for c in _ALL_CASES
+    if len(c.model.graph.node) == 1 and c.model.graph.node[0].op_type in ELEMENTWISE_OPS and c.model.opset_import[0].version < 10
+]
+RAISED_CASES = [_at_opset_10(c) for c in BELOW_10_CASES]
 
 #: cases using values refquant deliberately does not run
 UNSUPPORTED = {
@@ -173,8 +202,10 @@ def test_the_node_case_lists_are_current():
     [
         (INDEXING_AND_LAYER_CASES, 100),  # onnx 1.23.2: Resize 39, ArgMax 16, ConvTranspose 11, CumSum 9, ...
         (MODEL_OP_CASES, 210),  # onnx 1.23.2 (test_not_* import opset 1, below refquant's 10)
+        (ELEMENTWISE_CASES, 144),  # onnx 1.23.2: BitShift 28, Mod 19, LessOrEqual 8, GreaterOrEqual 8, Bitwise* 15, ...
+        (RAISED_CASES, 26),  # onnx 1.23.2: And, Or, Xor 8 each (opset 7), Shrink 2 (opset 9)
     ],
-    ids=["indexing-and-layer-ops", "model-ops"],
+    ids=["indexing-and-layer-ops", "model-ops", "elementwise-ops", "raised-to-opset-10"],
 )
 def test_the_node_case_list_is_current(cases, count):
     assert len(cases) == count
@@ -220,7 +251,17 @@ def _run_case(case):
                 np.testing.assert_allclose(got, want, rtol=max(case.rtol, 1e-6), atol=case.atol)
 
 
-@pytest.mark.parametrize("case", FLOAT_OP_CASES + INDEXING_AND_LAYER_CASES + MODEL_OP_CASES, ids=lambda c: c.name)
+def test_raised_cases_keep_their_schema():
+    for old, new in zip(BELOW_10_CASES, RAISED_CASES):
+        op = old.model.graph.node[0].op_type
+        before = onnx.defs.get_schema(op, old.model.opset_import[0].version, "").since_version
+        assert onnx.defs.get_schema(op, 10, "").since_version == before, f"{old.name}: {op} changed by opset 10"
+
+
+@pytest.mark.parametrize(
+    "case", FLOAT_OP_CASES + INDEXING_AND_LAYER_CASES + MODEL_OP_CASES + ELEMENTWISE_CASES + RAISED_CASES,
+    ids=lambda c: c.name,
+)
 def test_onnx_node_case(case):
     if case.name in SKIPPED:
         pytest.skip(SKIPPED[case.name])
