@@ -45,6 +45,17 @@ def single_node_model(op_type, inputs, outputs, *, opset, attrs=None, initialize
     return model
 
 
+def dq_graph_model(opset=13):
+    """x (uint8, [N, 3]) -> DequantizeLinear(scale, zp initializers) -> y."""
+    return single_node_model(
+        "DequantizeLinear",
+        {"x": (TensorProto.UINT8, ["N", 3]), "s": np.array(0.5, np.float32), "zp": np.array(2, np.uint8)},
+        {"y": TensorProto.FLOAT},
+        opset=opset,
+        initializers={"s": np.array(0.5, np.float32), "zp": np.array(2, np.uint8)},
+    )
+
+
 def to_array(value):
     return numpy_helper.to_array(value) if isinstance(value, TensorProto) else value
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto as T
-from onnx import helper, numpy_helper
+from onnx import helper
 
 import refquant
 from refquant.calibration import (
@@ -29,142 +29,15 @@ from refquant.calibration import (
 )
 from refquant.errors import FeedError
 
+from .float_models import MODELS, ORT_METHODS, Reader, graph_model, make_batches, ort_ranges
+
 ort_calibrate = pytest.importorskip("onnxruntime.quantization.calibrate")
 from refquant.backends.ort_runner import make_runner  # noqa: E402
-
-ORT_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "distribution": "Distribution"}
 
 
 # ----------------------------------------------------------------------------
 # models and data
 # ----------------------------------------------------------------------------
-
-
-def _model(nodes, inputs, outputs, initializers):
-    graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def cnn_model(seed=0):
-    """Conv-Relu-Conv-Relu-Add-MaxPool-Flatten-Gemm on 3x8x8 images."""
-    rng = np.random.default_rng(seed)
-
-    def init(name, *shape, scale=0.5):
-        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
-
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("Add", ["r1", "r2"], ["s"]),
-        helper.make_node("MaxPool", ["s"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Flatten", ["p"], ["f"]),
-        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
-    ]
-    inits = [
-        init("w1", 4, 3, 3, 3),
-        init("b1", 4),
-        init("w2", 4, 4, 3, 3),
-        init("b2", 4),
-        init("wf", 5, 64, scale=0.2),
-        init("bf", 5),
-    ]
-    return _model(
-        nodes,
-        [helper.make_tensor_value_info("x", T.FLOAT, ["N", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", T.FLOAT, ["N", 5])],
-        inits,
-    )
-
-
-def mlp_model(seed=1):
-    """MatMul-Add-Relu-Gemm on 16 features."""
-    rng = np.random.default_rng(seed)
-    inits = [
-        numpy_helper.from_array(rng.standard_normal((16, 12)).astype(np.float32) * 0.4, "w1"),
-        numpy_helper.from_array(rng.standard_normal(12).astype(np.float32), "b1"),
-        numpy_helper.from_array(rng.standard_normal((12, 3)).astype(np.float32) * 0.4, "w2"),
-        numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "b2"),
-    ]
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["m1"]),
-        helper.make_node("Add", ["m1", "b1"], ["a1"]),
-        helper.make_node("Relu", ["a1"], ["h"]),
-        helper.make_node("Gemm", ["h", "w2", "b2"], ["y"]),
-    ]
-    return _model(
-        nodes,
-        [helper.make_tensor_value_info("x", T.FLOAT, ["N", 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, ["N", 3])],
-        inits,
-    )
-
-
-def plain_cnn_model(seed=2):
-    """A plain float CNN of 13 activation tensors: Conv-Relu-MaxPool-Conv-Relu-Conv(1x1)-Add-Relu-
-    GlobalAveragePool-Flatten-Gemm-Softmax on 3x16x16 images. Its float kernels (Conv, Gemm,
-    GlobalAveragePool, Softmax) are the ones the onnxruntime profile replays (spec/mlas.md); the others
-    are exact in any arithmetic."""
-    rng = np.random.default_rng(seed)
-
-    def init(name, *shape, scale=0.4):
-        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
-
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"]),
-        helper.make_node("Add", ["c3", "p1"], ["a"]),
-        helper.make_node("Relu", ["a"], ["r3"]),
-        helper.make_node("GlobalAveragePool", ["r3"], ["g"]),
-        helper.make_node("Flatten", ["g"], ["f"]),
-        helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1),
-        helper.make_node("Softmax", ["y"], ["s"], axis=1),
-    ]
-    inits = [
-        init("w1", 8, 3, 3, 3),
-        init("b1", 8),
-        init("w2", 8, 8, 3, 3, scale=0.2),
-        init("b2", 8),
-        init("w3", 8, 8, 1, 1),
-        init("b3", 8),
-        init("wf", 10, 8),
-        init("bf", 10),
-    ]
-    return _model(
-        nodes,
-        [helper.make_tensor_value_info("x", T.FLOAT, ["N", 3, 16, 16])],
-        [helper.make_tensor_value_info("s", T.FLOAT, ["N", 10])],
-        inits,
-    )
-
-
-MODELS = {
-    "cnn": (cnn_model, (2, 3, 8, 8)),
-    "mlp": (mlp_model, (4, 16)),
-    "plain_cnn": (plain_cnn_model, (2, 3, 16, 16)),
-}
-
-
-def make_batches(shape, count, seed=0):
-    rng = np.random.default_rng(seed)
-    return [{"x": (rng.standard_normal(shape) * rng.uniform(0.5, 2)).astype(np.float32)} for _ in range(count)]
-
-
-class Reader:
-    """onnxruntime's CalibrationDataReader protocol over a list of feeds."""
-
-    def __init__(self, batches):
-        self._batches = iter(batches)
-
-    def get_next(self):
-        return next(self._batches, None)
 
 
 @pytest.fixture(scope="module")
@@ -175,19 +48,6 @@ def model_files(tmp_path_factory):
         paths[name] = directory / f"{name}.onnx"
         paths[name].write_bytes(build().SerializeToString())
     return paths
-
-
-def ort_ranges(path, batches, method, options, tmp_path, op_types=None):
-    calibrator = ort_calibrate.create_calibrator(
-        str(path),
-        op_types,
-        str(tmp_path / "augmented.onnx"),
-        ort_calibrate.CalibrationMethod[ORT_METHODS[method]],
-        extra_options=options,
-    )
-    with contextlib.redirect_stdout(io.StringIO()):
-        calibrator.collect_data(Reader(batches))
-        return calibrator.compute_data()
 
 
 def assert_identical(got, expected, what):
@@ -251,7 +111,7 @@ def test_ranges_equal_onnxruntime(model_files, tmp_path, model, method, options,
 )
 def test_float16_tensors_equal_onnxruntime(tmp_path, method, options):
     """float16 activations: numpy bins them in float16 arithmetic, the ranges stay float16."""
-    model = _model(
+    model = graph_model(
         [helper.make_node("Add", ["x", "x"], ["a"]), helper.make_node("Relu", ["a"], ["y"])],
         [helper.make_tensor_value_info("x", T.FLOAT16, ["N", 8])],
         [helper.make_tensor_value_info("y", T.FLOAT16, ["N", 8])],
@@ -595,7 +455,7 @@ def test_state_size_does_not_grow_with_batches(klass, options):
 
 def test_calibrate_memory_is_independent_of_batch_count(tmp_path):
     """200 batches of a one-shot generator: the peak stays that of 20 batches (feeds spill to disk)."""
-    model = _model(
+    model = graph_model(
         [helper.make_node("Relu", ["x"], ["y"])],
         [helper.make_tensor_value_info("x", T.FLOAT, [64, 64])],
         [helper.make_tensor_value_info("y", T.FLOAT, [64, 64])],
@@ -623,7 +483,7 @@ def test_calibrate_memory_is_independent_of_batch_count(tmp_path):
 
 
 def _relu_model():
-    return _model(
+    return graph_model(
         [helper.make_node("Relu", ["x"], ["y"])],
         [helper.make_tensor_value_info("x", T.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", T.FLOAT, ["N", 4])],
@@ -652,7 +512,7 @@ def test_every_data_source_gives_the_same_ranges(tmp_path):
 
 def test_replayed_feeds_keep_any_input_name():
     """A one-shot source is replayed from a temporary directory; 'file' collides with numpy.savez's argument."""
-    model = _model(
+    model = graph_model(
         [helper.make_node("Relu", ["file"], ["y"])],
         [helper.make_tensor_value_info("file", T.FLOAT, [2])],
         [helper.make_tensor_value_info("y", T.FLOAT, [2])],

@@ -12,7 +12,7 @@ import pytest
 from refquant.cli import commands as cli
 from refquant.debug import debug, sqnr, weight_errors
 
-from .test_ort_quantized_models import Reader, _inputs, float_cnn
+from .float_models import Reader, float_cnn, random_images
 
 quantization = pytest.importorskip("onnxruntime.quantization")
 qdq_loss_debug = pytest.importorskip("onnxruntime.quantization.qdq_loss_debug")
@@ -24,13 +24,13 @@ def pair(request, tmp_path_factory):
     float_path, quant_path = directory / "float.onnx", directory / "quant.onnx"
     onnx.save(float_cnn(), float_path)
     quantization.quantize_static(
-        str(float_path), str(quant_path), Reader(_inputs(4, seed=1)),
+        str(float_path), str(quant_path), Reader(random_images(4, seed=1)),
         quant_format=getattr(quantization.QuantFormat, request.param),
         activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8, per_channel=True,
     )
     data = directory / "data"
     data.mkdir()
-    for i, feeds in enumerate(_inputs(3, seed=9)):
+    for i, feeds in enumerate(random_images(3, seed=9)):
         np.savez(data / f"batch{i}.npz", **feeds)
     return request.param, float_path, quant_path, data
 

@@ -24,18 +24,7 @@ from refquant.errors import (
     UnsupportedOpError,
 )
 
-from .helpers import single_node_model
-
-
-def dq_graph_model(opset=13):
-    """x (uint8, [N, 3]) -> DequantizeLinear(scale, zp initializers) -> y."""
-    return single_node_model(
-        "DequantizeLinear",
-        {"x": (T.UINT8, ["N", 3]), "s": np.array(0.5, np.float32), "zp": np.array(2, np.uint8)},
-        {"y": T.FLOAT},
-        opset=opset,
-        initializers={"s": np.array(0.5, np.float32), "zp": np.array(2, np.uint8)},
-    )
+from .helpers import dq_graph_model, single_node_model
 
 
 def test_path_bytes_and_proto_give_the_same_result(tmp_path):

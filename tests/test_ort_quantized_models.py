@@ -11,62 +11,18 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto as T
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 import refquant
 from refquant.cli import commands as cli
+
+from .float_models import Reader, float_cnn, random_images
 
 ort = pytest.importorskip("onnxruntime")
 quantization = pytest.importorskip("onnxruntime.quantization")
 
 #: the integer kernels onnxruntime runs on this host (refquant.host): U8S8 pair saturation without VNNI
 HOST_KERNELS = {"avx2_u8s8_saturation": refquant.get_profile("onnxruntime").avx2_u8s8_saturation}
-
-
-def float_cnn() -> onnx.ModelProto:
-    """Conv-Relu-MaxPool twice, Flatten, MatMul: quantizes to default-domain ops only
-    (a bias Add would become com.microsoft QLinearAdd in QOperator form)."""
-    rng = np.random.default_rng(5)
-    weights = {
-        "w1": rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32),
-        "b1": rng.normal(0, 0.1, 8).astype(np.float32),
-        "w2": rng.normal(0, 0.2, (8, 8, 3, 3)).astype(np.float32),
-        "w3": rng.normal(0, 0.1, (8 * 4 * 4, 10)).astype(np.float32),
-    }
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["p1", "w2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
-        helper.make_node("MaxPool", ["r2"], ["p2"], name="pool2", kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Flatten", ["p2"], ["f"], name="flatten"),
-        helper.make_node("MatMul", ["f", "w3"], ["y"], name="fc"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "float_cnn",
-        [helper.make_tensor_value_info("x", T.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", T.FLOAT, [1, 10])],
-        [numpy_helper.from_array(v, k) for k, v in weights.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    return model
-
-
-class Reader(quantization.CalibrationDataReader):
-    def __init__(self, batches):
-        self._batches = iter(batches)
-
-    def get_next(self):
-        return next(self._batches, None)
-
-
-def _inputs(n, seed):
-    rng = np.random.default_rng(seed)
-    return [{"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(n)]
 
 
 @pytest.fixture(scope="module", params=["QOperator", "QDQ"])
@@ -77,7 +33,7 @@ def quantized(request, tmp_path_factory):
     quantization.quantize_static(
         str(float_path),
         str(quant_path),
-        Reader(_inputs(8, seed=1)),
+        Reader(random_images(8, seed=1)),
         quant_format=getattr(quantization.QuantFormat, request.param),
         activation_type=quantization.QuantType.QUInt8,
         weight_type=quantization.QuantType.QInt8,
@@ -114,7 +70,7 @@ def test_quantized_model_matches_onnxruntime(quantized):
     spec = refquant.Session(path, profile=refquant.get_profile("spec").with_options(**HOST_KERNELS))
     emulating = refquant.Session(path, profile=float32_requant)
     step = _output_step(path)
-    for feeds in _inputs(4, seed=2):
+    for feeds in random_images(4, seed=2):
         (expected,) = _ort_run(path, feeds)
         (got,) = emulating.run(None, feeds)
         (got_spec,) = spec.run(None, feeds)

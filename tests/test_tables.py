@@ -26,7 +26,7 @@ from onnxruntime.quantization.CalTableFlatBuffers import TrtTable  # noqa: E402
 from onnxruntime.quantization.quant_utils import write_calibration_table  # noqa: E402
 
 from refquant.backends.ort_runner import make_runner  # noqa: E402
-from tests.test_calibration import MODELS, Reader, make_batches, ort_ranges  # noqa: E402
+from tests.float_models import MODELS, Reader, make_batches, ort_ranges  # noqa: E402
 
 FILES = ("calibration.json", "calibration.flatbuffers", "calibration.cache")
 

@@ -314,7 +314,7 @@ def reproducer(tmp_path):
     """A minimal reproducer directory: model.onnx, inputs.npz, report.json."""
     from refquant.backends import conformance
 
-    from tests.test_model import dq_graph_model
+    from tests.helpers import dq_graph_model
 
     directory = tmp_path / "repro"
     directory.mkdir()
