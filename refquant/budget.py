@@ -307,7 +307,10 @@ BOUNDED_BY_INPUT = (
 BOUNDED_BY_INPUT_MS = ("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax", "QuantizeLinear", "DequantizeLinear")
 #: reductions: the output is the input's shape with reduced axes of length 1 (or removed), so an empty axis
 #: grows to 1: the bound is the input's shape with every 0 counted as 1 ((10**6, 0, 10**6) reduces to 10**12)
-REDUCING = ("ReduceSum", "ReduceMean", "ReduceMin", "ReduceMax", "ArgMax", "GlobalAveragePool", "GlobalMaxPool")
+REDUCING = (
+    "ReduceSum", "ReduceMean", "ReduceMin", "ReduceMax", "ArgMax", "GlobalAveragePool", "GlobalMaxPool",
+    "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp", "ArgMin",
+)
 REDUCING_MS = ("QLinearGlobalAveragePool", "QLinearReduceMean")
 #: multidirectional broadcasting of every input
 BROADCASTING = (
@@ -423,6 +426,84 @@ def _resize(node, inputs) -> Estimate:
         ),
         work,
     )
+
+
+# -- estimators: tensor, shape and indexing ops (refquant/ops/shape.py, tensor.py, indexing.py, einsum.py) --------
+
+#: outputs no larger than the largest input (ScatterND / ScatterElements: a copy of data; Compress, ReverseSequence,
+#: Trilu: a selection or copy of the input; EyeLike: the input's shape)
+_estimates("DepthToSpace", "SpaceToDepth", "ScatterND", "ScatterElements", "Compress", "ReverseSequence", "Trilu",
+           "EyeLike")(_bounded)  # fmt: skip
+
+
+@_estimates("Dropout")
+def _dropout(node, inputs) -> Estimate:
+    return Estimate((_out(inputs[0].shape), _out(inputs[0].shape, "mask", 1)))
+
+
+@_estimates("Size")
+def _size(node, inputs) -> Estimate:
+    return Estimate((_out(()),))
+
+
+@_estimates("Tile")
+def _tile(node, inputs) -> Estimate:
+    x, repeats = inputs
+    counts = _dims(repeats)
+    if len(counts) != x.ndim:
+        raise ValueError("malformed")
+    return Estimate((_out(tuple(d * r for d, r in zip(x.shape, counts))),))
+
+
+@_estimates("GatherND")
+def _gather_nd(node, inputs) -> Estimate:
+    data, indices = inputs
+    batch_dims = node.attr("batch_dims", 0, int)
+    k = indices.shape[-1]
+    return Estimate((_out(indices.shape[:-1] + data.shape[batch_dims + k :]), _out(indices.shape, "normalized indices")))
+
+
+@_estimates("OneHot")
+def _one_hot(node, inputs) -> Estimate:
+    indices, depth = inputs[0], inputs[1]
+    n = int(float(depth.reshape(()).astype(np.float64)))
+    return Estimate((_out(indices.shape + (max(n, 0),)), _out(indices.shape + (max(n, 0),), "mask", 1)))
+
+
+@_estimates("NonZero")
+def _non_zero(node, inputs) -> Estimate:
+    """Data-dependent: at most every element, one coordinate per axis (rank x elements)."""
+    x = inputs[0]
+    return Estimate((_out((max(x.ndim, 1), x.size), "coordinates (at most rank x elements)"),))
+
+
+@_estimates("Unique")
+def _unique(node, inputs) -> Estimate:
+    """Data-dependent: Y, indices, inverse_indices and counts at most the input's elements each, and one
+    Python key per element (a tuple per slice), one Python step per element."""
+    x = inputs[0]
+    return Estimate(
+        (_out((x.size,), "unique values"), _out((3 * x.size,), "indices, inverse, counts"),
+         _out((x.size,), "Python keys", COORDINATE_BYTES)),
+        x.size * STEP // 10,
+    )  # fmt: skip
+
+
+@_estimates("Einsum")
+def _einsum(node, inputs) -> Estimate:
+    """The output and the direct loop over every label (an upper bound of numpy.einsum's work)."""
+    from .ops.einsum import einsum_plan
+
+    plan = einsum_plan(node.attr("equation", kind=str), [x.shape for x in _present(inputs)])
+    return Estimate((_out(plan.output_shape),) + tuple(_out(x.shape, "float64 copy") for x in _present(inputs)),
+                    plan.loop_size)  # fmt: skip
+
+
+@_estimates("Det")
+def _det(node, inputs) -> Estimate:
+    x = inputs[0]
+    n = x.shape[-1]
+    return Estimate((_out(x.shape, "float64 copy (LU)"), _out(x.shape[:-2])), math.prod(x.shape[:-2]) * n**3)
 
 
 # -- estimators: products ----------------------------------------------------------------------------
@@ -570,3 +651,91 @@ def _qlinear_average_pool(node, inputs) -> Estimate:
 @_estimates("NhwcMaxPool", domain="com.microsoft")
 def _nhwc_max_pool(node, inputs) -> Estimate:
     return _pool_estimate(node, _channels_last(inputs[0].shape))
+
+
+# -- estimators: com.microsoft transformer ops (refquant/ops/contrib_activations.py, contrib_matmul.py,
+#    contrib_normalization.py, contrib_attention.py) ---------------------------------------------------------
+
+_estimates("Gelu", "FastGelu", "BiasGelu", "QuickGelu", "BiasAdd", domain="com.microsoft")(_bounded)
+
+
+@_estimates("SkipLayerNormalization", "SkipSimplifiedLayerNormalization", domain="com.microsoft")
+def _skip_layer_norm(node, inputs) -> Estimate:
+    """The float64 sum, the output and input_skip_bias_sum: three tensors of the input's shape."""
+    shape = inputs[0].shape
+    return Estimate((_out(shape, "input + skip + bias"), _out(shape), _out(shape, "input_skip_bias_sum")),
+                    10 * math.prod(shape))
+
+
+@_estimates("EmbedLayerNormalization", "QEmbedLayerNormalization", domain="com.microsoft")
+def _embed_layer_norm(node, inputs) -> Estimate:
+    """The gathered rows (three tables), their sum and the output: (B, S, hidden) each."""
+    shape = tuple(inputs[0].shape) + (inputs[2].shape[1],)
+    return Estimate((_out(shape, "gathered embeddings (each table)"), _out(shape, "embedding_sum"), _out(shape)),
+                    10 * math.prod(shape))
+
+
+@_estimates("FusedMatMul", domain="com.microsoft")
+def _fused_matmul(node, inputs) -> Estimate:
+    def operand(shape, batch, trans):
+        shape = tuple(shape)
+        if len(shape) >= 2 and node.attr(batch, 0, int):
+            shape = shape[1:-1] + shape[:1] + shape[-1:]
+        if len(shape) >= 2 and node.attr(trans, 0, int):
+            shape = shape[:-2] + shape[-1:] + shape[-2:-1]
+        return shape
+
+    return _matmul_estimate(operand(inputs[0].shape, "transBatchA", "transA"), operand(inputs[1].shape, "transBatchB", "transB"))
+
+
+def _attention_estimate(node, x_shape, width: int, past) -> Estimate:
+    """[Q | K | V] (B, S, width); scores, mask and probabilities (B, N, S, T); the output. Work: the projection
+    B * S * D_i * width plus B * N * S * T * (H + H_v)."""
+    batch, seq, hidden_in = x_shape
+    heads = node.attr("num_heads", 1, int)
+    sizes = node.attr("qkv_hidden_sizes", None) or [width // 3] * 3
+    total = seq + (past.shape[3] if past is not None else 0)
+    scores = (batch, heads, seq, total)
+    allocations = (_out((batch, seq, width), "Q, K, V"), _out(scores, "attention scores"),
+                   _out(scores, "attention probabilities"), _out((2, batch, heads, total, max(sizes[1] // heads, 1)), "present"),
+                   _out((batch, seq, sizes[2])))
+    work = batch * seq * hidden_in * width + batch * seq * total * (sizes[0] + sizes[2])
+    return Estimate(allocations, work)
+
+
+@_estimates("Attention", domain="com.microsoft")
+def _attention(node, inputs) -> Estimate:
+    padded = inputs + [None] * 7
+    return _attention_estimate(node, inputs[0].shape, inputs[1].shape[1], padded[4])
+
+
+@_estimates("QAttention", domain="com.microsoft")
+def _qattention(node, inputs) -> Estimate:
+    padded = inputs + [None] * 9
+    return _attention_estimate(node, inputs[0].shape, inputs[1].shape[1], padded[8])
+
+
+# -- estimators: recurrent layers (refquant/ops/recurrent.py, contrib_recurrent.py) ---------------------------
+
+_RECURRENT_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4, "DynamicQuantizeLSTM": 4}
+
+
+def _recurrent_estimate(node, inputs) -> Estimate:
+    """Y (seq, dirs, batch, hidden), the final states, X in float64 and the gates; DynamicQuantizeLSTM also
+    keeps X's product with W for every step (dirs, seq, batch, 4 hidden). Work: seq x dirs x batch x gates x
+    hidden x (input + hidden) multiply-adds."""
+    x, w, r = inputs[0], inputs[1], inputs[2]
+    gates = _RECURRENT_GATES[node.op_type]
+    quantized = node.op_type == "DynamicQuantizeLSTM"
+    dirs, hidden = w.shape[0], (r.shape[1] if quantized else r.shape[2])
+    layout = node.attr("layout", 0, int) if not quantized and node.version >= 14 else 0
+    seq, batch, size = (x.shape[1], x.shape[0], x.shape[2]) if layout else x.shape
+    allocations = [_out((seq, dirs, batch, hidden), "Y"), _out((2, dirs, batch, hidden), "final states"),
+                   _out((seq, batch, size), "X in float64"), _out((batch, gates * hidden), "gates")]
+    if quantized:
+        allocations.append(_out((dirs, seq, batch, gates * hidden), "X W for every step"))
+    return Estimate(tuple(allocations), seq * dirs * batch * gates * hidden * (size + hidden))
+
+
+_estimates("RNN", "GRU", "LSTM")(_recurrent_estimate)
+_estimates("DynamicQuantizeLSTM", domain="com.microsoft")(_recurrent_estimate)

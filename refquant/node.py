@@ -21,11 +21,16 @@ FLAG_ATTRIBUTES = frozenset({
 
 _I, _F, _S, _INTS = AttributeProto.INT, AttributeProto.FLOAT, AttributeProto.STRING, AttributeProto.INTS
 _POOL = {"auto_pad": _S, "ceil_mode": _I, "kernel_shape": _INTS, "pads": _INTS, "strides": _INTS}
+_ATTENTION = {"do_rotary": _I, "mask_filter_value": _F, "num_heads": _I, "past_present_share_buffer": _I,
+              "qkv_hidden_sizes": _INTS, "rotary_embedding_dim": _I, "scale": _F, "unidirectional": _I}
 #: {op_type: {attribute: type}} of the com.microsoft ops refquant registers: their schemas live in onnxruntime
 #: (contrib_defs), not in onnx.defs; tests/test_model.py compares this table with onnxruntime's when installed.
 MS_ATTRIBUTES: dict[str, dict[str, int]] = {
     "DequantizeLinear": {"axis": _I},
     "DynamicQuantizeMatMul": {},
+    "DynamicQuantizeLSTM": {"activation_alpha": AttributeProto.FLOATS, "activation_beta": AttributeProto.FLOATS,
+                            "activations": AttributeProto.STRINGS, "clip": _F, "direction": _S, "hidden_size": _I,
+                            "input_forget": _I},
     "MatMulIntegerToFloat": {},
     "NhwcMaxPool": {**_POOL, "dilations": _INTS},
     "QGemm": {"alpha": _F, "transA": _I, "transB": _I},
@@ -42,6 +47,20 @@ MS_ATTRIBUTES: dict[str, dict[str, int]] = {
     "QLinearSoftmax": {"axis": _I, "opset": _I},
     "QLinearWhere": {},
     "QuantizeLinear": {"axis": _I},
+    # transformer ops (onnxruntime's transformer optimizer and quantize_dynamic)
+    "Attention": _ATTENTION,
+    "BiasAdd": {},
+    "BiasGelu": {},
+    "EmbedLayerNormalization": {"epsilon": _F, "mask_index_type": _I},
+    "FastGelu": {},
+    "FusedMatMul": {"alpha": _F, "transA": _I, "transB": _I, "transBatchA": _I, "transBatchB": _I},
+    "Gelu": {},
+    "QEmbedLayerNormalization": {"epsilon": _F},
+    "QAttention": {"do_rotary": _I, "mask_filter_value": _F, "num_heads": _I, "past_present_share_buffer": _I,
+                   "scale": _F, "unidirectional": _I},
+    "QuickGelu": {"alpha": _F},
+    "SkipLayerNormalization": {"epsilon": _F},
+    "SkipSimplifiedLayerNormalization": {"epsilon": _F},
 }
 
 _MISSING = object()

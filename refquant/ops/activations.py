@@ -33,6 +33,7 @@ from ..dtypes import IEEE_FLOATS, NARROW_INTS, WIDE_INTS, types_at
 from ..errors import AttributeValueError
 from ..node import Node
 from ..registry import register
+from .float_functions import sigmoid64
 
 #: element types by the version that added them
 PRELU_TYPES = {9: IEEE_FLOATS + WIDE_INTS, 16: (T.BFLOAT16,)}
@@ -69,10 +70,6 @@ def _softplus64(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
 
-def _sigmoid64(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _elu(x, node):
     return np.where(x < 0, _attribute(node, "alpha", 1.0) * np.expm1(x), x)
 
@@ -94,7 +91,7 @@ def _thresholded_relu(x, node):
 
 
 def _swish(x, node):
-    return x * _sigmoid64(_attribute(node, "alpha", 1.0) * x)
+    return x * sigmoid64(_attribute(node, "alpha", 1.0) * x)
 
 
 register("Elu", since=(6, 22))(_activation(_elu, ELU_TYPES))

@@ -31,7 +31,6 @@ spec/ops/float.md states every choice these kernels make.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping
 
 import ml_dtypes
@@ -46,6 +45,7 @@ from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
 from .conversion import cast_array
+from .float_functions import erf64, gelu64, sigmoid64, tanh_gelu64
 
 #: element types by the version that added them
 ARITHMETIC_TYPES = {7: IEEE_FLOATS + WIDE_INTS, 13: (T.BFLOAT16,), 14: NARROW_INTS}
@@ -171,20 +171,6 @@ GELU_TYPES = {20: IEEE_FLOATS + (T.BFLOAT16,)}
 POW_TYPES = {7: IEEE_FLOATS, 12: (T.INT32, T.INT64), 13: (T.BFLOAT16,)}
 POW_EXPONENT_TYPES = {7: IEEE_FLOATS, 12: WIDE_INTS + NARROW_INTS, 15: (T.BFLOAT16,)}
 
-_erf = np.frompyfunc(math.erf, 1, 1)
-
-
-def erf64(x: np.ndarray) -> np.ndarray:
-    """erf in float64 (C99 erf through math.erf: numpy has none)."""
-    return _erf(np.asarray(x, np.float64)).astype(np.float64)
-
-
-def sigmoid64(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)) in float64, without overflow for large -x."""
-    with np.errstate(over="ignore"):
-        return 1.0 / (1.0 + np.exp(-x))
-
-
 def _float_function(function: Callable[..., np.ndarray], table):
     """Kernel Y = function(float64(X), node) rounded once to T."""
 
@@ -224,9 +210,9 @@ def _gelu(x, node):
     """0.5 x (1 + erf(x / sqrt 2)), or with approximate="tanh": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     approximate = node.attr("approximate", "none", str)
     if approximate == "none":
-        return 0.5 * x * (1.0 + erf64(x / math.sqrt(2.0)))
+        return gelu64(x)
     if approximate == "tanh":
-        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+        return tanh_gelu64(x)
     raise AttributeValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
 
 

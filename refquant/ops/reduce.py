@@ -22,12 +22,15 @@ spec/ops/float.md states every choice these kernels make.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import numpy as np
 from onnx import TensorProto as T
 
 from .. import arith
 from ..checks import normalize_axis, require_dtype
-from ..dtypes import IEEE_FLOATS, NARROW_INTS, WIDE_INTS, types_at
+from ..dtypes import IEEE_FLOATS, NARROW_INTS, WIDE_INTS, dtype_name, types_at
 from ..errors import AttributeValueError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
@@ -175,24 +178,32 @@ def _axis_attribute(node: Node, rank: int, default: int, negative_since: int) ->
     return normalize_axis(axis, rank)
 
 
-@register("ArgMax", since=(1, 11, 12, 13))
-def arg_max(node: Node, data):
-    """Index of the first maximum along ``axis`` (the last with select_last_index, 12+); NaN is a maximum."""
-    require_dtype(data, types_at(ARGMAX_TYPES, node.version), "data")
-    if data.ndim == 0:
-        raise ShapeError("data must have rank >= 1")
-    axis = _axis_attribute(node, data.ndim, 0, negative_since=11)
-    if data.shape[axis] == 0:
-        raise ShapeError(f"axis {axis} of shape {data.shape} is empty: it has no maximum")
-    last = node.version >= 12 and bool(node.attr("select_last_index", 0, int))
-    keys = _order_keys(data)
-    if last:
-        index = data.shape[axis] - 1 - np.argmax(np.flip(keys, axis), axis=axis)
-    else:
-        index = np.argmax(keys, axis=axis)
-    if node.attr("keepdims", 1, int):
-        index = np.expand_dims(index, axis)
-    return (np.asarray(index, dtype=np.int64),)
+def _arg_extreme(find: Callable[..., np.ndarray], extreme: str):
+    """Kernel: index of the first ``extreme`` along ``axis`` (the last with select_last_index, 12+), found by
+    numpy's ``find`` (argmax / argmin), which takes NaN as that extreme."""
+
+    def kernel(node: Node, data):
+        require_dtype(data, types_at(ARGMAX_TYPES, node.version), "data")
+        if data.ndim == 0:
+            raise ShapeError("data must have rank >= 1")
+        axis = _axis_attribute(node, data.ndim, 0, negative_since=11)
+        if data.shape[axis] == 0:
+            raise ShapeError(f"axis {axis} of shape {data.shape} is empty: it has no {extreme}")
+        last = node.version >= 12 and bool(node.attr("select_last_index", 0, int))
+        keys = _order_keys(data)
+        if last:
+            index = data.shape[axis] - 1 - find(np.flip(keys, axis), axis=axis)
+        else:
+            index = find(keys, axis=axis)
+        if node.attr("keepdims", 1, int):
+            index = np.expand_dims(index, axis)
+        return (np.asarray(index, dtype=np.int64),)
+
+    return kernel
+
+
+register("ArgMax", since=(1, 11, 12, 13))(_arg_extreme(np.argmax, "maximum"))
+register("ArgMin", since=(1, 11, 12, 13))(_arg_extreme(np.argmin, "minimum"))
 
 
 def _k_of(k_input: np.ndarray, length: int) -> int:
@@ -269,3 +280,148 @@ def cum_sum(node: Node, x, axis_input):
     if x.dtype.kind in "iu":
         return (np.ascontiguousarray(sums),)
     return (np.asarray(arith.narrow(np.ascontiguousarray(sums), x.dtype)),)
+
+
+# ----------------------------------------------------------------------------
+# ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, ArgMin
+#
+# Floats: the reduction in float64, rounded once to T (as ReduceSum). Integers: ReduceProd, ReduceL1 and
+# ReduceSumSquare wrap (two's complement, the product or sum mod 2**64 reduced to T); ReduceL2 is the
+# exact floor(sqrt(sum of squares)); ReduceLogSum and ReduceLogSumExp of integers (opsets 1 to 27) are
+# the float64 value truncated toward zero.
+# ----------------------------------------------------------------------------
+
+#: the axes rules of ReduceMin: ``axes`` becomes an input at 18 (AXES_INPUT_SINCE's default)
+OTHER_REDUCE_VERSIONS = (1, 11, 13, 18)
+LOG_REDUCE_VERSIONS = (1, 11, 13, 18, 28)
+#: ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, and ReduceLogSum / ReduceLogSumExp before 28
+OTHER_REDUCE_TYPES = {1: IEEE_FLOATS + WIDE_INTS, 13: (T.BFLOAT16,)}
+
+
+def log_reduce_types(version: int) -> frozenset[int]:
+    """ReduceLogSum and ReduceLogSumExp: OTHER_REDUCE_TYPES, without the integers from 28 (the schema drops them)."""
+    allowed = types_at(OTHER_REDUCE_TYPES, version)
+    return allowed - set(WIDE_INTS) if version >= 28 else allowed
+
+
+def _reduced_operands(node: Node, data: np.ndarray, axes_input, allowed) -> tuple | None:
+    """(axes, keepdims), or None when the reduction is the identity."""
+    require_dtype(data, allowed, "data")
+    reduced = _axes(node, data, axes_input)
+    if not reduced:
+        return None
+    return reduced, bool(node.attr("keepdims", 1, int))
+
+
+def _wrapping(data: np.ndarray) -> np.ndarray:
+    """data widened to the 64-bit integer of its signedness (numpy wraps mod 2**64 there)."""
+    return data.astype(np.uint64 if data.dtype.kind == "u" else np.int64)
+
+
+def _float64_reduction(combine):
+    """A float reduction: ``combine(float64 data, axes, keepdims)`` rounded once to T."""
+
+    def kernel(node: Node, data, axes=None):
+        operands = _reduced_operands(node, data, axes, types_at(OTHER_REDUCE_TYPES, node.version))
+        if operands is None:
+            return (data,)
+        reduced, keepdims = operands
+        if data.dtype.kind in "iu":
+            return (np.asarray(combine.integer(data, reduced, keepdims)),)
+        with np.errstate(all="ignore"):
+            wide = combine.real(data.astype(np.float64), reduced, keepdims)
+        return (np.asarray(arith.narrow(np.asarray(wide), data.dtype)),)
+
+    return kernel
+
+
+class _Prod:
+    @staticmethod
+    def real(x, axes, keepdims):
+        return np.prod(x, axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def integer(data, axes, keepdims):
+        return np.prod(_wrapping(data), axis=axes, keepdims=keepdims).astype(data.dtype)
+
+
+class _L1:
+    @staticmethod
+    def real(x, axes, keepdims):
+        return np.sum(np.abs(x), axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def integer(data, axes, keepdims):
+        return np.sum(np.abs(_wrapping(data)), axis=axes, keepdims=keepdims).astype(data.dtype)
+
+
+class _SumSquare:
+    @staticmethod
+    def real(x, axes, keepdims):
+        return np.sum(x * x, axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def integer(data, axes, keepdims):
+        wide = _wrapping(data)
+        return np.sum(wide * wide, axis=axes, keepdims=keepdims).astype(data.dtype)
+
+
+class _L2:
+    @staticmethod
+    def real(x, axes, keepdims):
+        return np.sqrt(np.sum(x * x, axis=axes, keepdims=keepdims))
+
+    @staticmethod
+    def integer(data, axes, keepdims):
+        exact = data.astype(object)
+        squares = np.sum(exact * exact, axis=axes, keepdims=keepdims, initial=0)
+        roots = np.vectorize(math.isqrt, otypes=[object])(np.asarray(squares))
+        return _wrap_to(roots, data.dtype)
+
+
+def _wrap_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Python integers reduced mod 2**bits into the integer type ``dtype`` (two's complement)."""
+    modulus = 1 << np.iinfo(dtype).bits
+    values = np.asarray(values, dtype=object)
+    wrapped = np.array([int(v) % modulus for v in values.reshape(-1)], dtype=np.uint64).reshape(values.shape)
+    return wrapped.astype(dtype)
+
+
+register("ReduceProd", since=OTHER_REDUCE_VERSIONS)(_float64_reduction(_Prod))
+register("ReduceL1", since=OTHER_REDUCE_VERSIONS)(_float64_reduction(_L1))
+register("ReduceL2", since=OTHER_REDUCE_VERSIONS)(_float64_reduction(_L2))
+register("ReduceSumSquare", since=OTHER_REDUCE_VERSIONS)(_float64_reduction(_SumSquare))
+
+
+def _log_sum_exp(x: np.ndarray, axes, keepdims) -> np.ndarray:
+    """log(sum(exp(x))) in float64, shifted by the maximum so that no exp overflows; -inf for no values."""
+    if x.size == 0:
+        return np.log(np.sum(np.exp(x), axis=axes, keepdims=keepdims))
+    peak = np.max(x, axis=axes, keepdims=True)
+    shift = np.where(np.isfinite(peak), peak, 0.0)  # an infinite or NaN maximum decides the result unshifted
+    total = np.log(np.sum(np.exp(x - shift), axis=axes, keepdims=True)) + shift
+    return total if keepdims else np.squeeze(total, axis=axes)
+
+
+def _log_reduction(log_of):
+    def kernel(node: Node, data, axes=None):
+        operands = _reduced_operands(node, data, axes, log_reduce_types(node.version))
+        if operands is None:
+            return (data,)
+        reduced, keepdims = operands
+        with np.errstate(all="ignore"):
+            wide = np.asarray(log_of(data.astype(np.float64), reduced, keepdims))
+        if data.dtype.kind not in "iu":
+            return (np.asarray(arith.narrow(wide, data.dtype)),)
+        info = np.iinfo(data.dtype)
+        if not np.all(np.isfinite(wide) & (wide > float(info.min) - 1) & (wide < float(info.max) + 1)):
+            raise NonFiniteError(f"{node.op_type} of {dtype_name(data.dtype)} data is not finite or not in the type")
+        return (np.trunc(wide).astype(data.dtype),)
+
+    return kernel
+
+
+register("ReduceLogSum", since=LOG_REDUCE_VERSIONS)(
+    _log_reduction(lambda x, axes, keepdims: np.log(np.sum(x, axis=axes, keepdims=keepdims)))
+)
+register("ReduceLogSumExp", since=LOG_REDUCE_VERSIONS)(_log_reduction(_log_sum_exp))

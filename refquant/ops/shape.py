@@ -275,3 +275,69 @@ def pad(node: Node, data, pads_input=None, value_input=None, axes_input=None):
         if (b or e) and (cropped.shape[axis] == 0 or (mode == "reflect" and max(b, e) >= cropped.shape[axis])):
             raise ShapeError(f"mode {mode!r} cannot pad axis {axis} of size {cropped.shape[axis]} by {b}, {e}")
     return (np.pad(cropped, widths, mode=PAD_MODES[mode]),)
+
+
+# ----------------------------------------------------------------------------
+# Tile, DepthToSpace, SpaceToDepth, Size
+# ----------------------------------------------------------------------------
+
+
+
+@register("Tile", since=(6, 13))
+def tile(node: Node, x, repeats):
+    """Y = X repeated ``repeats[i]`` times along axis i (repeats: int64, one value >= 0 per axis)."""
+    require_dtype(x, types_at(MOVE_TYPES, node.version), "input")
+    counts = _int_list(repeats, "repeats")
+    if len(counts) != x.ndim:
+        raise ShapeError(f"repeats {counts} must hold one value per axis of input {x.shape}")
+    if any(c < 0 for c in counts):
+        raise ShapeError(f"repeats {counts} must be >= 0")
+    return (np.tile(x, counts) if x.ndim else x.copy(),)
+
+
+def _blocks(node: Node, x: np.ndarray, since_mode: int) -> tuple[int, str]:
+    """(blocksize, mode) of DepthToSpace / SpaceToDepth for a rank-4 input."""
+    if x.ndim != 4:
+        raise ShapeError(f"input must have rank 4 (N, C, H, W), got shape {x.shape}")
+    blocksize = node.attr("blocksize", kind=int)
+    if blocksize < 1:
+        raise AttributeValueError(f"blocksize must be >= 1, got {blocksize}")
+    mode = node.attr("mode", "DCR", str) if node.version >= since_mode else "DCR"
+    if mode not in ("DCR", "CRD"):
+        raise AttributeValueError(f"mode must be DCR or CRD, got {mode!r}")
+    return blocksize, mode
+
+
+@register("DepthToSpace", since=(1, 11, 13, 28))
+def depth_to_space(node: Node, x):
+    """The ONNX text's reshape-transpose-reshape: DCR (default) or, from 11, CRD."""
+    require_dtype(x, types_at(MOVE_TYPES, node.version), "input")
+    b, mode = _blocks(node, x, since_mode=11)
+    n, c, h, w = x.shape
+    if c % (b * b):
+        raise ShapeError(f"channels {c} are not a multiple of blocksize**2 = {b * b}")
+    if mode == "DCR":
+        tmp = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        tmp = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return (tmp.reshape(n, c // (b * b), h * b, w * b),)
+
+
+@register("SpaceToDepth", since=(1, 13, 28))
+def space_to_depth(node: Node, x):
+    """The inverse of DepthToSpace: DCR order, or from 28 ``mode`` CRD."""
+    require_dtype(x, types_at(MOVE_TYPES, node.version), "input")
+    b, mode = _blocks(node, x, since_mode=28)
+    n, c, h, w = x.shape
+    if h % b or w % b:
+        raise ShapeError(f"height {h} and width {w} must be multiples of blocksize {b}")
+    order = (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)
+    tmp = x.reshape(n, c, h // b, b, w // b, b).transpose(order)
+    return (tmp.reshape(n, c * b * b, h // b, w // b),)
+
+
+@register("Size", since=(1, 13, 19, 21, 23, 24, 25))
+def size(node: Node, data):
+    """int64 scalar: the number of elements of data."""
+    require_dtype(data, types_at(TENSOR_TYPES, node.version), "data")
+    return (np.array(data.size, dtype=np.int64),)

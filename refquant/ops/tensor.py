@@ -20,7 +20,9 @@ from onnx import TensorProto as T
 
 from .. import arith
 from ..checks import require_dtype
-from ..dtypes import FLATTEN_TYPES, TENSOR_TYPES, dtype_name, np_dtype, type_name, types_at
+from ..dtypes import (
+    BASIC_TYPES, FLATTEN_TYPES, FLOAT8_TYPES, IEEE_FLOATS, TENSOR_TYPES, dtype_name, np_dtype, type_name, types_at,
+)
 from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
 from ..registry import register
@@ -199,3 +201,86 @@ def reshape(node: Node, data, shape):
         raise ShapeError(f"shape must be a 1-D tensor, got shape {shape.shape}")
     allowzero = node.version >= 14 and bool(node.attr("allowzero", 0, int))
     return (data.reshape(_reshape_target(data.shape, [int(d) for d in shape], allowzero)),)
+
+
+# ----------------------------------------------------------------------------
+# Dropout (inference), EyeLike, Trilu
+# ----------------------------------------------------------------------------
+
+#: Dropout's data types (T) by version; ratio's (T1) from 12: the IEEE floats, bfloat16 and float8 from 22
+DROPOUT_TYPES = {10: IEEE_FLOATS, 13: (T.BFLOAT16,), 22: FLOAT8_TYPES}
+DROPOUT_RATIO_TYPES = {12: IEEE_FLOATS, 22: (T.BFLOAT16,) + FLOAT8_TYPES}
+
+
+@register("Dropout", since=(10, 12, 13, 22))
+def dropout(node: Node, data, ratio=None, training_mode=None):
+    """Inference: output = data, mask = all True. training_mode = True (12+) with a ratio other than 0 is refused
+    (it drops random elements: a training graph); with ratio 0 it drops nothing, so it runs as inference."""
+    require_dtype(data, types_at(DROPOUT_TYPES, node.version), "data")
+    if node.version >= 12:
+        if ratio is not None:
+            require_dtype(ratio, types_at(DROPOUT_RATIO_TYPES, node.version), "ratio")
+            if ratio.size != 1:
+                raise ShapeError(f"ratio must be a scalar, got shape {ratio.shape}")
+        if training_mode is not None:
+            require_dtype(training_mode, {T.BOOL}, "training_mode")
+            if training_mode.size != 1:
+                raise ShapeError(f"training_mode must be a scalar, got shape {training_mode.shape}")
+            rate = 0.5 if ratio is None else float(ratio.reshape(()).astype(np.float64))
+            if bool(training_mode.reshape(())) and rate != 0:
+                raise AttributeValueError(
+                    f"training_mode=True with ratio {rate} drops random elements (a training graph); refquant runs "
+                    "inference graphs (training_mode=True with ratio 0 drops nothing and runs)"
+                )
+    outputs = (data,)
+    if len(node.proto.output) > 1 and node.proto.output[1]:
+        outputs += (np.ones(data.shape, dtype=np.bool_),)
+    return outputs
+
+
+EYE_TYPES = {9: tuple(t for t in BASIC_TYPES if t != T.STRING), 22: (T.BFLOAT16,)}
+
+
+@register("EyeLike", since=(9, 22))
+def eye_like(node: Node, x):
+    """A 2-D tensor of x's shape: ones on the diagonal shifted by ``k``, zeros elsewhere, of type ``dtype``
+    (default: x's type)."""
+    allowed = types_at(EYE_TYPES, node.version)
+    require_dtype(x, allowed, "input")
+    if x.ndim != 2:
+        raise ShapeError(f"input must be 2-D, got shape {x.shape}")
+    dtype = x.dtype
+    if node.has("dtype"):
+        to = node.attr("dtype", kind=int)
+        if to not in allowed:
+            raise AttributeValueError(f"dtype={to} ({type_name(to)}) is not a type EyeLike makes at opset {node.version}")
+        dtype = np_dtype(to)
+    k = node.attr("k", 0, int)
+    return (np.eye(x.shape[0], x.shape[1], k=k).astype(dtype),)
+
+
+TRILU_TYPES = {14: BASIC_TYPES + (T.BFLOAT16,)}
+
+
+@register("Trilu", since=(14,))
+def trilu(node: Node, x, k_input=None):
+    """The upper (``upper`` = 1, default) or lower triangle of the last two axes, the diagonal shifted by k
+    (an int64 scalar input, default 0); other elements 0 (False, "" for strings). Any k: beyond the matrix
+    keeps all or nothing."""
+    require_dtype(x, types_at(TRILU_TYPES, node.version), "input")
+    if x.ndim < 2:
+        raise ShapeError(f"input must have rank >= 2, got shape {x.shape}")
+    k = 0
+    if k_input is not None:
+        require_dtype(k_input, {T.INT64}, "k")
+        if k_input.size != 1:
+            raise ShapeError(f"k must be a scalar, got shape {k_input.shape}")
+        k = int(k_input.reshape(()))
+    rows, cols = x.shape[-2:]
+    k = max(min(k, cols + 1), -rows - 1)  # beyond the matrix, every k selects the same
+    upper = node.attr("upper", 1, int)
+    if upper not in (0, 1):
+        raise AttributeValueError(f"upper must be 0 or 1, got {upper}")
+    keep = np.triu(np.ones((rows, cols), np.bool_), k) if upper else np.tril(np.ones((rows, cols), np.bool_), k)
+    zero = np.array("" if x.dtype == object else 0).astype(x.dtype)
+    return (np.where(keep, x, zero),)

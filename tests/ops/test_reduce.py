@@ -1,5 +1,6 @@
 """Reductions and scans: refquant/ops/reduce.py (ReduceMin, ReduceMax, ReduceSum, ReduceMean, ArgMax, TopK,
-CumSum; spec/ops/float.md).
+CumSum; spec/ops/float.md; ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp,
+ArgMin: spec/ops/tensor.md).
 
 Expected values come from independent sources:
 - the since_versions and element types of the ONNX schemas (onnx.defs);
@@ -12,6 +13,7 @@ Expected values come from independent sources:
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refquant.errors import AttributeValueError, DTypeError, ShapeError
+from refquant.errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from refquant.ops import reduce
 
 from .helpers import (
@@ -34,6 +36,7 @@ from .helpers import (
     run_reference,
     run_refquant,
     values,
+    wrap,
 )
 
 TYPE_TABLES = {
@@ -200,3 +203,126 @@ def test_integer_cumsum_wraps_and_matches_onnx_reference(dtype):
 )  # fmt: skip
 def test_errors_name_the_problem(op, inputs, opset, attrs, error, message):
     assert_error_names_the_problem(op, inputs, opset, attrs, error, message)
+
+
+# ----------------------------------------------------------------------------
+# ReduceProd, ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp, ArgMin
+# ----------------------------------------------------------------------------
+
+OTHER_REDUCTIONS = ["ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare"]
+LOG_REDUCTIONS = ["ReduceLogSum", "ReduceLogSumExp"]
+
+
+@pytest.mark.parametrize("op", OTHER_REDUCTIONS + ["ArgMin"])
+def test_more_reductions_follow_the_onnx_schemas(op):
+    table = reduce.ARGMAX_TYPES if op == "ArgMin" else reduce.OTHER_REDUCE_TYPES
+    assert_versions_and_types_follow_the_onnx_schemas(op, table)
+
+
+@pytest.mark.parametrize("op", LOG_REDUCTIONS)
+def test_log_reductions_drop_the_integers_at_28(op):
+    from .helpers import schema_protos
+
+    assert_versions_are_the_schema_versions_from_opset_10(op)
+    for v in range(1, 29):
+        assert set(reduce.log_reduce_types(v)) == schema_protos(op, v), v
+
+
+def _float64_oracle(op, x64, axes):
+    """The float64 definitions written out (x64: the float64 input, keepdims=1)."""
+    if op == "ReduceProd":
+        return np.prod(x64, axis=axes, keepdims=True)
+    if op == "ReduceL1":
+        return np.sum(np.abs(x64), axis=axes, keepdims=True)
+    if op == "ReduceSumSquare":
+        return np.sum(x64 * x64, axis=axes, keepdims=True)
+    if op == "ReduceL2":
+        return np.sqrt(np.sum(x64 * x64, axis=axes, keepdims=True))
+    if op == "ReduceLogSum":
+        return np.log(np.sum(x64, axis=axes, keepdims=True))
+    peak = np.max(x64, axis=axes, keepdims=True)
+    return peak + np.log(np.sum(np.exp(x64 - peak), axis=axes, keepdims=True))  # the spec's shifted form
+
+
+@given(x=FLOATS, data=st.data())
+def test_float_reductions_are_the_float64_values_rounded_once(x, data):
+    op = data.draw(st.sampled_from(OTHER_REDUCTIONS + LOG_REDUCTIONS))
+    opset = data.draw(st.sampled_from([13, 18]))
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    x = np.abs(x) if op == "ReduceLogSum" else x
+    inputs = {"data": x}
+    attrs = {"keepdims": 1}
+    if opset >= 18:
+        inputs["axes"] = np.array([axis], np.int64)
+    else:
+        attrs["axes"] = [axis]
+    (got,) = run_refquant(op, inputs, [np.float32], opset=opset, attrs=attrs)
+    with np.errstate(all="ignore"):
+        want = _float64_oracle(op, x.astype(np.float64), (axis % x.ndim,)).astype(np.float32)
+    assert_same_bits(got, want)
+    (ref,) = run_reference(op, inputs, [np.float32], opset=opset, attrs=attrs)
+    # onnx.reference computes in T, unshifted: log(exp(x)) of a tiny x is 0 there
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6 if op == "ReduceLogSumExp" else 1e-30)
+
+
+def test_more_reductions_over_an_empty_set():
+    x = np.zeros((0, 2), np.float32)
+    want = {"ReduceProd": 1.0, "ReduceL1": 0.0, "ReduceL2": 0.0, "ReduceSumSquare": 0.0, "ReduceLogSum": -np.inf,
+            "ReduceLogSumExp": -np.inf}  # fmt: skip
+    for op, value in want.items():
+        (got,) = run_refquant(op, {"data": x}, [np.float32], opset=13, attrs={"axes": [0], "keepdims": 0})
+        np.testing.assert_array_equal(got, [value, value])
+
+
+def test_log_sum_exp_does_not_overflow_and_handles_infinities_and_nan():
+    x = np.array([[1000, 1000], [-np.inf, -np.inf], [np.inf, 1], [np.nan, 1]], np.float32)
+    (got,) = run_refquant("ReduceLogSumExp", {"data": x}, [np.float32], opset=13, attrs={"axes": [1], "keepdims": 0})
+    np.testing.assert_array_equal(got, [np.float32(1000 + np.log(2)), -np.inf, np.inf, np.nan])
+
+
+def test_integer_reductions_wrap_and_l2_is_the_exact_floor_sqrt():
+    x = np.array([[2**20, 2**12], [-(2**31), 3]], np.int32)
+    (prod,) = run_refquant("ReduceProd", {"data": x}, [np.int32], opset=13, attrs={"axes": [1], "keepdims": 0})
+    np.testing.assert_array_equal(prod, [wrap(2**32, np.int32), wrap(-(2**31) * 3, np.int32)])
+    (l1,) = run_refquant("ReduceL1", {"data": x}, [np.int32], opset=13, attrs={"axes": [1], "keepdims": 0})
+    np.testing.assert_array_equal(l1, [2**20 + 2**12, wrap(2**31 + 3, np.int32)])
+    (sq,) = run_refquant("ReduceSumSquare", {"data": x}, [np.int32], opset=13, attrs={"axes": [1], "keepdims": 0})
+    np.testing.assert_array_equal(sq, [wrap(2**40 + 2**24, np.int32), wrap(2**62 + 9, np.int32)])
+    big = np.array([2**62 - 1, 2**62 - 1], np.int64)  # squares overflow int64; the exact root does not
+    (l2,) = run_refquant("ReduceL2", {"data": big}, [np.int64], opset=13, attrs={"keepdims": 0})
+    assert int(l2) == math.isqrt(2 * (2**62 - 1) ** 2)
+
+
+def test_integer_log_sum_truncates_before_28_and_refuses_log_of_zero():
+    (got,) = run_refquant("ReduceLogSum", {"data": np.array([10, 10], np.int64)}, [np.int64], opset=18)
+    assert int(got.reshape(())) == 2  # log(20) = 2.99...
+    with pytest.raises(NonFiniteError, match="not finite"):
+        run_refquant("ReduceLogSum", {"data": np.array([0, 0], np.int32)}, [np.int32], opset=18)
+    with pytest.raises(DTypeError, match="allowed at this opset"):
+        run_refquant("ReduceLogSum", {"data": np.array([1], np.int32)}, [np.int32], opset=28)
+
+
+def test_noop_with_empty_axes_returns_the_input():
+    x = np.array([[1, 2], [3, 4]], np.float32)
+    (got,) = run_refquant("ReduceProd", {"data": x}, [np.float32], opset=18, attrs={"noop_with_empty_axes": 1})
+    assert_same_bits(got, x)
+
+
+@given(x=TIED, data=st.data())
+def test_argmin_matches_onnx_reference(x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    attrs = {"axis": axis, "keepdims": data.draw(st.integers(0, 1)), "select_last_index": data.draw(st.integers(0, 1))}
+    got = run_refquant("ArgMin", {"x": x}, [np.int64], opset=13, attrs=attrs)
+    assert_same_bits(got[0], run_reference("ArgMin", {"x": x}, [np.int64], opset=13, attrs=attrs)[0])
+
+
+def test_argmin_picks_the_first_or_last_minimum_and_nan_is_a_minimum():
+    x = np.array([3, 1, np.nan, 1, np.nan], np.float32)
+    assert run_refquant("ArgMin", {"x": x}, [np.int64], opset=13)[0].tolist() == [2]
+    assert run_refquant("ArgMin", {"x": x}, [np.int64], opset=13, attrs={"select_last_index": 1})[0].tolist() == [4]
+    y = np.array([3, 1, 2, 1], np.int8)
+    assert run_refquant("ArgMin", {"x": y}, [np.int64], opset=13, attrs={"select_last_index": 1})[0].tolist() == [3]
+    with pytest.raises(ShapeError, match="empty"):
+        run_refquant("ArgMin", {"x": np.zeros((0,), np.float32)}, [np.int64], opset=13)
+    with pytest.raises(AttributeValueError, match="negative axes are allowed from opset 11"):
+        run_refquant("ArgMin", {"x": y}, [np.int64], opset=10, attrs={"axis": -1})

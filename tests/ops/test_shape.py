@@ -97,3 +97,58 @@ def test_split_18_with_num_outputs_matches_onnx_reference(x, data):
     assert len(got) == len(want) == parts
     for i, (g, w) in enumerate(zip(got, want)):
         assert_same_bits(g, w, f"output {i}")
+
+
+# ----------------------------------------------------------------------------
+# Tile, DepthToSpace, SpaceToDepth, Size (spec/ops/tensor.md)
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["Tile", "DepthToSpace", "SpaceToDepth", "Size"])
+def test_tensor_md_versions_are_the_schema_versions_from_opset_10(op):
+    assert_versions_are_the_schema_versions_from_opset_10(op)
+
+
+@given(x=FLOATS, data=st.data())
+def test_tile_matches_onnx_reference(x, data):
+    repeats = np.array(data.draw(st.lists(st.integers(0, 3), min_size=x.ndim, max_size=x.ndim)), np.int64)
+    inputs = {"x": x, "r": repeats}
+    assert_same_bits(run_refquant("Tile", inputs, [np.float32], opset=13)[0],
+                     run_reference("Tile", inputs, [np.float32], opset=13)[0])  # fmt: skip
+
+
+def test_tile_refusals():
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(ShapeError, match="one value per axis"):
+        run_refquant("Tile", {"x": x, "r": np.array([2], np.int64)}, [np.float32], opset=13)
+    with pytest.raises(ShapeError, match=">= 0"):
+        run_refquant("Tile", {"x": x, "r": np.array([2, -1], np.int64)}, [np.float32], opset=13)
+
+
+@pytest.mark.parametrize(("mode", "opset"), [("DCR", 13), ("CRD", 13), ("DCR", 28), ("CRD", 28)])
+def test_depth_to_space_and_back(mode, opset):
+    x = np.arange(2 * 8 * 2 * 3, dtype=np.int32).reshape(2, 8, 2, 3)
+    attrs = {"blocksize": 2, "mode": mode}
+    (y,) = run_refquant("DepthToSpace", {"x": x}, [np.int32], opset=opset, attrs=attrs)
+    assert_same_bits(y, run_reference("DepthToSpace", {"x": x}, [np.int32], opset=opset, attrs=attrs)[0])
+    assert y.shape == (2, 2, 4, 6)
+    back_attrs = {"blocksize": 2} | ({"mode": mode} if opset >= 28 else {})
+    if mode == "CRD" and opset < 28:
+        return  # SpaceToDepth has no mode before 28
+    (z,) = run_refquant("SpaceToDepth", {"y": y}, [np.int32], opset=opset, attrs=back_attrs)
+    assert_same_bits(z, x)  # the inverse, in the same mode
+
+
+def test_depth_to_space_refusals():
+    with pytest.raises(ShapeError, match="not a multiple of blocksize"):
+        run_refquant("DepthToSpace", {"x": np.zeros((1, 3, 2, 2), np.float32)}, [np.float32], opset=13,
+                     attrs={"blocksize": 2})  # fmt: skip
+    with pytest.raises(ShapeError, match="multiples of blocksize"):
+        run_refquant("SpaceToDepth", {"x": np.zeros((1, 1, 3, 2), np.float32)}, [np.float32], opset=13,
+                     attrs={"blocksize": 2})  # fmt: skip
+
+
+def test_size_of_every_shape():
+    for shape in [(), (0,), (2, 3), (4, 0, 5)]:
+        (y,) = run_refquant("Size", {"x": np.zeros(shape, np.float32)}, [np.int64], opset=13)
+        assert y.dtype == np.int64 and y.shape == () and int(y) == int(np.prod(shape))

@@ -250,3 +250,71 @@ def test_integer_and_narrow_float_range():
     nan = {n: np.array(v, np.float32) for n, v in (("start", 0), ("limit", np.nan), ("delta", 1))}
     with pytest.raises(NonFiniteError, match="must be finite"):
         run_refquant("Range", nan, [np.float32], opset=11)
+
+
+# ----------------------------------------------------------------------------
+# Dropout, EyeLike, Trilu (spec/ops/tensor.md)
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("op", "table"), [("Trilu", tensor.TRILU_TYPES), ("EyeLike", tensor.EYE_TYPES)])
+def test_tensor_md_types_follow_the_onnx_schemas(op, table):
+    assert_versions_and_types_follow_the_onnx_schemas(op, table)
+
+
+def test_dropout_versions_are_the_schema_versions_from_opset_10():
+    assert_versions_are_the_schema_versions_from_opset_10("Dropout")
+
+
+@pytest.mark.parametrize("opset", [10, 12, 13, 22])
+def test_dropout_is_the_identity_with_an_all_true_mask(opset):
+    x = np.array([[1.5, np.nan], [-0.0, np.inf]], np.float32)
+    inputs = {"x": x}
+    if opset >= 12:
+        inputs |= {"r": np.array(0.3, np.float32), "t": np.array(False)}
+    y, mask = run_refquant("Dropout", inputs, [np.float32, np.bool_], opset=opset)
+    assert_same_bits(y, x)
+    assert mask.dtype == np.bool_ and mask.all() and mask.shape == x.shape
+
+
+def test_dropout_training_mode_is_refused_unless_the_ratio_is_zero():
+    x = np.ones(3, np.float32)
+    with pytest.raises(AttributeValueError, match="training_mode=True with ratio 0.5"):
+        run_refquant("Dropout", {"x": x, "r": None, "t": np.array(True)}, [np.float32], opset=13)
+    (y,) = run_refquant("Dropout", {"x": x, "r": np.array(0.0, np.float32), "t": np.array(True)}, [np.float32],
+                        opset=13)  # fmt: skip
+    assert_same_bits(y, x)
+
+
+@pytest.mark.parametrize("k", [-5, -1, 0, 2, 9])
+def test_eye_like_matches_onnx_reference(k):
+    x = np.zeros((3, 4), np.int32)
+    attrs = {"k": k, "dtype": T.DOUBLE}
+    (got,) = run_refquant("EyeLike", {"x": x}, [np.float64], opset=10, attrs=attrs)
+    assert_same_bits(got, run_reference("EyeLike", {"x": x}, [np.float64], opset=10, attrs=attrs)[0])
+
+
+def test_eye_like_refuses_a_type_the_schema_lacks():
+    with pytest.raises(AttributeValueError, match="not a type EyeLike makes"):
+        run_refquant("EyeLike", {"x": np.zeros((2, 2), np.float32)}, [np.float32], opset=10,
+                     attrs={"dtype": T.STRING})  # fmt: skip
+
+
+@pytest.mark.parametrize("k", [-(2**63), -4, -1, 0, 1, 3, 2**63 - 1])
+@pytest.mark.parametrize("upper", [0, 1])
+def test_trilu_any_k_matches_numpy_triangles(k, upper):
+    x = np.arange(1, 2 * 3 * 4 + 1, dtype=np.int64).reshape(2, 3, 4)
+    (got,) = run_refquant("Trilu", {"x": x, "k": np.array(k, np.int64)}, [np.int64], opset=14, attrs={"upper": upper})
+    clamped = max(min(k, 5), -4)
+    want = np.triu(x, clamped) if upper else np.tril(x, clamped)
+    assert_same_bits(got, want)
+
+
+def test_trilu_of_strings_and_bool_fills_empty_and_false():
+    s = np.array([["a", "b"], ["c", "d"]], dtype=object)
+    (got,) = run_refquant("Trilu", {"x": s}, [object], opset=14, attrs={"upper": 0})
+    assert got.tolist() == [["a", ""], ["c", "d"]]
+    (got,) = run_refquant("Trilu", {"x": np.ones((2, 2), bool)}, [np.bool_], opset=14)
+    assert got.tolist() == [[True, True], [False, True]]
+    with pytest.raises(ShapeError, match="rank >= 2"):
+        run_refquant("Trilu", {"x": np.ones(3, np.float32)}, [np.float32], opset=14)
