@@ -350,6 +350,15 @@ _estimates(*REDUCING)(_reducing)
 _estimates(*REDUCING_MS, domain="com.microsoft")(_reducing)
 _estimates(*BROADCASTING)(_broadcasting)
 _estimates(*BROADCASTING_MS, domain="com.microsoft")(_broadcasting)
+#: the normalizations and Hardmax of refquant/ops/normalization.py: outputs the input's shape
+_estimates("GroupNormalization", "RMSNormalization", "LpNormalization", "MeanVarianceNormalization", "Hardmax")(_bounded)
+
+
+@_estimates("HannWindow", "HammingWindow", "BlackmanWindow")
+def _window_function(node, inputs) -> Estimate:
+    """refquant/ops/signal.py: a window of ``size`` points and its float64 phases."""
+    size = max(int(np.asarray(inputs[0]).reshape(())), 0)
+    return Estimate((_out((size,), "window"), _out((size,), "phases")), size)
 _estimates("Concat")(_joined)
 _estimates("QLinearConcat", domain="com.microsoft")(_joined)
 
@@ -633,7 +642,7 @@ def _max_pool(node, inputs) -> Estimate:
     return _pool_estimate(node, inputs[0].shape, outputs=len([o for o in node.proto.output if o]))
 
 
-@_estimates("AveragePool")
+@_estimates("AveragePool", "LpPool")
 def _average_pool(node, inputs) -> Estimate:
     return _pool_estimate(node, inputs[0].shape)
 
@@ -688,6 +697,29 @@ def _fused_matmul(node, inputs) -> Estimate:
     return _matmul_estimate(operand(inputs[0].shape, "transBatchA", "transA"), operand(inputs[1].shape, "transBatchB", "transB"))
 
 
+@_estimates("MatMulNBits", domain="com.microsoft")
+def _matmul_nbits(node, inputs) -> Estimate:
+    """The dequantized weight (N, K) and its codes in float64, then A @ W^T."""
+    n, blocks, blob = inputs[1].shape
+    codes = (n, blocks * blob * 8 // max(node.attr("bits", 4, int), 1))
+    a = tuple(inputs[0].shape)
+    product = _matmul_estimate(a, (a[-1] if a else 0, n))
+    return Estimate((_out(codes, "unpacked codes (float64)"), _out(codes, "dequantized weight"))
+                    + product.allocations, product.work + 4 * math.prod(codes))
+
+
+@_estimates("GatherBlockQuantized", domain="com.microsoft")
+def _gather_block_quantized(node, inputs) -> Estimate:
+    """The dequantized data (its codes, zero points and scales repeated) in float64, then the gathered output."""
+    data, indices = inputs[0], inputs[1]
+    per = 8 // max(node.attr("bits", 4, int), 1) if data.dtype == np.uint8 else 1
+    shape = tuple(data.shape[:-1]) + (data.shape[-1] * per,) if data.ndim else ()
+    axis = node.attr("gather_axis", 0, int) % max(len(shape), 1)
+    out = shape[:axis] + tuple(indices.shape) + shape[axis + 1:]
+    return Estimate(tuple(_out(shape, what) for what in ("codes", "zero points", "scales", "dequantized data"))
+                    + (_out(out),), 5 * math.prod(shape) + math.prod(out))
+
+
 def _attention_estimate(node, x_shape, width: int, past) -> Estimate:
     """[Q | K | V] (B, S, width); scores, mask and probabilities (B, N, S, T); the output. Work: the projection
     B * S * D_i * width plus B * N * S * T * (H + H_v)."""
@@ -739,3 +771,13 @@ def _recurrent_estimate(node, inputs) -> Estimate:
 
 _estimates("RNN", "GRU", "LSTM")(_recurrent_estimate)
 _estimates("DynamicQuantizeLSTM", domain="com.microsoft")(_recurrent_estimate)
+
+
+# -- estimators: control flow (refquant/ops/control.py) --------------------------------------------------------
+
+
+@_estimates("If", "Loop", "Scan")
+def _control(node, inputs) -> Estimate:
+    """Nothing of its own: each node of a branch or body is checked against the limits when it runs, and
+    Loop and Scan charge STEP work units per iteration, counted against max_work (spec/ops/control.md)."""
+    return Estimate(())

@@ -26,7 +26,7 @@ from .errors import ExternalDataError, ModelError, OpsetError
 from .files import read_regular
 from .registry import DEFAULT_DOMAIN, MAX_OPSET, canonical_domain
 
-__all__ = ["read_model", "load_model", "opset_versions", "topological_order", "MIN_OPSET", "MIN_IR_VERSION", "MAX_IR_VERSION"]
+__all__ = ["read_model", "load_model", "opset_versions", "topological_order", "outer_names", "MIN_OPSET", "MIN_IR_VERSION", "MAX_IR_VERSION"]
 
 #: Quantization operators start at opset 10.
 MIN_OPSET = 10
@@ -135,14 +135,42 @@ def opset_versions(proto: ModelProto) -> dict[str, int]:
     return versions
 
 
-def topological_order(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+def outer_names(graph: onnx.GraphProto) -> set[str]:
+    """Names a (sub)graph reads without defining them: its nodes' inputs (and, recursively, what their own
+    subgraphs read) that are not its inputs, initializers or node outputs: names of the enclosing graphs."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    used: set[str] = set()
+    for node in graph.node:
+        defined.update(name for name in node.output if name)
+        used.update(name for name in node.input if name)
+        used |= implicit_inputs(node)
+    used.update(o.name for o in graph.output)
+    return used - defined
+
+
+def implicit_inputs(node: onnx.NodeProto) -> set[str]:
+    """The enclosing-scope names a node's subgraph attributes (If's branches, Loop's and Scan's body) read."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        if attr.type == AttributeProto.GRAPH or attr.HasField("g"):
+            names |= outer_names(attr.g)
+        for graph in attr.graphs:
+            names |= outer_names(graph)
+    return names
+
+
+def topological_order(graph: onnx.GraphProto, outer: Iterable[str] = ()) -> list[onnx.NodeProto]:
     """The graph's nodes in an order where every input is computed first.
 
+    A node's inputs include the names its subgraphs read from this graph (:func:`implicit_inputs`);
+    ``outer``: names a subgraph may read from its enclosing graphs (empty for the main graph).
     Raises :class:`ModelError` for an input nobody produces, an output produced
     twice or overwriting a graph input/initializer, and for cycles.
     """
     given = {i.name for i in graph.input} | {t.name for t in graph.initializer}
     given |= {t.values.name for t in graph.sparse_initializer}
+    outer = set(outer) - given
     producer: dict[str, int] = {}
     labels = [f"{n.op_type} '{n.name or f'#{i}'}'" for i, n in enumerate(graph.node)]
     for index, node in enumerate(graph.node):
@@ -157,17 +185,20 @@ def topological_order(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     waiting_on = []
     for index, node in enumerate(graph.node):
         deps = set()
-        for name in node.input:
+        for name in [*node.input, *sorted(implicit_inputs(node))]:
             if not name or name in given:
                 continue
             if name not in producer:
+                if name in outer:
+                    continue
                 raise ModelError(
                     f"{labels[index]}: input '{name}' is not a graph input, an initializer or any node's output"
+                    + (" (read by a subgraph of the node)" if name not in node.input else "")
                 )
             deps.add(producer[name])
         waiting_on.append(deps)
     for out in graph.output:
-        if out.name not in given and out.name not in producer:
+        if out.name not in given and out.name not in producer and out.name not in outer:
             raise ModelError(f"graph output '{out.name}' is not produced by any node, input or initializer")
     consumers: dict[int, list[int]] = {}
     for index, deps in enumerate(waiting_on):

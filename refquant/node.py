@@ -61,6 +61,9 @@ MS_ATTRIBUTES: dict[str, dict[str, int]] = {
     "QuickGelu": {"alpha": _F},
     "SkipLayerNormalization": {"epsilon": _F},
     "SkipSimplifiedLayerNormalization": {"epsilon": _F},
+    # weight-only quantization (onnxruntime's MatMulNBits quantizer)
+    "MatMulNBits": {"K": _I, "N": _I, "accuracy_level": _I, "bits": _I, "block_size": _I, "weight_prepacked": _I},
+    "GatherBlockQuantized": {"bits": _I, "block_size": _I, "gather_axis": _I, "quantize_axis": _I},
 }
 
 _MISSING = object()
@@ -181,6 +184,14 @@ class Node:
         if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
             raise AttributeValueError(f"attribute '{name}' must be a list of ints, got {value!r}")
         return value
+
+    def subgraph(self, name: str):
+        """The graph attribute ``name`` bound by the session (refquant.session.Subgraph): ``subgraph(inputs)``
+        runs it and returns its outputs, outer-scope names read from the graph this node is in."""
+        found = self.cache.get("subgraphs", {}).get(name)
+        if found is None:
+            raise AttributeValueError(f"required graph attribute '{name}' is missing")
+        return found
 
     def warn(self, message: str, category: type[Warning] = RefquantWarning) -> None:
         """Emit a warning that names this node."""

@@ -6,23 +6,31 @@ Session; ``run`` only moves arrays through it.
 
 from __future__ import annotations
 
+import contextvars
 import os
+from collections import ChainMap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import ModelProto, TensorProto, numpy_helper
+from onnx import AttributeProto, GraphProto, ModelProto, TensorProto, numpy_helper
 
 from . import budget, ops  # noqa: F401  (ops fills the registry)
 from .budget import Limits
 from .dtypes import np_dtype, proto_of, type_name
-from .errors import FeedError, KernelFailure, ModelError, NodeError, RefquantError, ResourceLimitError, UnsupportedOpError
-from .model import load_model, opset_versions, topological_order
+from .errors import (
+    FeedError, KernelFailure, ModelError, NodeError, RefquantError, ResourceLimitError, ShapeError, UnsupportedOpError,
+)
+from .model import implicit_inputs, load_model, opset_versions, topological_order
 from .node import Node, check_attributes
 from .profiles import Profile, get_profile
 from .registry import canonical_domain, lookup, options_family
 
-__all__ = ["Session", "TensorSpec", "Limits"]
+__all__ = ["Session", "TensorSpec", "Limits", "Subgraph"]
+
+#: (the enclosing graph's values, the session's limits) while a node with subgraphs runs: what its
+#: subgraphs read outer-scope names from, and the limits their nodes are checked against
+_ENCLOSING: contextvars.ContextVar = contextvars.ContextVar("refquant_enclosing", default=(None, None))
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,101 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _run_nodes(plan, values, last_use: Mapping[str, int], limits: Limits, keep_all: bool) -> None:
+    """The one graph runner: the nodes of ``plan`` in order, reading and writing ``values`` (a dict for the
+    main graph; a ChainMap of the subgraph's own values over its enclosing graph's for a subgraph)."""
+    for step, node in enumerate(plan):
+        inputs = [values[name] if name else None for name in node.proto.input]
+        results = Session._call(node, inputs, limits, values)
+        for name, value in zip(node.proto.output, results):
+            if name:
+                values[name] = value
+        if not keep_all:
+            for name in node.proto.input:
+                if name and last_use.get(name) == step:
+                    values.pop(name, None)
+            for name in node.cache.get("implicit", ()):
+                if last_use.get(name) == step:
+                    values.pop(name, None)
+
+
+def _last_uses(plan, outputs: Sequence[str]) -> dict[str, int]:
+    last = {}
+    for step, node in enumerate(plan):
+        for name in [*node.proto.input, *node.cache.get("implicit", ())]:
+            last[name] = step
+    for name in outputs:
+        last[name] = len(plan)
+    return last
+
+
+def _declared_type(value_info) -> tuple[np.dtype | None, tuple | None]:
+    """(numpy dtype, shape: ints and None) a subgraph input or output declares; None where it declares none."""
+    if not value_info.type.HasField("tensor_type"):
+        return None, None
+    tensor_type = value_info.type.tensor_type
+    try:
+        dtype = np_dtype(tensor_type.elem_type) if tensor_type.elem_type else None
+    except KeyError:
+        dtype = None
+    shape = None
+    if tensor_type.HasField("shape"):
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
+    return dtype, shape
+
+
+class Subgraph:
+    """A graph attribute (If's branches, Loop's and Scan's body) bound once, at Session build, like the main
+    graph: kernels, options and constants resolved; run by the session's one graph runner.
+
+    ``subgraph(inputs)`` binds the subgraph's inputs in order and returns its outputs; names it does not
+    define are read from the enclosing graph's values (at any depth). ``output_types``: each output's
+    declared (dtype, shape), None where undeclared. ``count_iterations(n)`` raises ResourceLimitError when
+    n iterations (each charged budget.STEP work units) exceed the session's max_work.
+    """
+
+    def __init__(self, label: str, graph: GraphProto, constants: dict, plan: list[Node]):
+        self.label = label
+        self.constants = constants
+        self.plan = plan
+        self.input_names = [i.name for i in graph.input]
+        self.output_names = [o.name for o in graph.output]
+        self.output_types = [_declared_type(o) for o in graph.output]
+        self._last_use = _last_uses(plan, self.output_names)
+
+    def __repr__(self) -> str:
+        return f"<Subgraph {self.label}: {len(self.plan)} node(s)>"
+
+    def __call__(self, inputs: Sequence) -> list:
+        scope, limits = _ENCLOSING.get()
+        if len(inputs) != len(self.input_names):
+            raise ShapeError(f"{self.label} takes {len(self.input_names)} input(s), got {len(inputs)}")
+        local = dict(self.constants)
+        local.update(zip(self.input_names, inputs))
+        values = local if scope is None else ChainMap(local, scope)
+        try:
+            _run_nodes(self.plan, values, self._last_use, budget.default_limits() if limits is None else limits, False)
+        except NodeError as err:
+            if err.op_type is not None:  # the path: "Loop 'loop1': body / Add 'add3': ..."
+                err.message = f"{self.label} / {err.op_type} '{err.node_name}': {err.message}"
+                err.op_type = err.node_name = None
+            raise
+        missing = [name for name in self.output_names if name not in values]
+        if missing:
+            raise ModelError(f"{self.label}: output(s) {missing} are not computed (an outer-scope name not in scope?)")
+        return [values[name] for name in self.output_names]
+
+    def count_iterations(self, iterations: int) -> None:
+        _, limits = _ENCLOSING.get()
+        limits = budget.default_limits() if limits is None else limits
+        if limits.max_work is not None and iterations * budget.STEP > limits.max_work:
+            raise ResourceLimitError(
+                f"{iterations} iterations of {self.label} ({budget.STEP} work units charged each) exceed max_work "
+                f"{limits.max_work} (raise it with refquant.Limits, or --max-work on the command line)",
+                limit="max_work", requested=iterations * budget.STEP, allowed=limits.max_work,
+            )
+
+
 class Session:
     """Run a model on the reference kernels.
 
@@ -123,13 +226,18 @@ class Session:
         self._overridable = {i.name: _spec_of(i, "graph input") for i in graph.input if i.name in self.constants}
         for spec in self._overridable.values():
             _check_default(spec, self.constants[spec.name])
-        self._plan = [self._bind(proto, index, versions) for index, proto in enumerate(topological_order(graph))]
-        self._last_use = self._last_uses()
+        main_names = {i.name for i in graph.input} | set(self.constants)
+        main_names |= {name for node in graph.node for name in node.output if name}
+        self._plan = [
+            self._bind(proto, index, versions, main_names) for index, proto in enumerate(topological_order(graph))
+        ]
+        self._last_use = _last_uses(self._plan, [o.name for o in self.outputs])
         self._producers = {name: node for node in self._plan for name in node.proto.output if name}
 
     # -- building -------------------------------------------------------------
 
-    def _bind(self, proto, index: int, versions: dict[str, int]) -> Node:
+    def _bind(self, proto, index: int, versions: dict[str, int], outer: set[str]) -> Node:
+        """``outer``: the names the enclosing graphs define (for the subgraphs of the node)."""
         name = proto.name or f"#{index}"
         domain = canonical_domain(proto.domain)
         if domain not in versions:
@@ -143,22 +251,40 @@ class Session:
         version, kernel = found
         check_attributes(proto, versions[domain], name)
         family = options_family(domain, proto.op_type)
-        return Node(proto, version, name, kernel=kernel, options=None if family is None else self._options_of(family))
+        node = Node(proto, version, name, kernel=kernel, options=None if family is None else self._options_of(family))
+        graphs = {a.name: a.g for a in proto.attribute if a.type == AttributeProto.GRAPH}
+        if graphs:
+            node.cache["subgraphs"] = {
+                attr: self._bind_subgraph(f"{attr}", g, versions, outer, proto.op_type, name)
+                for attr, g in graphs.items()
+            }
+            node.cache["implicit"] = tuple(sorted(implicit_inputs(proto)))
+        return node
+
+    def _bind_subgraph(self, label: str, graph: GraphProto, versions, outer: set[str], op_type: str, name: str):
+        """A subgraph bound as the main graph is: structure checked, nodes bound (recursively), constants read."""
+        try:
+            if graph.sparse_initializer:
+                raise ModelError("sparse initializers are not supported; densify them first")
+            constants = {t.name: _read_only(_to_array(t, "initializer")) for t in graph.initializer}
+            inner = outer | {i.name for i in graph.input} | set(constants)
+            inner |= {n for node in graph.node for n in node.output if n}
+            order = topological_order(graph, outer)
+            plan = [self._bind(proto, index, versions, inner) for index, proto in enumerate(order)]
+        except NodeError as err:
+            if err.op_type is not None:
+                err.message = f"{label} / {err.op_type} '{err.node_name}': {err.message}"
+                err.op_type = err.node_name = None
+            raise err.attach(op_type, name)
+        except ModelError as err:
+            raise type(err)(f"{op_type} '{name}': {label}: {err}") from None
+        return Subgraph(label, graph, constants, plan)
 
     def _options_of(self, family: type):
         """The profile's options for one op family (refquant.kernel_options), built once per session."""
         if family not in self._family_options:
             self._family_options[family] = family.of(self.profile)
         return self._family_options[family]
-
-    def _last_uses(self) -> dict[str, int]:
-        last = {}
-        for step, node in enumerate(self._plan):
-            for name in node.proto.input:
-                last[name] = step
-        for out in self.outputs:
-            last[out.name] = len(self._plan)
-        return last
 
     # -- running --------------------------------------------------------------
 
@@ -214,16 +340,7 @@ class Session:
         values: dict[str, np.ndarray] = dict(self.constants)
         values.update(self._check_feeds(feeds))
         with np.errstate(all="ignore"):
-            for step, node in enumerate(self._plan):
-                inputs = [values[name] if name else None for name in node.proto.input]
-                results = self._call(node, inputs, self.limits)
-                for name, value in zip(node.proto.output, results):
-                    if name:
-                        values[name] = value
-                if not keep_all:
-                    for name in node.proto.input:
-                        if name and self._last_use.get(name) == step:
-                            values.pop(name, None)
+            _run_nodes(self._plan, values, self._last_use, self.limits, keep_all)
         self._check_outputs(values)
         return values
 
@@ -250,10 +367,13 @@ class Session:
                 )
 
     @staticmethod
-    def _call(node: Node, inputs: list, limits: Limits | None = None) -> tuple:
-        """Run one node: its budget checked first (``limits``, default_limits() when None), then its kernel."""
+    def _call(node: Node, inputs: list, limits: Limits | None = None, scope: Mapping | None = None) -> tuple:
+        """Run one node: its budget checked first (``limits``, default_limits() when None), then its kernel.
+        ``scope``: the values of the graph the node is in, which its subgraphs (if any) read outer names from."""
+        limits = budget.default_limits() if limits is None else limits
+        token = _ENCLOSING.set((scope, limits)) if "subgraphs" in node.cache else None
         try:
-            budget.check(node, inputs, budget.default_limits() if limits is None else limits)
+            budget.check(node, inputs, limits)
             results = node.kernel(node, *inputs)
         except MemoryError:
             shapes = ", ".join(str(list(x.shape)) for x in inputs if isinstance(x, np.ndarray))
@@ -268,6 +388,9 @@ class Session:
             raise
         except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError) as exc:
             raise KernelFailure(f"unexpected {type(exc).__name__}: {exc}").attach(node.op_type, node.name) from exc
+        finally:
+            if token is not None:
+                _ENCLOSING.reset(token)
         wanted = sum(1 for name in node.proto.output if name)
         if len(results) < len(node.proto.output) and wanted > len(results):
             raise KernelFailure(

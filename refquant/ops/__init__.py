@@ -13,6 +13,7 @@ from . import indexing  # noqa: F401
 from . import einsum  # noqa: F401
 from . import normalization  # noqa: F401
 from . import resize  # noqa: F401
+from . import signal  # noqa: F401
 from . import recurrent  # noqa: F401
 from . import contrib_elementwise  # noqa: F401
 from . import contrib_pool  # noqa: F401
@@ -23,3 +24,5 @@ from . import contrib_activations  # noqa: F401
 from . import contrib_matmul  # noqa: F401
 from . import contrib_normalization  # noqa: F401
 from . import contrib_attention  # noqa: F401
+from . import contrib_weight_only  # noqa: F401
+from . import control  # noqa: F401

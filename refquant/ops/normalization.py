@@ -233,3 +233,144 @@ def average_pool(node: Node, x):
     if np.any(counts == 0):
         raise AttributeValueError("some output window covers padding only")
     return (np.asarray(arith.narrow(total / counts, x.dtype)),)
+
+
+# -- GroupNormalization, RMSNormalization, LpNormalization, MeanVarianceNormalization, Hardmax ------------------
+
+FLOATS_AND_BFLOAT16 = {1: IEEE_FLOATS + (T.BFLOAT16,)}
+LP_NORM_TYPES = {1: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+MVN_TYPES = {9: IEEE_FLOATS, 13: (T.BFLOAT16,)}
+HARDMAX_TYPES = {1: IEEE_FLOATS, 13: (T.BFLOAT16,)}
+
+
+@register("GroupNormalization", since=(18, 21))
+def group_normalization(node: Node, x, scale, bias):
+    """Y = (X - mean) / sqrt(var + epsilon) * scale + bias, mean and var over each group of C / num_groups
+    channels and the spatial axes; scale and bias per group (18) or per channel (21)."""
+    require_dtype(x, types_at(FLOATS_AND_BFLOAT16, node.version), "X")
+    require_same_type(scale, x, "scale")
+    require_same_type(bias, x, "bias")
+    if x.ndim < 2:
+        raise ShapeError(f"X must have shape (N, C, ...), got {x.shape}")
+    groups = node.attr("num_groups", None, int)
+    if groups is None:
+        raise AttributeValueError("num_groups is required")
+    channels = x.shape[1]
+    if groups <= 0 or channels % groups:
+        raise AttributeValueError(f"num_groups {groups} must be positive and divide C = {channels}")
+    width = groups if node.version < 21 else channels
+    for name, value in (("scale", scale), ("bias", bias)):
+        if value.shape != (width,):
+            raise ShapeError(f"{name} has shape {value.shape}, expected ({width},)")
+    x64 = x.astype(np.float64)
+    grouped = x64.reshape((x.shape[0], groups, -1))
+    mean = np.mean(grouped, axis=2, keepdims=True)
+    var = np.mean((grouped - mean) ** 2, axis=2, keepdims=True)
+    normalized = ((grouped - mean) / np.sqrt(var + _epsilon(node, 1e-5))).reshape(x.shape)
+    shape = (channels,) + (1,) * (x.ndim - 2)
+    if node.version < 21:
+        per_channel = [np.repeat(v.astype(np.float64), channels // groups) for v in (scale, bias)]
+    else:
+        per_channel = [v.astype(np.float64) for v in (scale, bias)]
+    y = normalized * per_channel[0].reshape(shape) + per_channel[1].reshape(shape)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+@register("RMSNormalization", since=(23,))
+def rms_normalization(node: Node, x, scale):
+    """Y = X / sqrt(mean(X^2) + epsilon) * scale, the mean over axes axis..n-1; Y has X's type."""
+    types = types_at(FLOATS_AND_BFLOAT16, node.version)
+    require_dtype(x, types, "X")
+    require_dtype(scale, types, "scale")
+    if x.ndim == 0:
+        raise ShapeError("X must have rank >= 1")
+    stash = node.attr("stash_type", 1, int)
+    if stash not in (T.FLOAT, T.DOUBLE, T.FLOAT16, T.BFLOAT16):
+        raise AttributeValueError(f"stash_type {stash} is not a float type")
+    axis = normalize_axis(node.attr("axis", -1, int), x.ndim)
+    if np.broadcast_shapes(scale.shape, x.shape[axis:]) != x.shape[axis:]:
+        raise ShapeError(f"scale has shape {scale.shape}, which does not broadcast to {x.shape[axis:]}")
+    x64 = x.astype(np.float64)
+    mean_square = np.mean(x64 * x64, axis=tuple(range(axis, x.ndim)), keepdims=True)
+    y = x64 / np.sqrt(mean_square + _epsilon(node, 1e-5)) * scale.astype(np.float64)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+@register("LpNormalization", since=(1, 22))
+def lp_normalization(node: Node, x):
+    """Y = X / (sum |X|^p)^(1/p) along ``axis``, p 1 or 2; a zero norm gives 0 (onnx.reference)."""
+    require_dtype(x, types_at(LP_NORM_TYPES, node.version), "input")
+    if x.ndim == 0:
+        raise ShapeError("input must have rank >= 1")
+    p = node.attr("p", 2, int)
+    if p not in (1, 2):
+        raise AttributeValueError(f"p must be 1 or 2, got {p}")
+    axis = normalize_axis(node.attr("axis", -1, int), x.ndim)
+    x64 = x.astype(np.float64)
+    if p == 1:
+        norm = np.sum(np.abs(x64), axis=axis, keepdims=True)
+    else:
+        norm = np.sqrt(np.sum(x64 * x64, axis=axis, keepdims=True))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(norm == 0, 0.0, x64 / np.where(norm == 0, 1.0, norm))
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+@register("MeanVarianceNormalization", since=(9, 13))
+def mean_variance_normalization(node: Node, x):
+    """Y = (X - mean) / (sqrt(var) + 1e-9) over ``axes`` (default [0, 2, 3]), as ONNX's function body."""
+    require_dtype(x, types_at(MVN_TYPES, node.version), "X")
+    axes = node.attr_ints("axes", None)
+    axes = [0, 2, 3] if axes is None else list(axes)
+    axes = tuple(sorted({normalize_axis(a, x.ndim) for a in axes}))
+    x64 = x.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.mean(x64, axis=axes, keepdims=True)
+        std = np.sqrt(np.mean((x64 - mean) ** 2, axis=axes, keepdims=True))
+        y = (x64 - mean) / (std + 1e-9)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+@register("Hardmax", since=(1, 11, 13))
+def hardmax(node: Node, x):
+    """1 at the first maximum of each row (a NaN counts as the maximum: np.argmax), 0 elsewhere; the row is the
+    one ``axis`` (13) or the flattened axes axis..n-1 (before 13), as Softmax."""
+    require_dtype(x, types_at(HARDMAX_TYPES, node.version), "input")
+    if x.ndim == 0:
+        raise ShapeError("input must have rank >= 1")
+    axes = _softmax_axes(node, x.ndim)
+    y = np.zeros(x.shape, x.dtype)
+    if x.size == 0:
+        return (y,)
+    moved = np.moveaxis(x, axes, range(x.ndim - len(axes), x.ndim))
+    rows = moved.reshape(-1, int(np.prod(moved.shape[x.ndim - len(axes) :], dtype=np.int64)))
+    hot = np.zeros(rows.shape, x.dtype)
+    hot[np.arange(rows.shape[0]), np.argmax(rows, axis=1)] = 1
+    y = np.moveaxis(hot.reshape(moved.shape), range(x.ndim - len(axes), x.ndim), axes)
+    return (np.ascontiguousarray(y),)
+
+
+LP_POOL_TYPES = {1: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+
+
+@register("LpPool", since=(1, 2, 11, 18, 22))
+def lp_pool(node: Node, x):
+    """Y = (sum over the window of |x|^p)^(1/p); padding adds 0 (also under ceil_mode)."""
+    require_dtype(x, types_at(LP_POOL_TYPES, node.version), "X")
+    if x.ndim < 3:
+        raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
+    if node.version < 18 and (node.has("dilations") or node.has("ceil_mode")):
+        raise AttributeValueError("dilations and ceil_mode exist from LpPool-18")
+    ceil_mode = node.attr("ceil_mode", 0, int) if node.version >= 18 else 0
+    if ceil_mode not in (0, 1):
+        raise AttributeValueError(f"ceil_mode must be 0 or 1, got {ceil_mode}")
+    p = float(node.attr("p", 2.0 if node.version < 2 else 2))
+    if not p > 0:
+        raise AttributeValueError(f"p must be positive, got {p}")
+    window = resolve_window(node, x.shape[2:], ceil_mode=bool(ceil_mode))
+    view = windows(pad(np.abs(x.astype(np.float64)), window, 0.0), window)
+    axes = tuple(range(view.ndim - (x.ndim - 2), view.ndim))
+    with np.errstate(over="ignore"):
+        total = np.sum(view * view if p == 2 else view**p, axis=axes)
+        y = np.sqrt(total) if p == 2 else total ** (1.0 / p)
+    return (np.asarray(arith.narrow(y, x.dtype)),)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import refquant
-from refquant.errors import ShapeError
+from refquant.errors import AttributeValueError, ShapeError
 
 from .helpers import (
     FLOATS,
@@ -125,3 +125,157 @@ def test_mlas_global_average_pool_matches_onnxruntime_bit_for_bit(spatial):
     assert_same_bits(got, want)
     (exact,) = refquant.Session(model).run(None, {"x": x})
     assert_same_bits(exact, x.astype(np.float64).mean(axis=(2, 3), keepdims=True).astype(np.float32))
+
+
+# -- GroupNormalization, RMSNormalization, LpNormalization, MeanVarianceNormalization, Hardmax, LpPool
+# (spec/ops/image.md): hand-derived small cases and the ONNX formulas written again here in float64.
+
+
+def _group_norm64(x, scale, bias, groups, eps, per_group):
+    n, c = x.shape[:2]
+    out = np.empty(x.shape, np.float64)
+    size = c // groups
+    for i in range(n):
+        for g in range(groups):
+            block = x[i, g * size : (g + 1) * size].astype(np.float64)
+            mu = block.sum() / block.size
+            var = ((block - mu) ** 2).sum() / block.size
+            for k in range(size):
+                ch = g * size + k
+                s, b = (scale[g], bias[g]) if per_group else (scale[ch], bias[ch])
+                out[i, ch] = (block[k] - mu) / np.sqrt(var + eps) * float(s) + float(b)
+    return out
+
+
+@pytest.mark.parametrize("opset", [18, 21])
+def test_group_normalization_matches_the_formula(opset):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 6, 3, 2)).astype(np.float32)
+    width = 3 if opset == 18 else 6
+    scale = rng.standard_normal(width).astype(np.float32)
+    bias = rng.standard_normal(width).astype(np.float32)
+    eps = float(np.float32(1e-3))
+    (got,) = run_refquant("GroupNormalization", {"x": x, "s": scale, "b": bias}, [np.float32], opset=opset,
+                          attrs={"num_groups": 3, "epsilon": 1e-3})
+    want = _group_norm64(x, scale, bias, 3, eps, per_group=opset == 18).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_group_normalization_of_a_constant_group_is_the_bias():
+    x = np.full((1, 2, 4), 7.0, np.float32)
+    (got,) = run_refquant("GroupNormalization", {"x": x, "s": np.array([3, 3], np.float32),
+                          "b": np.array([1, -2], np.float32)}, [np.float32], opset=21, attrs={"num_groups": 1})
+    np.testing.assert_array_equal(got, [[[1] * 4, [-2] * 4]])
+
+
+def test_group_normalization_refuses_groups_not_dividing_channels_and_wrong_scale():
+    x = np.zeros((1, 4, 2), np.float32)
+    with pytest.raises(AttributeValueError):
+        run_refquant("GroupNormalization", {"x": x, "s": np.ones(3, np.float32), "b": np.ones(3, np.float32)},
+                     [np.float32], opset=21, attrs={"num_groups": 3})
+    with pytest.raises(ShapeError):
+        run_refquant("GroupNormalization", {"x": x, "s": np.ones(2, np.float32), "b": np.ones(2, np.float32)},
+                     [np.float32], opset=21, attrs={"num_groups": 2})
+
+
+def test_rms_normalization_hand_case():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]], np.float32)
+    scale = np.array([2.0, 1.0], np.float32)
+    (got,) = run_refquant("RMSNormalization", {"x": x, "s": scale}, [np.float32], opset=23, attrs={"epsilon": 0.0})
+    rms = np.sqrt(12.5)
+    with np.errstate(invalid="ignore"):
+        want = np.array([[3 / rms * 2, 4 / rms], [np.nan, np.nan]], np.float64).astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_rms_normalization_over_two_axes_with_epsilon():
+    x = np.arange(12, dtype=np.float64).reshape(2, 2, 3) - 5
+    scale = np.linspace(-1, 1, 6).reshape(2, 3)
+    (got,) = run_refquant("RMSNormalization", {"x": x, "s": scale}, [np.float64], opset=23,
+                          attrs={"axis": 1, "epsilon": 0.5})
+    eps = float(np.float32(0.5))
+    want = np.stack([row / np.sqrt((row**2).sum() / 6 + eps) * scale for row in x])
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+
+
+@pytest.mark.parametrize("opset", [10, 22])
+def test_lp_normalization_p1_uses_absolute_values_and_zero_norm_gives_zero(opset):
+    x = np.array([[-1.0, 3.0], [0.0, 0.0], [np.inf, 1.0]], np.float32)
+    (got,) = run_refquant("LpNormalization", {"x": x}, [np.float32], opset=opset, attrs={"p": 1})
+    np.testing.assert_array_equal(got, np.array([[-0.25, 0.75], [0, 0], [np.nan, 0]], np.float32))
+    (got2,) = run_refquant("LpNormalization", {"x": x[:2]}, [np.float32], opset=opset, attrs={"axis": 0})
+    np.testing.assert_array_equal(got2, np.array([[-1, 1], [0, 0]], np.float32))
+
+
+def test_lp_normalization_refuses_p3():
+    with pytest.raises(AttributeValueError):
+        run_refquant("LpNormalization", {"x": np.ones(2, np.float32)}, [np.float32], opset=22, attrs={"p": 3})
+
+
+@pytest.mark.parametrize("opset", [10, 13])
+def test_mean_variance_normalization_default_axes(opset):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 2, 2)).astype(np.float32)
+    (got,) = run_refquant("MeanVarianceNormalization", {"x": x}, [np.float32], opset=opset)
+    x64 = x.astype(np.float64)
+    want = np.empty_like(x64)
+    for c in range(3):
+        block = x64[:, c]
+        mu = block.sum() / block.size
+        want[:, c] = (block - mu) / (np.sqrt(((block - mu) ** 2).sum() / block.size) + 1e-9)
+    np.testing.assert_array_equal(got, want.astype(np.float32))
+
+
+def test_mean_variance_normalization_of_a_constant_is_zero():
+    (got,) = run_refquant("MeanVarianceNormalization", {"x": np.full((2, 3), 5.0, np.float32)}, [np.float32],
+                          opset=13, attrs={"axes": [1]})
+    np.testing.assert_array_equal(got, np.zeros((2, 3), np.float32))
+
+
+def test_hardmax_ties_pick_the_first_and_nan_wins():
+    x = np.array([[1.0, 3.0, 3.0], [np.nan, 5.0, np.inf], [-np.inf, -np.inf, -np.inf]], np.float32)
+    (got,) = run_refquant("Hardmax", {"x": x}, [np.float32], opset=13)
+    np.testing.assert_array_equal(got, [[0, 1, 0], [1, 0, 0], [1, 0, 0]])
+
+
+def test_hardmax_before_13_flattens_axis_onwards():
+    x = np.array([[[1.0, 2.0], [9.0, 0.0]], [[5.0, 5.0], [1.0, 1.0]]], np.float32)
+    (got,) = run_refquant("Hardmax", {"x": x}, [np.float32], opset=11, attrs={"axis": 1})
+    np.testing.assert_array_equal(got, [[[0, 0], [1, 0]], [[1, 0], [0, 0]]])
+    (got13,) = run_refquant("Hardmax", {"x": x}, [np.float32], opset=13, attrs={"axis": 1})
+    np.testing.assert_array_equal(got13, [[[0, 1], [1, 0]], [[1, 1], [0, 0]]])
+
+
+def test_hardmax_of_an_empty_tensor_is_empty():
+    (got,) = run_refquant("Hardmax", {"x": np.zeros((0, 3), np.float32)}, [np.float32], opset=13)
+    assert got.shape == (0, 3)
+
+
+def test_lp_pool_hand_case_with_padding_and_negative_values():
+    x = np.array([[[3.0, -4.0, 0.0, 12.0]]], np.float32)
+    (got,) = run_refquant("LpPool", {"x": x}, [np.float32], opset=18,
+                          attrs={"kernel_shape": [2], "strides": [2], "pads": [1, 1]})
+    np.testing.assert_array_equal(got, np.array([[[3.0, 4.0, 12.0]]], np.float32))
+
+
+def test_lp_pool_p1_ceil_mode_and_padding_only_window():
+    x = np.array([[[1.0, -2.0, 3.0]]], np.float32)
+    (got,) = run_refquant("LpPool", {"x": x}, [np.float32], opset=22,
+                          attrs={"kernel_shape": [2], "strides": [2], "p": 1, "ceil_mode": 1})
+    np.testing.assert_array_equal(got, np.array([[[3.0, 3.0]]], np.float32))
+    (pad_only,) = run_refquant("LpPool", {"x": x}, [np.float32], opset=22,
+                               attrs={"kernel_shape": [1], "pads": [1, 0]})
+    np.testing.assert_array_equal(pad_only, np.array([[[0.0, 1.0, 2.0, 3.0]]], np.float32))
+
+
+def test_lp_pool_p3_matches_the_formula_and_nan_propagates():
+    x = np.array([[[[1.0, 2.0], [3.0, np.nan]], [[1.0, 2.0], [3.0, 4.0]]]], np.float64)
+    (got,) = run_refquant("LpPool", {"x": x}, [np.float64], opset=11, attrs={"kernel_shape": [2, 2], "p": 3})
+    assert np.isnan(got[0, 0, 0, 0])
+    np.testing.assert_allclose(got[0, 1, 0, 0], (1 + 8 + 27 + 64) ** (1 / 3), rtol=1e-15)
+
+
+def test_lp_pool_refuses_dilations_before_18():
+    with pytest.raises(AttributeValueError):
+        run_refquant("LpPool", {"x": np.ones((1, 1, 4), np.float32)}, [np.float32], opset=11,
+                     attrs={"kernel_shape": [2], "dilations": [2]})

@@ -65,6 +65,10 @@ TENSOR_INDEXING_OPS = (
 ).split()
 #: the recurrent layers of issue 13 (spec/ops/recurrent.md): float math, within the cases' rtol 1e-3, atol 1e-7
 RECURRENT_OPS = ["RNN", "GRU", "LSTM"]
+#: control flow with subgraphs (spec/ops/control.md); the Scan cases of opset 9 run at 10 (Scan's schema is 9's)
+CONTROL_OPS = ["If", "Loop", "Scan"]
+#: the normalization, pooling, image and signal ops of issue 13 (spec/ops/image.md): float math
+IMAGE_OPS = "GroupNormalization RMSNormalization LpNormalization MeanVarianceNormalization Hardmax LpPool HannWindow HammingWindow BlackmanWindow".split()
 #: ops whose outputs are input elements, indices, comparisons or exact integers: node cases bit for bit
 EXACT_OPS = {
     "ArgMax", "TopK", "GatherElements", "GlobalMaxPool",
@@ -94,6 +98,8 @@ MODEL_OP_CASES = _from_opset_10(MODEL_OPS)
 ELEMENTWISE_CASES = _from_opset_10(ELEMENTWISE_OPS)
 TENSOR_INDEXING_CASES = _from_opset_10(TENSOR_INDEXING_OPS)
 RECURRENT_CASES = _from_opset_10(RECURRENT_OPS)
+CONTROL_CASES = _from_opset_10(CONTROL_OPS)
+IMAGE_CASES = _from_opset_10(IMAGE_OPS)
 
 
 def _at_opset_10(case):
@@ -111,6 +117,8 @@ BELOW_10_CASES = [
     if len(c.model.graph.node) == 1 and c.model.graph.node[0].op_type in ELEMENTWISE_OPS and c.model.opset_import[0].version < 10
 ]
 RAISED_CASES = [_at_opset_10(c) for c in BELOW_10_CASES]
+#: Scan's node cases at opset 9 (its schema at 10 is 9's; test_scan_sum is Scan-8, another op): run at opset 10
+SCAN9_CASES = [_at_opset_10(c) for c in _ALL_CASES if re.fullmatch(r"test_scan9_\w+", c.name)]
 
 #: cases using values refquant deliberately does not run
 UNSUPPORTED = {
@@ -129,7 +137,14 @@ TRAINING_MODE = {
         )
     },  # fmt: skip
 }
-SKIPPED = UNSUPPORTED | TRAINING_MODE | {
+#: control-flow cases over sequence and optional values (spec/ops/control.md, "ONNX node cases")
+UNSUPPORTED_CONTROL = {
+    "test_if_seq": "sequence values are not tensors; refquant runs tensor graphs only",
+    "test_if_opt": "optional values are not tensors; refquant runs tensor graphs only",
+    "test_loop13_seq": "sequence values are not tensors; refquant runs tensor graphs only",
+    "test_loop16_seq_none": "optional values are not tensors; refquant runs tensor graphs only",
+}
+SKIPPED = UNSUPPORTED | UNSUPPORTED_CONTROL | TRAINING_MODE | {
     name: "the expected value contradicts the ONNX text; see test_align_corners_divides_by_... (test_resize.py)"
     for name in CONTRADICTS_THE_TEXT
 }
@@ -225,9 +240,12 @@ def test_the_node_case_lists_are_current():
         (RAISED_CASES, 26),  # onnx 1.23.2: And, Or, Xor 8 each (opset 7), Shrink 2 (opset 9)
         (TENSOR_INDEXING_CASES, 159),  # onnx 1.23.2: Trilu 18, ArgMin 16, Dropout 12, the six Reduce* 50, ...
         (RECURRENT_CASES, 18),  # onnx 1.23.2: RNN 6, GRU 6, LSTM 6 (all opset 22)
+        (CONTROL_CASES, 6),  # onnx 1.23.2: test_if, test_if_seq, test_if_opt, test_loop11, test_loop13_seq, test_loop16_seq_none
+        (SCAN9_CASES, 3),  # onnx 1.23.2: test_scan9_sum, test_scan9_multi_state, test_scan9_scalar
+        (IMAGE_CASES, 49),  # onnx 1.23.2: RMSNormalization 19, LpPool 8, Hardmax 7, LpNormalization 6, windows 6, GroupNormalization 2, ...
     ],
     ids=["indexing-and-layer-ops", "model-ops", "elementwise-ops", "raised-to-opset-10", "tensor-indexing-ops",
-         "recurrent-ops"],
+         "recurrent-ops", "control-ops", "scan9-raised-to-opset-10", "image-ops"],
 )
 def test_the_node_case_list_is_current(cases, count):
     assert len(cases) == count
@@ -283,7 +301,7 @@ def test_raised_cases_keep_their_schema():
 @pytest.mark.parametrize(
     "case",
     FLOAT_OP_CASES + INDEXING_AND_LAYER_CASES + MODEL_OP_CASES + ELEMENTWISE_CASES + RAISED_CASES + TENSOR_INDEXING_CASES
-    + RECURRENT_CASES,
+    + RECURRENT_CASES + CONTROL_CASES + SCAN9_CASES + IMAGE_CASES,
     ids=lambda c: c.name,
 )
 def test_onnx_node_case(case):
