@@ -359,6 +359,66 @@ def _window_function(node, inputs) -> Estimate:
     """refquant/ops/signal.py: a window of ``size`` points and its float64 phases."""
     size = max(int(np.asarray(inputs[0]).reshape(())), 0)
     return Estimate((_out((size,), "window"), _out((size,), "phases")), size)
+
+
+@_estimates("GridSample")
+def _grid_sample(node, inputs) -> Estimate:
+    """refquant/ops/sampling.py: Y (N, C, grid's spatial shape), its float64 accumulator, and per interpolation
+    tap (1, 2**r or 4**r) a gathered (N, out..., C) block; work: taps times output elements."""
+    x, grid = inputs[0], inputs[1]
+    r = x.ndim - 2
+    out = (x.shape[0], x.shape[1], *grid.shape[1:-1])
+    mode = node.attr("mode", "linear", str)
+    per_axis = 1 if mode == "nearest" else (4 if mode in ("cubic", "bicubic") else 2)
+    taps = per_axis**r
+    return Estimate(
+        (_out(out), _out(out, "float64 accumulator"), _out(out, "gathered tap"), _out(grid.shape, "coordinates")),
+        taps * math.prod(out) + grid.size,
+    )
+
+
+@_estimates("AffineGrid")
+def _affine_grid(node, inputs) -> Estimate:
+    """refquant/ops/sampling.py: the grid (N, spatial..., r) and the homogeneous base coordinates."""
+    n, _, *spatial = (max(int(v), 0) for v in np.asarray(inputs[1]).reshape(-1))
+    r = len(spatial)
+    return Estimate(
+        (_out((n, *spatial, r), "grid"), _out((*spatial, r + 1), "base coordinates")),
+        n * math.prod(spatial) * r * (r + 1),
+    )
+
+
+@_estimates("RoiAlign")
+def _roi_align(node, inputs) -> Estimate:
+    """refquant/ops/roi.py: Y (num_rois, C, oh, ow) and, one roi at a time, four (C, oh, gh, ow, gw) bilinear
+    terms; the grid per bin is sampling_ratio or, when 0, ceil(roi extent / bins), bounded here by the extent
+    read from rois (at least 1 pixel, the larger of the two transforms)."""
+    x, rois = inputs[0], inputs[1]
+    oh, ow = node.attr("output_height", 1, int), node.attr("output_width", 1, int)
+    ratio = node.attr("sampling_ratio", 0, int)
+    scale = float(node.attr("spatial_scale", 1.0, float))
+    c = x.shape[1]
+    terms = work = 0
+    for x1, y1, x2, y2 in np.asarray(rois, np.float64).reshape(-1, 4):
+        gh = ratio or max(math.ceil(max((y2 - y1) * scale, 1.0) / oh), 0) if math.isfinite(y2 - y1) else 0
+        gw = ratio or max(math.ceil(max((x2 - x1) * scale, 1.0) / ow), 0) if math.isfinite(x2 - x1) else 0
+        block = c * oh * gh * ow * gw
+        terms = max(terms, block)
+        work += 4 * block + STEP
+    out = (rois.shape[0], c, oh, ow)
+    return Estimate((_out(out), _out((4 * terms,), "bilinear terms of one roi")), work)
+
+
+@_estimates("MaxRoiPool")
+def _max_roi_pool(node, inputs) -> Estimate:
+    """refquant/ops/roi.py: Y (num_rois, C, pooled), each bin's window at most the whole image (one Python step
+    per bin plus its taps)."""
+    x, rois = inputs[0], inputs[1]
+    ph, pw = (int(v) for v in node.attr("pooled_shape"))
+    n_bins = rois.shape[0] * ph * pw
+    window = x.shape[1] * x.shape[2] * x.shape[3]
+    return Estimate((_out((rois.shape[0], x.shape[1], ph, pw)), _out(x.shape[1:], "float64 image")),
+                    n_bins * (STEP + window))
 _estimates("Concat")(_joined)
 _estimates("QLinearConcat", domain="com.microsoft")(_joined)
 
@@ -402,6 +462,57 @@ def _pad(node, inputs) -> Estimate:
     rank = data.ndim
     shape = tuple(max(d + b + e, 0) for d, b, e in zip(data.shape, pads[:rank], pads[rank:]))
     return Estimate((_out(shape),))
+
+
+@_estimates("CenterCropPad")
+def _center_crop_pad(node, inputs) -> Estimate:
+    from .ops.shape import center_crop_pad_shape
+
+    data = inputs[0]
+    axes, lengths = center_crop_pad_shape(node, data, inputs[1])
+    shape = list(data.shape)
+    for axis, length in zip(axes, lengths):
+        shape[axis] = length
+    return Estimate((_out(shape),))
+
+
+@_estimates("Col2Im")
+def _col2im(node, inputs) -> Estimate:
+    """refquant/ops/fold.py: the input in the accumulator's type, the padded image and the output; work: one
+    add per input element plus a Python step per block tap."""
+    from .ops.fold import col2im_geometry
+
+    x = inputs[0]
+    image, block, _, _, pads, _ = col2im_geometry(node, x.shape, inputs[1], inputs[2])
+    rank = len(image)
+    c = x.shape[1] // math.prod(block)
+    padded = (x.shape[0], c, *(image[i] + pads[i] + pads[i + rank] for i in range(rank)))
+    return Estimate((_out(x.shape, "accumulator copy"), _out(padded, "padded image"), _out((x.shape[0], c, *image))),
+                    x.size + STEP * math.prod(block))
+
+
+@_estimates("MaxUnpool")
+def _max_unpool(node, inputs) -> Estimate:
+    """refquant/ops/fold.py: the output and the index bookkeeping (a sort of I)."""
+    from .ops.fold import max_unpool_shape
+
+    x = inputs[0]
+    inferred, shape = max_unpool_shape(node, x.shape, inputs[2] if len(inputs) > 2 else None)
+    return Estimate((_out(shape), _out(inferred, "scattered"), _out((3 * x.size,), "sorted indices")), x.size * max(1, x.size.bit_length()))
+
+
+@_estimates("DFT")
+def _dft(node, inputs) -> Estimate:
+    """refquant/ops/signal.py: the complex128 signal (padded to n), its spectrum and the output, each counted
+    as two words per complex element; work n log2 n per transformed line."""
+    from .ops.signal import dft_geometry
+
+    x = inputs[0]
+    axis, n, _, _ = dft_geometry(node, x, *(inputs[1:] + [None, None])[:2])
+    lines = math.prod(x.shape[:-1]) // max(x.shape[axis], 1)
+    points = lines * max(n, x.shape[axis])
+    return Estimate((_out((points, 2), "signal"), _out((points, 2), "spectrum"), _out((points, 2))),
+                    points * max(1, n.bit_length()))
 
 
 @_estimates("Resize")
@@ -587,6 +698,11 @@ def _conv(node, inputs) -> Estimate:
     return _conv_estimate(node, inputs[0].shape, inputs[1].shape)
 
 
+@_estimates("FusedConv", domain="com.microsoft")
+def _fused_conv(node, inputs) -> Estimate:
+    return _conv_estimate(node, inputs[0].shape, inputs[1].shape)
+
+
 @_estimates("QLinearConv")
 def _qlinear_conv(node, inputs) -> Estimate:
     return _conv_estimate(node, inputs[0].shape, inputs[3].shape)
@@ -747,6 +863,23 @@ def _qattention(node, inputs) -> Estimate:
     return _attention_estimate(node, inputs[0].shape, inputs[1].shape[1], padded[8])
 
 
+@_estimates("MultiHeadAttention", domain="com.microsoft")
+def _multi_head_attention(node, inputs) -> Estimate:
+    """Q, K, V (with the past), the scores and probabilities (B, N, S, T), present_key/value, the output."""
+    padded = inputs + [None] * 10
+    q_shape, key, past = tuple(padded[0].shape), padded[1], padded[6]
+    batch, seq = q_shape[:2]
+    width = math.prod(q_shape[2:]) // (3 if len(q_shape) == 5 else 1)
+    kv = seq if key is None else (key.shape[2] if len(key.shape) == 4 else key.shape[1])
+    total = kv + (past.shape[2] if past is not None else 0)
+    heads = max(node.attr("num_heads", 1, int), 1)
+    scores = (batch, heads, seq, total)
+    allocations = (_out((batch, seq, 3 * width), "Q, K, V"), _out((batch, total, 2 * width), "K, V with the past"),
+                   _out(scores, "attention scores"), _out(scores, "attention probabilities"),
+                   _out((2, batch, total, width), "present_key, present_value"), _out((batch, seq, width)))
+    return Estimate(allocations, 2 * batch * seq * total * width + batch * (seq + total) * width)
+
+
 # -- estimators: recurrent layers (refquant/ops/recurrent.py, contrib_recurrent.py) ---------------------------
 
 _RECURRENT_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4, "DynamicQuantizeLSTM": 4}
@@ -781,3 +914,22 @@ def _control(node, inputs) -> Estimate:
     """Nothing of its own: each node of a branch or body is checked against the limits when it runs, and
     Loop and Scan charge STEP work units per iteration, counted against max_work (spec/ops/control.md)."""
     return Estimate(())
+
+
+# -- estimators: sequences and optionals (refquant/ops/sequence.py) -------------------------------------------
+
+
+@_estimates("SequenceEmpty", "SequenceConstruct", "SequenceInsert", "SequenceAt", "SequenceErase", "SequenceLength",
+            "Optional", "OptionalHasElement", "OptionalGetElement", "SequenceMap")
+def _sequence_references(node, inputs) -> Estimate:
+    """Nothing of their own: they hold references to arrays that exist (SequenceMap's body is checked node by
+    node when it runs, STEP work units charged per element, as Loop's)."""
+    return Estimate(())
+
+
+@_estimates("SplitToSequence", "ConcatFromSequence")
+def _sequence_copies(node, inputs) -> Estimate:
+    """A copy of the input's elements: the tensor split, or all the sequence's elements concatenated."""
+    x = inputs[0]
+    elements = x.size if isinstance(x, np.ndarray) else sum(int(t.size) for t in x)
+    return Estimate((_out((elements,), "output (the input's elements)"),), elements)

@@ -35,18 +35,36 @@ _ENCLOSING: contextvars.ContextVar = contextvars.ContextVar("refquant_enclosing"
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A graph input or output: name, numpy dtype, shape (ints, names of symbolic dims, or None)."""
+    """A graph input or output: name, numpy dtype, shape (ints, names of symbolic dims, or None), and kind.
+
+    ``kind`` is "tensor" (a numpy array), "sequence" (a list of arrays; dtype and shape then describe each
+    element), "optional tensor" or "optional sequence" (None, or the element as above): spec/model.md,
+    "Sequence and optional values"."""
 
     name: str
     dtype: np.dtype
     shape: tuple[int | str | None, ...] | None
+    kind: str = "tensor"
+
+
+def _kind_of(type_proto, what: str, name: str, outer: bool = True) -> tuple[str, object]:
+    """(kind, the TensorProto type of the tensors) a declared type describes; other types are refused."""
+    field = type_proto.WhichOneof("value")
+    if field == "tensor_type":
+        return "tensor", type_proto.tensor_type
+    if field == "sequence_type" and type_proto.sequence_type.elem_type.WhichOneof("value") == "tensor_type":
+        return "sequence", type_proto.sequence_type.elem_type.tensor_type
+    if field == "optional_type" and outer:
+        kind, tensor_type = _kind_of(type_proto.optional_type.elem_type, what, name, outer=False)
+        return f"optional {kind}", tensor_type
+    shown = {"sequence_type": "a sequence of non-tensors", "optional_type": "an optional of an optional",
+             "map_type": "a map", "sparse_tensor_type": "a sparse tensor", None: "of no declared type"}.get(field, field)
+    raise ModelError(f"{what} '{name}' is {shown}; refquant runs tensors, sequences of tensors and optionals of those")
 
 
 def _spec_of(value_info, what: str) -> TensorSpec:
     """The spec of a graph input or output (``what``); a negative dimension is refused, not taken as free."""
-    tensor_type = value_info.type.tensor_type
-    if not value_info.type.HasField("tensor_type"):
-        raise ModelError(f"{what} '{value_info.name}' is not a tensor; refquant runs tensor graphs only")
+    kind, tensor_type = _kind_of(value_info.type, what, value_info.name)
     try:
         dtype = np_dtype(tensor_type.elem_type)
     except KeyError as exc:
@@ -62,13 +80,15 @@ def _spec_of(value_info, what: str) -> TensorSpec:
                 f"{what} '{value_info.name}' declares dimension {negative[0]} as {shape[negative[0]]}; "
                 "a dimension is a size >= 0 or a name"
             )
-    return TensorSpec(value_info.name, dtype, shape)
+    return TensorSpec(value_info.name, dtype, shape, kind)
 
 
 def _check_default(spec: TensorSpec, value: np.ndarray) -> None:
     """An initializer listed as a graph input is the default of that input: it has the input's dtype and shape."""
     problem = None
-    if value.dtype != spec.dtype:
+    if spec.kind != "tensor":
+        problem = f"is a tensor, its graph input declares a {spec.kind}"
+    elif value.dtype != spec.dtype:
         problem = f"has dtype {value.dtype}, its graph input declares {spec.dtype} ({type_name(proto_of(spec.dtype))})"
     elif spec.shape is not None and (
         value.ndim != len(spec.shape)
@@ -289,7 +309,8 @@ class Session:
     # -- running --------------------------------------------------------------
 
     def run(self, output_names: Sequence[str] | None, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """Compute the requested graph outputs (all when ``output_names`` is None)."""
+        """Compute the requested graph outputs (all when ``output_names`` is None). A sequence input is fed,
+        and a sequence output returned, as a list of arrays; an empty optional as None (spec/model.md)."""
         names = [o.name for o in self.outputs] if output_names is None else list(output_names)
         known = {o.name for o in self.outputs}
         unknown = [n for n in names if n not in known]
@@ -314,26 +335,7 @@ class Session:
             raise FeedError(f"missing input(s) {missing}")
         checked = {}
         for name, value in feeds.items():
-            spec = specs[name]
-            array = np.asarray(value)
-            if array.dtype != spec.dtype:
-                raise FeedError(
-                    f"input '{name}' has dtype {array.dtype}, the model declares {spec.dtype} "
-                    f"({type_name(proto_of(spec.dtype))})"
-                )
-            if spec.shape is not None:
-                if array.ndim != len(spec.shape):
-                    raise FeedError(
-                        f"input '{name}' has rank {array.ndim} (shape {array.shape}), "
-                        f"the model declares rank {len(spec.shape)} {_show_shape(spec.shape)}"
-                    )
-                for axis, (got, want) in enumerate(zip(array.shape, spec.shape)):
-                    if isinstance(want, int) and want > 0 and got != want:
-                        raise FeedError(
-                            f"input '{name}' has shape {array.shape}, the model declares "
-                            f"{_show_shape(spec.shape)} (dimension {axis} must be {want})"
-                        )
-            checked[name] = array
+            checked[name] = _check_feed(specs[name], value)
         return checked
 
     def _execute(self, feeds, *, keep_all: bool) -> dict[str, np.ndarray]:
@@ -350,21 +352,30 @@ class Session:
         not enforced: onnx's shape inference, which exporters write into models, sizes ceil_mode pools without
         ONNX's rule that a window starts inside the input or its left padding (spec/model.md "Refused models")."""
         for spec in self.outputs:
-            value = values.get(spec.name)
-            if value is None:
+            if spec.name not in values:
                 continue
+            value = values[spec.name]
             node = self._producers.get(spec.name)
             source = f" (computed by {node.op_type} '{node.name}')" if node is not None else ""
-            if value.dtype != spec.dtype:
-                raise ModelError(
-                    f"graph output '{spec.name}'{source} has dtype {value.dtype}, the model declares "
-                    f"{spec.dtype} ({type_name(proto_of(spec.dtype))})"
-                )
-            if spec.shape is not None and value.ndim != len(spec.shape):
-                raise ModelError(
-                    f"graph output '{spec.name}'{source} has shape {list(value.shape)}, the model declares "
-                    f"{_show_shape(spec.shape)}"
-                )
+            label = f"graph output '{spec.name}'{source}"
+            if value is None:
+                if spec.kind.startswith("optional"):
+                    continue
+                raise ModelError(f"{label} is an empty optional, the model declares a {spec.kind}")
+            if isinstance(value, list) != spec.kind.endswith("sequence"):
+                got = "a sequence" if isinstance(value, list) else "a tensor"
+                raise ModelError(f"{label} is {got}, the model declares a {spec.kind}")
+            for index, element in enumerate(value if isinstance(value, list) else [value]):
+                where = f"{label} element {index}" if isinstance(value, list) else label
+                if element.dtype != spec.dtype:
+                    raise ModelError(
+                        f"{where} has dtype {element.dtype}, the model declares "
+                        f"{spec.dtype} ({type_name(proto_of(spec.dtype))})"
+                    )
+                if spec.shape is not None and element.ndim != len(spec.shape):
+                    raise ModelError(
+                        f"{where} has shape {list(element.shape)}, the model declares {_show_shape(spec.shape)}"
+                    )
 
     @staticmethod
     def _call(node: Node, inputs: list, limits: Limits | None = None, scope: Mapping | None = None) -> tuple:
@@ -396,8 +407,44 @@ class Session:
             raise KernelFailure(
                 f"kernel returned {len(results)} output(s), the node names {len(node.proto.output)}"
             ).attach(node.op_type, node.name)
-        # numpy ufuncs turn 0-d arrays into scalars; tensors stay arrays
-        return tuple(np.asarray(result) for result in results)
+        # numpy ufuncs turn 0-d arrays into scalars; tensors stay arrays; a sequence (list) and an empty
+        # optional (None) pass as they are (spec/model.md, "Sequence and optional values")
+        return tuple(result if result is None or isinstance(result, list) else np.asarray(result) for result in results)
+
+
+def _check_feed(spec: TensorSpec, value):
+    """A feed checked against its input's declared kind, dtype and rank: an array, a list of arrays (a sequence:
+    a list or tuple fed) or None (an empty optional)."""
+    if value is None:
+        if spec.kind.startswith("optional"):
+            return None
+        raise FeedError(f"input '{spec.name}' is None; the model declares a {spec.kind}, not an optional")
+    if spec.kind.endswith("sequence"):
+        if not isinstance(value, (list, tuple)):
+            raise FeedError(f"input '{spec.name}' is a sequence: feed a list of arrays, not {type(value).__name__}")
+        return [_check_array(f"input '{spec.name}' element {i}", spec, x) for i, x in enumerate(value)]
+    if isinstance(value, (list, tuple)) and any(isinstance(x, np.ndarray) for x in value):
+        raise FeedError(f"input '{spec.name}' is a {spec.kind}: feed an array, not a list of arrays")
+    return _check_array(f"input '{spec.name}'", spec, value)
+
+
+def _check_array(label: str, spec: TensorSpec, value) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype != spec.dtype:
+        raise FeedError(f"{label} has dtype {array.dtype}, the model declares {spec.dtype} ({type_name(proto_of(spec.dtype))})")
+    if spec.shape is not None:
+        if array.ndim != len(spec.shape):
+            raise FeedError(
+                f"{label} has rank {array.ndim} (shape {array.shape}), "
+                f"the model declares rank {len(spec.shape)} {_show_shape(spec.shape)}"
+            )
+        for axis, (got, want) in enumerate(zip(array.shape, spec.shape)):
+            if isinstance(want, int) and want > 0 and got != want:
+                raise FeedError(
+                    f"{label} has shape {array.shape}, the model declares "
+                    f"{_show_shape(spec.shape)} (dimension {axis} must be {want})"
+                )
+    return array
 
 
 def _show_shape(shape) -> str:

@@ -14,6 +14,9 @@ from . import einsum  # noqa: F401
 from . import normalization  # noqa: F401
 from . import resize  # noqa: F401
 from . import signal  # noqa: F401
+from . import sampling  # noqa: F401
+from . import roi  # noqa: F401
+from . import fold  # noqa: F401
 from . import recurrent  # noqa: F401
 from . import contrib_elementwise  # noqa: F401
 from . import contrib_pool  # noqa: F401
@@ -25,4 +28,6 @@ from . import contrib_matmul  # noqa: F401
 from . import contrib_normalization  # noqa: F401
 from . import contrib_attention  # noqa: F401
 from . import contrib_weight_only  # noqa: F401
+from . import contrib_conv  # noqa: F401
 from . import control  # noqa: F401
+from . import sequence  # noqa: F401

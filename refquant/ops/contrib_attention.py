@@ -1,5 +1,5 @@
 """com.microsoft Attention and QAttention (as onnxruntime's contrib documentation and CPU kernels define them;
-MultiHeadAttention is not implemented yet).
+MultiHeadAttention: query/key/value formats below).
 
     Attention:  [Q | K | V] = input @ weights + bias                       (B, S, D + D + D_v)
                 K, V        = concat(past[0], K), concat(past[1], V)      along the sequence, per head
@@ -179,3 +179,120 @@ def qattention(node: Node, x, weight=None, bias=None, input_scale=None, weight_s
     qkv = (acc.astype(np.float64) * (a_scale * b_scale.astype(np.float64)) + bias.astype(np.float64))
     qkv = qkv.reshape(x.shape[0], x.shape[1], columns)
     return _outputs(node, *_self_attention(node, qkv, sizes, heads, mask_index, past, None, bias.dtype))
+
+
+def _mha_qkv(query, key, value, bias, heads: int):
+    """MultiHeadAttention's Q (B, N, S, H), K (B, N, L, H), V (B, N, L, H_v) in float64 and whether K/V came
+    as (B, N, L, H) (cross attention: no past allowed). Formats of onnxruntime's multihead_attention_helper.h."""
+    batch, seq = query.shape[:2]
+    bnsh = False
+    if query.ndim == 5:  # packed QKV (B, S, N, 3, H)
+        if key is not None or value is not None:
+            raise ShapeError("packed QKV query (B, S, N, 3, H) takes no key or value")
+        if query.shape[2] != heads or query.shape[3] != 3:
+            raise ShapeError(f"packed QKV query has shape {query.shape}; it must be ({batch}, {seq}, {heads}, 3, H)")
+        if bias is not None:
+            raise ShapeError("bias with packed QKV is not supported")
+        q64 = query.astype(np.float64)
+        return (q64[:, :, :, 0].transpose(0, 2, 1, 3), q64[:, :, :, 1].transpose(0, 2, 1, 3),
+                q64[:, :, :, 2].transpose(0, 2, 1, 3), False)
+    if query.ndim != 3:
+        raise ShapeError(f"query has shape {query.shape}; it must be (B, S, D) or packed QKV (B, S, N, 3, H)")
+    d = query.shape[2]
+    if d % heads:
+        raise ShapeError(f"query hidden size {d} is not divisible by num_heads {heads}")
+    head = d // heads
+    if key is None:
+        raise ShapeError("key is required unless query is packed QKV (B, S, N, 3, H)")
+    if key.ndim == 5:  # packed KV (B, L, N, 2, H)
+        if value is not None:
+            raise ShapeError("packed KV key (B, L, N, 2, H) takes no value")
+        if key.shape[0] != batch or key.shape[2:] != (heads, 2, head):
+            raise ShapeError(f"packed KV key has shape {key.shape}; it must be ({batch}, L, {heads}, 2, {head})")
+        if bias is not None:
+            raise ShapeError("bias with packed KV is not supported")
+        k64 = key.astype(np.float64)
+        k, v = k64[:, :, :, 0].transpose(0, 2, 1, 3), k64[:, :, :, 1].transpose(0, 2, 1, 3)
+        return split_heads(query.astype(np.float64), heads), k, v, False
+    require_input(value, "value")
+    if key.ndim == 3:
+        if key.shape != (batch, key.shape[1], d) or value.ndim != 3 or value.shape[:2] != key.shape[:2] \
+                or value.shape[2] % heads:
+            raise ShapeError(f"key {key.shape} and value {value.shape} must be ({batch}, L, {d}) and ({batch}, L, N * H_v)")
+    elif key.ndim == 4:  # cross attention, already projected (B, N, L, H)
+        if key.shape[:2] != (batch, heads) or key.shape[3] != head or value.ndim != 4 \
+                or value.shape[:3] != key.shape[:3]:
+            raise ShapeError(f"key {key.shape} and value {value.shape} must be ({batch}, {heads}, L, {head}) and "
+                             f"({batch}, {heads}, L, H_v)")
+        bnsh = True
+    else:
+        raise ShapeError(f"key has shape {key.shape}; it must be (B, L, D), packed KV (B, L, N, 2, H) or (B, N, L, H)")
+    q, k, v = query.astype(np.float64), key.astype(np.float64), value.astype(np.float64)
+    if bias is not None:
+        dv = value.shape[2] if value.ndim == 3 else value.shape[1] * value.shape[3]
+        if bias.shape != (2 * d + dv,):
+            raise ShapeError(f"bias has shape {bias.shape}; it must be ({2 * d + dv},)")
+        b64 = bias.astype(np.float64)
+        q = q + b64[:d]
+        if bnsh:  # onnxruntime adds only Q's bias when key/value are (B, N, L, H)
+            pass
+        else:
+            k, v = k + b64[d : 2 * d], v + b64[2 * d :]
+    if not bnsh:
+        k, v = split_heads(k, heads), split_heads(v, heads)
+    return split_heads(q, heads), k, v, bnsh
+
+
+def _key_padding_mask64(mask, batch: int, seq: int, total: int, filter_value: float):
+    """key_padding_mask (int32) -> additive (B, 1, S, T): (B) valid key lengths, (B, T) with 0 masking a key,
+    (B, S, T) per query (onnxruntime's CPU kernel refuses (B, L) with a past, and the (3B + 2) form is refused)."""
+    require_dtype(mask, (T.INT32,), "key_padding_mask")
+    if mask.ndim == 1 and mask.shape != (batch,) or mask.ndim == 2 and mask.shape != (batch, total) or mask.ndim == 4:
+        raise ShapeError(f"key_padding_mask has shape {mask.shape}; it must be ({batch},), ({batch}, {total}) or "
+                         f"({batch}, {seq}, {total}) (the (3 * batch + 2) form is not supported)")
+    return attention_mask64(mask, batch, seq, total, 0, filter_value)
+
+
+@register("MultiHeadAttention", since=(1,), domain=MS_DOMAIN)
+def multi_head_attention(node: Node, query, key=None, value=None, bias=None, key_padding_mask=None,
+                         attention_bias=None, past_key=None, past_value=None, past_sequence_length=None,
+                         cache_indirection=None):
+    require_dtype(query, ATTENTION_TYPES, "query")
+    for other, what in ((key, "key"), (value, "value"), (bias, "bias"), (attention_bias, "attention_bias"),
+                        (past_key, "past_key"), (past_value, "past_value")):
+        require_same_type(other, query, what, "query")
+    if past_sequence_length is not None or cache_indirection is not None:
+        raise ShapeError("past_sequence_length and cache_indirection (beam-search decoding) are not supported")
+    if len(node.proto.output) > 3 and node.proto.output[3]:
+        raise ShapeError("output qk is not supported")
+    heads = _num_heads(node)
+    q, k, v, bnsh = _mha_qkv(query, key, value, bias, heads)
+    batch, _, seq, head = q.shape
+    kv = k.shape[2]  # L
+    if (past_key is None) != (past_value is None):
+        raise ShapeError("past_key and past_value must be given together")
+    if past_key is not None:
+        if bnsh:
+            raise ShapeError("past_key/past_value with key/value in (B, N, L, H) are not supported")
+        if past_key.ndim != 4 or past_key.shape[:2] != (batch, heads) or past_key.shape[3] != head \
+                or past_value.shape != past_key.shape[:3] + (v.shape[3],):
+            raise ShapeError(f"past_key {past_key.shape} / past_value {past_value.shape} must be "
+                             f"({batch}, {heads}, P, {head}) / ({batch}, {heads}, P, {v.shape[3]})")
+        k = np.concatenate([past_key.astype(np.float64), k], axis=2)
+        v = np.concatenate([past_value.astype(np.float64), v], axis=2)
+    total = k.shape[2]
+    additive = None
+    if key_padding_mask is not None:
+        additive = _key_padding_mask64(key_padding_mask, batch, seq, total, _filter_value(node))
+    if attention_bias is not None:
+        if attention_bias.ndim != 4 or attention_bias.shape[0] not in (1, batch) or attention_bias.shape[1] not in (1, heads) \
+                or attention_bias.shape[2:] != (seq, total):
+            raise ShapeError(f"attention_bias has shape {attention_bias.shape}; it must be ({batch} or 1, {heads} or 1, {seq}, {total})")
+        bias64 = attention_bias.astype(np.float64)
+        additive = bias64 if additive is None else additive + bias64
+    causal = flag(node, "unidirectional")
+    if causal and kv != seq:  # onnxruntime's CPU output is not the causal softmax there (measured, 1.32)
+        raise ShapeError(f"unidirectional=1 needs key sequence length {kv} equal to the query's {seq}")
+    context = scaled_dot_product_attention64(q, k, v, _scale(node, head), additive, causal)
+    dtype = query.dtype
+    return arith.narrow(merge_heads(context), dtype), arith.narrow(k, dtype), arith.narrow(v, dtype)

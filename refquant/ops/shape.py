@@ -67,7 +67,10 @@ def _axes(axes: list[int], rank: int, what: str = "axes") -> list[int]:
 def _axes_operand(node: Node, axes_input, since: int) -> list[int] | None:
     """``axes``: an attribute before version ``since``, an optional int64 input from it."""
     if node.version >= since:
-        return None if axes_input is None else _int_list(axes_input, "axes")
+        if axes_input is None:
+            return None
+        # a 0-d axes is one axis, as onnx.reference reads it (the Loop node case test_loop13_seq feeds one)
+        return _int_list(axes_input.reshape(1) if np.ndim(axes_input) == 0 else axes_input, "axes")
     return node.attr_ints("axes", None)
 
 
@@ -281,6 +284,44 @@ def pad(node: Node, data, pads_input=None, value_input=None, axes_input=None):
 # Tile, DepthToSpace, SpaceToDepth, Size
 # ----------------------------------------------------------------------------
 
+
+
+CENTER_CROP_PAD_TYPES = {18: BASIC_TYPES + (T.BFLOAT16,)}
+
+
+def center_crop_pad_shape(node: Node, data, shape_input) -> tuple[list[int], list[int]]:
+    """CenterCropPad's normalized axes and their target lengths (``axes`` default: every axis)."""
+    lengths = _int_list(shape_input, "shape", INDEX_TYPES)
+    axes = _axes(node.attr_ints("axes", list(range(data.ndim))), data.ndim)
+    if len(lengths) != len(axes):
+        raise ShapeError(f"shape {lengths} must hold one length per axis of {axes}")
+    if any(n < 0 for n in lengths):
+        raise ShapeError(f"shape {lengths} must be >= 0")
+    return axes, lengths
+
+
+@register("CenterCropPad", since=(18,))
+def center_crop_pad(node: Node, data, shape_input):
+    """Each axis in ``axes`` cropped or padded (with zeros; '' for strings) to its length about the centre;
+    an odd difference leaves the extra element at the end (crop starts at floor(d / 2))."""
+    require_dtype(data, types_at(CENTER_CROP_PAD_TYPES, node.version), "input_data")
+    axes, lengths = center_crop_pad_shape(node, data, shape_input)
+    source = [slice(None)] * data.ndim
+    target = [slice(None)] * data.ndim
+    out_shape = list(data.shape)
+    for axis, length in zip(axes, lengths):
+        dim = data.shape[axis]
+        out_shape[axis] = length
+        if length < dim:
+            start = (dim - length) // 2
+            source[axis] = slice(start, start + length)
+        elif length > dim:
+            start = (length - dim) // 2
+            target[axis] = slice(start, start + dim)
+    fill = "" if data.dtype == object else 0
+    out = np.full(out_shape, fill, data.dtype)
+    out[tuple(target)] = data[tuple(source)]
+    return (out,)
 
 
 @register("Tile", since=(6, 13))

@@ -60,6 +60,8 @@ def cast(node: Node, x):
 
 @register("Identity", since=(1, 13, 14, 16, 19, 21, 23, 24, 25))
 def identity(node: Node, x):
+    if isinstance(x, list) and node.version >= 14 or x is None and node.version >= 16:
+        return (x,)  # a sequence (opset 14+) or an empty optional (16+): spec/ops/sequence.md
     require_dtype(x, types_at(TENSOR_TYPES, node.version), "input")
     return (x,)
 

@@ -347,8 +347,10 @@ def _flag_model(op_type: str, inputs: int, flag: str, value: int, opset: int = 1
 
 
 def _sequence_input(model):
+    """A sequence of sequences (sequences of tensors run since the Sequence ops: spec/model.md)."""
     del model.graph.input[:]
-    model.graph.input.append(helper.make_tensor_sequence_value_info("x", T.UINT8, [1, 3]))
+    inner = helper.make_sequence_type_proto(helper.make_tensor_type_proto(T.UINT8, [1, 3]))
+    model.graph.input.append(helper.make_value_info("x", helper.make_sequence_type_proto(inner)))
 
 
 def malformed() -> Iterator[Case]:
@@ -415,7 +417,7 @@ def malformed() -> Iterator[Case]:
                              "cycle"),
         "sparse-initializer": (_append("sparse_initializer", helper.make_sparse_tensor(
             _tensor("sp", [1.0], np.float32), _tensor("spi", [0], np.int64), [2])), "sparse initializers"),
-        "sequence-input": (_sequence_input, "is not a tensor"),
+        "sequence-input": (_sequence_input, "a sequence of non-tensors"),
         "negative-input-dim": (_declare_input(T.UINT8, [1, -3]), "declares dimension 1 as -3"),
         "negative-output-dim": (_declare_output(T.FLOAT, [-1, 3]), "declares dimension 0 as -1"),
         "undefined-input-type": (_declare_input(T.UNDEFINED, [1, 3]), "graph input 'x'"),

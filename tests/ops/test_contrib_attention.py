@@ -225,3 +225,152 @@ def test_qattention_agrees_with_onnxruntime(seed, w_type):
     inputs = qattention_inputs(rng, w_type, per_column=bool(seed % 2))
     inputs[5] = ("mask_index", np.array([4, 2], np.int32))
     compare_with_onnxruntime("QAttention", inputs, (T.FLOAT,), UNITS, num_heads=2, unidirectional=seed % 3 == 0)
+
+
+# -- MultiHeadAttention ------------------------------------------------------------------------------------------
+
+#: measured: at most 3.0 units of 2^-24 * max|output| over the onnxruntime cases below (bound 16) (spec/ops/contrib.md)
+MHA_UNITS = 16
+
+
+def mha_by_hand(q, k, v, heads, bias=None, add=None, causal=False, past=None, scale=None):
+    """q (B, S, D), k (B, L, D), v (B, L, D_v) in float64: bias, heads, past, scores, mask, softmax, context."""
+    q, k, v = (t.astype(np.float64) for t in (q, k, v))
+    if bias is not None:
+        d = q.shape[2]
+        q, k, v = q + bias[:d], k + bias[d:2 * d], v + bias[2 * d:]
+
+    def heads_of(t):
+        return t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(0, 2, 1, 3)
+
+    qh, kh, vh = heads_of(q), heads_of(k), heads_of(v)
+    if past is not None:
+        kh, vh = np.concatenate([past[0], kh], 2), np.concatenate([past[1], vh], 2)
+    head = qh.shape[3]
+    scores = (scale if scale is not None else 1 / math.sqrt(head)) * np.einsum("bnsh,bnth->bnst", qh, kh)
+    if add is not None:
+        scores = scores + add
+    if causal:
+        s, t = scores.shape[2:]
+        scores = np.where(np.arange(t)[None, :] > (t - s + np.arange(s))[:, None], -np.inf, scores)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p = p / p.sum(-1, keepdims=True)
+    out = np.einsum("bnst,bnth->bnsh", p, vh)
+    return out.transpose(0, 2, 1, 3).reshape(q.shape[0], q.shape[1], -1), kh, vh
+
+
+def mha_case(seed, batch=2, seq=3, kv=4, heads=2, head=4, dv=None):
+    rng = np.random.default_rng(seed)
+    d = heads * head
+    f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    return f(batch, seq, d), f(batch, kv, d), f(batch, kv, dv or d), f(2 * d + (dv or d))
+
+
+def test_mha_one_head_by_hand():
+    q = np.array([[[1.0, 0.0]]], np.float32)
+    k = np.array([[[1.0, 0.0], [0.0, 1.0]]], np.float32)
+    v = np.array([[[2.0, 0.0], [0.0, 4.0]]], np.float32)
+    # scores = [1, 0] / sqrt(2); p = softmax; output = p0 * [2, 0] + p1 * [0, 4]
+    e = math.exp(1 / math.sqrt(2))
+    expected = np.array([[[2 * e / (e + 1), 4 / (e + 1)]]], np.float32)
+    out, pk, pv = run_refquant("MultiHeadAttention", [("q", q), ("k", k), ("v", v)], (T.FLOAT,) * 3, num_heads=1)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(pk, k[:, None])
+    np.testing.assert_array_equal(pv, v[:, None])
+
+
+def test_mha_separate_with_bias_mask_past_and_scale_by_hand():
+    q, k, v, b = mha_case(0)
+    rng = np.random.default_rng(1)
+    past = rng.standard_normal((2, 2, 2, 2, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 0, 1]], np.int32)
+    add = np.where(mask == 0, -5.0, 0.0)[:, None, None, :]
+    out, pk, pv = run_refquant("MultiHeadAttention", [("q", q), ("k", k), ("v", v), ("b", b), ("m", mask), ("ab", None),
+                                                      ("pk", past[0]), ("pv", past[1])], (T.FLOAT,) * 3,
+                               num_heads=2, scale=0.25, mask_filter_value=-5.0)
+    exp_out, exp_k, exp_v = mha_by_hand(q, k, v, 2, b.astype(np.float64), add, past=past.astype(np.float64), scale=0.25)
+    np.testing.assert_array_equal(out, exp_out.astype(np.float32))
+    np.testing.assert_array_equal(pk, exp_k.astype(np.float32))
+    np.testing.assert_array_equal(pv, exp_v.astype(np.float32))
+
+
+def test_mha_packed_formats_equal_the_separate_format():
+    q, k, v, _ = mha_case(2)
+    batch, seq, d = q.shape
+    kv = k.shape[1]
+    separate = run_refquant("MultiHeadAttention", [("q", q), ("k", k), ("v", v)], num_heads=2)[0]
+    packed_kv = np.stack([k.reshape(batch, kv, 2, 4), v.reshape(batch, kv, 2, 4)], axis=3)  # (B, L, N, 2, H)
+    np.testing.assert_array_equal(run_refquant("MultiHeadAttention", [("q", q), ("k", packed_kv)], num_heads=2)[0], separate)
+    bnsh = [t.reshape(batch, kv, 2, 4).transpose(0, 2, 1, 3).copy() for t in (k, v)]  # (B, N, L, H)
+    np.testing.assert_array_equal(run_refquant("MultiHeadAttention", [("q", q), ("k", bnsh[0]), ("v", bnsh[1])], num_heads=2)[0],
+                                  separate)
+    k3, v3 = k[:, :seq], v[:, :seq]
+    self_attn = run_refquant("MultiHeadAttention", [("q", q), ("k", k3), ("v", v3)], num_heads=2)[0]
+    packed_qkv = np.stack([t.reshape(batch, seq, 2, 4) for t in (q, k3, v3)], axis=3)  # (B, S, N, 3, H)
+    np.testing.assert_array_equal(run_refquant("MultiHeadAttention", [("q", packed_qkv)], num_heads=2)[0], self_attn)
+
+
+def test_mha_masks_attention_bias_and_unidirectional_by_hand():
+    q, k, v, b = mha_case(3, seq=4, kv=4)
+    b64 = b.astype(np.float64)
+    lengths = np.array([2, 4], np.int32)
+    add = np.where(np.arange(4)[None, :] >= lengths[:, None], -10000.0, 0.0)[:, None, None, :]
+    out = run_refquant("MultiHeadAttention", [("q", q), ("k", k), ("v", v), ("b", b), ("m", lengths)], num_heads=2)[0]
+    np.testing.assert_array_equal(out, mha_by_hand(q, k, v, 2, b64, add)[0].astype(np.float32))
+    m3 = np.tril(np.ones((4, 4), np.int32))[None].repeat(2, 0)
+    out = run_refquant("MultiHeadAttention", [("q", q), ("k", k), ("v", v), ("b", b), ("m", m3)], num_heads=2)[0]
+    np.testing.assert_array_equal(out, mha_by_hand(q, k, v, 2, b64, np.where(m3 == 0, -10000.0, 0.0)[:, None])[0].astype(np.float32))
+    ab = np.random.default_rng(4).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    out = run_refquant("MultiHeadAttention", [("q", q), ("k", k), ("v", v), ("b", b), ("m", None), ("ab", ab)],
+                       num_heads=2, unidirectional=1)[0]
+    np.testing.assert_array_equal(out, mha_by_hand(q, k, v, 2, b64, ab.astype(np.float64), causal=True)[0].astype(np.float32))
+
+
+def test_mha_refusals():
+    q, k, v, b = mha_case(5)
+    batch = q.shape[0]
+    run = lambda inputs, outs=(T.FLOAT,), **a: run_refquant("MultiHeadAttention", inputs, outs, **{"num_heads": 2, **a})  # noqa: E731
+    with pytest.raises(ShapeError, match="packed KV"):
+        run([("q", q), ("k", np.zeros((batch, 4, 2, 2, 4), np.float32)), ("v", None), ("b", b)])
+    with pytest.raises(ShapeError, match="packed QKV"):
+        run([("q", np.zeros((batch, 3, 2, 3, 4), np.float32)), ("k", None), ("v", None), ("b", b)])
+    with pytest.raises(ShapeError, match="3 \\* batch \\+ 2"):
+        run([("q", q), ("k", k), ("v", v), ("b", b), ("m", np.zeros(3 * batch + 2, np.int32))])
+    with pytest.raises(ShapeError, match="unidirectional"):
+        run([("q", q), ("k", k), ("v", v)], unidirectional=1)
+    with pytest.raises(ShapeError, match="qk"):
+        run([("q", q), ("k", k), ("v", v)], (T.FLOAT, None, None, T.FLOAT))
+    with pytest.raises(ShapeError, match="past_sequence_length"):
+        run([("q", q), ("k", k), ("v", v)] + [(n, None) for n in ("b", "m", "ab", "pk", "pv")] + [("psl", np.zeros(1, np.int32))])
+    with pytest.raises(ShapeError, match="past_key"):
+        bnsh = np.zeros((batch, 2, 4, 4), np.float32)
+        run([("q", q), ("k", bnsh), ("v", bnsh), ("b", None), ("m", None), ("ab", None), ("pk", bnsh), ("pv", bnsh)])
+    with pytest.raises(AttributeValueError, match="num_heads"):
+        run_refquant("MultiHeadAttention", [("q", q), ("k", k), ("v", v)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mha_agrees_with_onnxruntime(seed):
+    """Every format onnxruntime's CPU kernel runs (it refuses packed KV and packed QKV: those are checked
+    against the separate format above): separate (bias, masks, attention_bias, past, unidirectional, D_v != D)
+    and key/value as (B, N, L, H)."""
+    rng = np.random.default_rng(100 + seed)
+    q, k, v, b = mha_case(seed)
+    batch, seq, _ = q.shape
+    outs = (T.FLOAT,) * 3
+    cmp = lambda inputs, o=outs, **a: compare_with_onnxruntime("MultiHeadAttention", inputs, o, MHA_UNITS, **{"num_heads": 2, **a})  # noqa: E731
+    cmp([("q", q), ("k", k), ("v", v), ("b", b)], scale=0.3 if seed % 2 else 0.0)
+    past = rng.standard_normal((2, batch, 2, 2, 4)).astype(np.float32)
+    mask2 = np.ones((batch, 6), np.int32)
+    mask2[:, rng.integers(0, 6, batch)] = 0
+    cmp([("q", q), ("k", k), ("v", v), ("b", b), ("m", mask2), ("ab", None), ("pk", past[0]), ("pv", past[1])], mask_filter_value=-100.0)
+    cmp([("q", q), ("k", k), ("v", v), ("b", b), ("m", np.array([1, 3], np.int32)[:batch])])
+    mask3 = (rng.random((batch, seq, 4)) > 0.4).astype(np.int32)
+    mask3[..., 0] = 1
+    cmp([("q", q), ("k", k), ("v", v), ("b", b), ("m", mask3), ("ab", rng.standard_normal((batch, 1, seq, 4)).astype(np.float32))])
+    q4 = rng.standard_normal((batch, 4, 8)).astype(np.float32)
+    cmp([("q", q4), ("k", k), ("v", v), ("b", b), ("m", None), ("ab", None), ("pk", past[0]), ("pv", past[1])], unidirectional=1)
+    bnsh = [rng.standard_normal((batch, 2, 5, 4)).astype(np.float32) for _ in range(2)]
+    cmp([("q", q), ("k", bnsh[0]), ("v", bnsh[1]), ("b", b)], (T.FLOAT,))
+    qv, kv_, vv, bv = mha_case(seed, dv=12)
+    cmp([("q", qv), ("k", kv_), ("v", vv), ("b", bv)])

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from refquant.errors import ShapeError
+from refquant.errors import AttributeValueError, ShapeError
 
 from .helpers import (
     FLOATS,
@@ -152,3 +152,40 @@ def test_size_of_every_shape():
     for shape in [(), (0,), (2, 3), (4, 0, 5)]:
         (y,) = run_refquant("Size", {"x": np.zeros(shape, np.float32)}, [np.int64], opset=13)
         assert y.dtype == np.int64 and y.shape == () and int(y) == int(np.prod(shape))
+
+
+# -- CenterCropPad (spec/ops/image.md): odd and even crops and pads, hand-derived.
+
+
+def _ccp(x, shape, **attrs):
+    (y,) = run_refquant("CenterCropPad", {"input_data": x, "shape": np.array(shape, np.int64)}, [x.dtype], opset=18,
+                        attrs=attrs or None)
+    return y
+
+
+def test_odd_and_even_crops_and_pads():
+    x = np.arange(1, 6, dtype=np.float32)
+    np.testing.assert_array_equal(_ccp(x, [2]), [2, 3])  # d = 3: start 1, the extra element cut at the end
+    np.testing.assert_array_equal(_ccp(x, [3]), [2, 3, 4])  # d = 2: one from each end
+    np.testing.assert_array_equal(_ccp(x, [8]), [0, 1, 2, 3, 4, 5, 0, 0])  # d = 3: 1 before, 2 after
+    np.testing.assert_array_equal(_ccp(x, [6]), [1, 2, 3, 4, 5, 0])  # d = 1: nothing before
+
+
+def test_pad_with_odd_difference_puts_the_extra_at_the_end():
+    x = np.array([7, 8], np.int32)
+    np.testing.assert_array_equal(_ccp(x, [5]), [0, 7, 8, 0, 0])
+    np.testing.assert_array_equal(_ccp(x, [0]), np.zeros(0, np.int32))
+
+
+def test_axes_crop_one_and_pad_another():
+    x = np.arange(12, dtype=np.float64).reshape(3, 4)
+    y = _ccp(x, [2, 5], axes=[1, 0])  # axis 1: 4 -> 2 (cols 1, 2); axis 0: 3 -> 5 (1 row before, 1 after)
+    want = np.zeros((5, 2))
+    want[1:4] = x[:, 1:3]
+    np.testing.assert_array_equal(y, want)
+    strings = _ccp(np.array(["a", "b"], dtype=object), [3])
+    assert strings.tolist() == ["a", "b", ""]
+    with pytest.raises(AttributeValueError):
+        _ccp(x, [1, 1], axes=[0, -2])
+    with pytest.raises(ShapeError):
+        _ccp(x, [1])

@@ -39,3 +39,23 @@ def test_window_function_edges():
     np.testing.assert_array_equal(ints, [0, 0, 1, 0])
     with pytest.raises(ShapeError):
         run_refquant("BlackmanWindow", {"size": np.array(-1, np.int64)}, [np.float32], opset=17)
+
+
+def test_dft_against_the_sum_formula():
+    import cmath
+
+    x = np.array([[1.0, -2.0, 0.5, 3.0, 0.25]])  # (1, 5), real
+    n = 5
+    want = [sum(x[0, t] * cmath.exp(-2j * cmath.pi * k * t / n) for t in range(n)) for k in range(n)]
+    (y,) = run_refquant("DFT", {"input": x[..., None]}, [np.float64], opset=17, attrs={"axis": 1})
+    np.testing.assert_allclose(y[0, :, 0] + 1j * y[0, :, 1], want, rtol=0, atol=1e-14)
+    (half,) = run_refquant("DFT", {"input": x[..., None]}, [np.float64], opset=17, attrs={"axis": 1, "onesided": 1})
+    assert half.shape == (1, 3, 2)
+    # dft_length 8 zero-pads; inverse divides by n
+    (padded,) = run_refquant("DFT", {"input": x[..., None], "dft_length": np.array(8, np.int64)}, [np.float64],
+                             opset=20)
+    want8 = [sum(x[0, t] * cmath.exp(-2j * cmath.pi * k * t / 8) for t in range(5)) for k in range(8)]
+    np.testing.assert_allclose(padded[0, :, 0] + 1j * padded[0, :, 1], want8, rtol=0, atol=1e-14)
+    (back,) = run_refquant("DFT", {"input": padded}, [np.float64], opset=20, attrs={"inverse": 1})
+    np.testing.assert_allclose(back[0, :5, 0], x[0], rtol=0, atol=1e-15)
+    assert np.abs(back[0, 5:]).max() < 1e-15
