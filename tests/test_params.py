@@ -277,3 +277,133 @@ def test_errors_are_clear():
         params.quantize(np.ones(3, np.float32), np.float32(1.0), 300, "uint8")
     with pytest.raises(QuantParamError, match="scalar"):
         params.quantize(np.ones((2, 3), np.float32), np.ones(2, np.float32), np.zeros(2, np.uint8), "uint8")
+
+
+# ----------------------------------------------------------------------------
+# edges found by mutation testing (spec/mutation.md); expected values from onnxruntime, numpy or by hand
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_qrange_defaults_are_the_full_range(name):
+    """qrange(name) without keywords: onnxruntime's get_qmin_qmax_for_qType defaults (not reduced, not symmetric)."""
+    qmin, qmax = quant_utils.get_qmin_qmax_for_qType(TYPES[name])
+    assert params.qrange(name) == (int(qmin), int(qmax))
+
+
+def test_unsupported_type_message_lists_the_table():
+    import re
+
+    with pytest.raises(DTypeError, match=re.escape("supported: uint8, int8, uint16, int16, uint4, int4") + "$"):
+        params.qrange("float8e4m3fn")
+
+
+@pytest.mark.parametrize("side", ["rmin", "rmax"])
+def test_range_errors_name_the_argument(side):
+    def call(bad):
+        args = {"rmin": np.float32(-1.0), "rmax": np.float32(1.0)} | {side: bad}
+        return params.compute_scale_zero_point(args["rmin"], args["rmax"], "uint8")
+
+    with pytest.raises(QuantParamError, match=f"^{side} must be finite"):
+        call(np.float32("nan"))
+    if np.dtype(np.longdouble).itemsize > 8:  # a float type that is none of float16/32/64
+        with pytest.raises(DTypeError, match=f"^{side} must be float16, float32 or float64, got {np.dtype(np.longdouble)}$"):
+            call(np.array(-1.0 if side == "rmin" else 1.0, np.longdouble))
+
+
+@pytest.mark.parametrize(
+    "rmin, min_real_range, name",
+    [
+        # the sum rmin + min_real_range rounds in the range's type (float16: 702.5 - 36.47 -> 666.0)
+        (np.float16(-36.47), float(np.float16(702.5)), "uint8"),
+        (np.float16(-40.66), float(np.float16(3652.0)), "int16"),
+        (np.float32(-34.2771), float(np.float32(6.5045926e08)), "uint8"),
+    ],
+)
+def test_min_real_range_sum_rounds_in_the_range_type(rmin, min_real_range, name):
+    """Step 2 of spec/calibration.md: rmin + min_real_range in the range's type, even for a Python float
+    min_real_range; a float64 sum gives another scale or zero point here (expected: onnxruntime)."""
+    rmin, rmax = np.array(rmin), np.array(0, rmin.dtype)
+    expected_scale, expected_zp = ort_scale_zp(rmin, rmax, name, False, False, min_real_range)
+    scale, zp = params.compute_scale_zero_point(rmin, rmax, name, min_real_range=min_real_range)
+    assert_same(scale, expected_scale)
+    assert_same(zp, expected_zp)
+
+
+def test_float16_rmin_float32_rmax_is_a_float32_range():
+    """rmin float16, rmax float32: the range is float32 (onnxruntime: rmax's type; refquant: the wider)."""
+    rmin, rmax = np.array(-1.0, np.float16), np.array(2.0, np.float32)
+    expected_scale, expected_zp = ort_scale_zp(rmin, rmax, "uint8", False, False)
+    scale, zp = params.compute_scale_zero_point(rmin, rmax, "uint8")
+    assert_same(scale, expected_scale)  # float32(3 / 255)
+    assert_same(zp, expected_zp)  # 85
+
+
+@pytest.mark.parametrize("rmin, rmax", [(-1.0, 2.0), (0.0, 0.0), (-(2.0**-30), 0.0)])
+def test_float16_ranges_warn_nothing(rmin, rmax):
+    """No warning of any kind (numpy deprecations included) on the float16 degenerate-scale test."""
+    import warnings
+
+    rmin, rmax = np.array(rmin, np.float16), np.array(rmax, np.float16)
+    expected_scale, expected_zp = ort_scale_zp(rmin, rmax, "uint8", False, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scale, zp = params.compute_scale_zero_point(rmin, rmax, "uint8")
+    assert_same(scale, expected_scale)
+    assert_same(zp, expected_zp)
+
+
+def test_float8_std_type_message():
+    with pytest.raises(DTypeError, match="^std must be float16 or float32, got float64$"):
+        params.float8_scale_zero_point(np.float64(1.0))
+
+
+def test_scale_type_message():
+    with pytest.raises(DTypeError, match="^scale must be float16, float32 or float64, got int32$"):
+        params.quantize(np.ones(3, np.float32), np.int32(1), None, "int8")
+    with pytest.raises(DTypeError, match="^scale must be float16, float32 or float64, got int32$"):
+        params.dequantize(np.ones(3, np.int8), np.int32(1), None)
+
+
+def test_zero_point_shape_must_match_scale():
+    with pytest.raises(QuantParamError, match=r"zero point has shape \(3,\), scale has \(2,\): they must match"):
+        params.quantize(np.ones((2, 3), np.float32), np.ones(2, np.float32), np.zeros(3, np.int8), "int8", axis=0)
+
+
+def test_zero_point_at_qmax_is_valid():
+    q = params.quantize(np.array([0.0, 1.0, -1.0], np.float32), np.float32(1.0), np.int8(127), "int8")
+    assert q.dtype == np.int8 and q.tolist() == [127, 127, 126]  # by hand: 0+127, saturated 128, -1+127
+
+
+@pytest.mark.parametrize("zero_points", [[-128, 200], [127, 200]])
+def test_zero_point_error_names_the_value_outside(zero_points):
+    """The first zero point outside [qmin, qmax] is named, not one at qmin or qmax."""
+    with pytest.raises(QuantParamError, match=r"^zero point 200\.0 is outside int8$"):
+        params.quantize(np.ones(2, np.float32), np.ones(2, np.float32), np.array(zero_points, np.int16), "int8", axis=0)
+
+
+@pytest.mark.parametrize(
+    "x, scale",
+    [
+        # x / scale is just off a half in exact arithmetic but rounds onto it (or across) in the scale's type
+        (np.float32(24.755693), np.float32(1.4146111)),
+        (np.float32(5.160037), np.float32(1.1466749)),
+        (np.float16(0.804), np.float16(0.10724)),
+        (np.float16(-19.88), np.float16(1.893)),
+    ],
+)
+def test_quantize_divides_in_the_scale_type(x, scale):
+    """QuantizeLinear divides in the scale's type: the expected value is numpy's division in that type,
+    rounded half to even (a float64 division rounds the other way for these inputs)."""
+    exact = np.float64(x) / np.float64(scale)
+    expected = np.rint(x / scale)
+    assert np.rint(exact) != expected  # the inputs do tell the two divisions apart
+    q = params.quantize(np.array([x]), scale, None, "int8")
+    assert q.tolist() == [int(expected)]
+
+
+def test_dequantize_blocked():
+    q = np.array([[1, -2, 2, 2], [0, 0, -1, 1]], np.int8)
+    scale = np.array([[1.0, 2.0], [4.0, 8.0]], np.float32)
+    y = params.dequantize(q, scale, None, axis=1, block_size=2)
+    assert y.dtype == np.float32 and y.tolist() == [[1.0, -2.0, 4.0, 4.0], [0.0, 0.0, -8.0, 8.0]]  # by hand
