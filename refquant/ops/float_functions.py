@@ -1,5 +1,5 @@
 """Float64 functions shared by float kernels of several modules (elementwise, activations, contrib_activations):
-erf, the logistic sigmoid and the Gelu family. Each takes and returns float64 arrays; the kernels round once to
+erf, the logistic sigmoid, the Gelu family, softmax and log-softmax. Each takes and returns float64 arrays; the kernels round once to
 the output type (``arith.narrow``). No kernel is registered here.
 """
 
@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-__all__ = ["erf64", "sigmoid64", "gelu64", "tanh_gelu64", "quick_gelu64"]
+__all__ = ["erf64", "sigmoid64", "gelu64", "tanh_gelu64", "quick_gelu64", "softmax64", "log_softmax64"]
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 
@@ -42,3 +42,16 @@ def sigmoid64(x: np.ndarray) -> np.ndarray:
     """1 / (1 + exp(-x)) in float64, without overflow for large -x."""
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + np.exp(-x))
+
+
+def softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """exp(x - max) / sum exp(x - max) over ``axes``, in float64 (x - max is exact for float32 x whose exponents differ by < 29)."""
+    shifted = x - np.max(x, axis=axes, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axes, keepdims=True)
+
+
+def log_softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """(x - max) - log(sum exp(x - max)) over ``axes``, in float64."""
+    shifted = x - np.max(x, axis=axes, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axes, keepdims=True))

@@ -31,6 +31,7 @@ from ..kernel_options import FloatPipelineOptions
 from ..node import Node
 from ..registry import register
 from ..window import pad, resolve_window, tap_coordinates, windows
+from .float_functions import log_softmax64, softmax64
 
 SOFTMAX_TYPES = {1: IEEE_FLOATS, 13: (T.BFLOAT16,)}
 LAYER_NORM_TYPES = {17: IEEE_FLOATS + (T.BFLOAT16,)}
@@ -50,19 +51,6 @@ def _softmax_axes(node: Node, rank: int) -> tuple[int, ...]:
         return (normalize_axis(node.attr("axis", -1, int), rank),)
     axis = normalize_axis(node.attr("axis", 1, int), rank)
     return tuple(range(axis, rank))
-
-
-def softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """exp(x - max) / sum exp(x - max) over ``axes``, in float64 (x - max is exact for float32 x whose exponents differ by < 29)."""
-    shifted = x - np.max(x, axis=axes, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=axes, keepdims=True)
-
-
-def log_softmax64(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """(x - max) - log(sum exp(x - max)) over ``axes``, in float64."""
-    shifted = x - np.max(x, axis=axes, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axes, keepdims=True))
 
 
 def _mlas_softmax(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:

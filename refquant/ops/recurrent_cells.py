@@ -23,6 +23,7 @@ from ..checks import require_dtype
 from ..dtypes import IEEE_FLOATS, dtype_name
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..node import Node
+from .float_functions import sigmoid64
 
 __all__ = [
     "RECURRENT_TYPES", "ACTIVATION_NAMES", "Activation", "Recurrence", "activation", "activations_of",
@@ -35,16 +36,12 @@ RECURRENT_TYPES = {7: IEEE_FLOATS, 22: (T.BFLOAT16,)}
 Function = Callable[[np.ndarray], np.ndarray]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 #: name (case-insensitive) -> (uses alpha, uses beta, default alpha, default beta, f(x, alpha, beta)); the
 #: formulas of the operators' text, defaults "the same as of corresponding ONNX operators" (None: no default)
 _TABLE: dict[str, tuple[bool, bool, float | None, float | None, Callable]] = {
     "relu": (False, False, None, None, lambda x, a, b: np.maximum(x, 0.0)),
     "tanh": (False, False, None, None, lambda x, a, b: np.tanh(x)),
-    "sigmoid": (False, False, None, None, lambda x, a, b: _sigmoid(x)),
+    "sigmoid": (False, False, None, None, lambda x, a, b: sigmoid64(x)),
     "affine": (True, True, 1.0, 0.0, lambda x, a, b: a * x + b),
     "leakyrelu": (True, False, 0.01, None, lambda x, a, b: np.where(x >= 0, x, a * x)),
     "thresholdedrelu": (True, False, 1.0, None, lambda x, a, b: np.where(x >= a, x, 0.0)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ShapeError
+from .float_functions import softmax64
 
 __all__ = [
     "layer_norm64",
@@ -45,9 +46,7 @@ def softmax_last64(scores: np.ndarray, excluded: np.ndarray | None = None) -> np
     get weight exactly 0 (a row keeps at least one position: the caller guarantees it)."""
     if excluded is not None:
         scores = np.where(excluded, -np.inf, scores)
-    shifted = scores - np.max(scores, axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=-1, keepdims=True)
+    return softmax64(scores, (-1,))
 
 
 def attention_mask64(mask_index: np.ndarray | None, batch: int, seq: int, total: int, past: int,
