@@ -647,8 +647,9 @@ def _product_types(draw, combos: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
 
 
 #: what the integer operators' inputs hold: "any" (the whole range) or "ties" (values near their zero
-#: points and an output scale making the requantization multiplier 2**-e, so that odd accumulators
-#: land on k + 0.5: exactly in float64 for power-of-two scales, in float32 only for decimal ones)
+#: points, integer types, an output scale making the requantization multiplier 2**-e, so that odd
+#: accumulators land on k + 0.5: exactly in float64 for power-of-two scales, in float32 only for decimal
+#: ones, and an odd output zero point, so that adding it before or after rounding the tie differs)
 PRODUCT_VALUES = ("any", "ties")
 
 
@@ -664,6 +665,30 @@ def _product_operand(draw, shape, element_type: int, zero_point, values: str, al
         zp = zp.reshape(view)
     offsets = draw(hnp.arrays(np.int64, tuple(shape), elements=st.integers(-3, 3)))
     return np.clip(offsets + zp, int(qt.qmin), int(qt.qmax)).astype(qt.dtype)
+
+
+def _tie_output_zero_point(draw, element_type: int) -> np.generic:
+    """An odd output zero point at least 16 steps from the type's ends: where round(real) + zp and
+    round(real + zp) differ on a tie real = k + 1/2 (requantize_zero_point), without saturating."""
+    qt = qtype(element_type)
+    if qt.is_float:
+        return draw(zero_points(element_type))
+    odd = draw(st.integers((int(qt.qmin) + 16) // 2, (int(qt.qmax) - 17) // 2)) * 2 + 1
+    return np.asarray(odd).astype(qt.dtype)[()]
+
+
+def _tie_input_scales(draw, *scales: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The operands' scales for requantization ties: as drawn (their product is then mostly inexact in
+    float32, so the ties are float32 ties only, where float32 and float64 requantization differ), or,
+    half the time, each rounded to 4 significant bits, so that their product is exact in every scale type
+    and the ties are exact in float64 too, where the zero point's place decides."""
+    if draw(st.booleans()):
+        return scales
+    rounded = []
+    for scale in scales:
+        mantissa, exponent = np.frexp(np.asarray(scale, np.float64))
+        rounded.append(np.ldexp(np.round(mantissa * 16) / 16, exponent).astype(np.asarray(scale).dtype))
+    return tuple(rounded)
 
 
 def _tie_output_scale(draw, product_scale: float, dtype=np.float32) -> np.ndarray:
@@ -727,10 +752,12 @@ def qlinear_conv_models(
     channel_count = channels if (draw(st.booleans()) if per_channel is None else per_channel) else None
     x_scale, x_zero_point = _draw_params(draw, np.float32, x_type, (), **_OPERATOR_SCALES)
     w_scale = _scale_array(draw, np.float32, channel_count, **_OPERATOR_SCALES)
+    if values == "ties":
+        x_scale, w_scale = _tie_input_scales(draw, x_scale, w_scale)
     w_zero_point = _zero_point_array(draw, w_type, channel_count)
     product_scale = float(x_scale) * float(w_scale.max())
     y_scale = _tie_output_scale(draw, product_scale) if values == "ties" else _output_scale(draw, product_scale)
-    y_zero_point = draw(zero_points(y_type))
+    y_zero_point = _tie_output_zero_point(draw, y_type) if values == "ties" else draw(zero_points(y_type))
     initializers = {
         "x_scale": x_scale,
         "x_zero_point": x_zero_point,
@@ -787,7 +814,7 @@ def qlinear_matmul_models(
     allowed = [c for c in combos if element_types is None or c in element_types]
     draw(_allowed(combos, element_types, "(a, b, y) types"))  # validates element_types
     integer = [c for c in allowed if all(t in _INTEGER_8 for t in c)]
-    if integer and (len(integer) == len(allowed) or draw(st.integers(0, 9)) < 9):
+    if integer and (len(integer) == len(allowed) or values == "ties" or draw(st.integers(0, 9)) < 9):
         a_type, b_type, y_type = _product_types(draw, integer)
     else:
         a_type, b_type, y_type = draw(st.sampled_from([c for c in allowed if c not in integer] or allowed))
@@ -797,6 +824,8 @@ def qlinear_matmul_models(
     a_shape, b_shape = draw(_matmul_shapes() if shapes is None else shapes)
     a_scale, a_zero_point = _draw_params(draw, scale_type, a_type, (), **_OPERATOR_SCALES)
     b_scale, b_zero_point = _draw_params(draw, scale_type, b_type, (), **_OPERATOR_SCALES)
+    if values == "ties":
+        a_scale, b_scale = _tie_input_scales(draw, a_scale, b_scale)
     product_scale = float(a_scale) * float(b_scale)
     if values == "ties":
         y_scale = _tie_output_scale(draw, product_scale, dtype=scale_type)
@@ -808,7 +837,9 @@ def qlinear_matmul_models(
         "b_scale": b_scale,
         "b_zero_point": b_zero_point,
         "y_scale": y_scale,
-        "y_zero_point": np.asarray(draw(zero_points(y_type))),
+        "y_zero_point": np.asarray(
+            _tie_output_zero_point(draw, y_type) if values == "ties" else draw(zero_points(y_type))
+        ),
     }
     inputs = {
         "a": _product_operand(draw, a_shape, a_type, a_zero_point, values),

@@ -121,6 +121,34 @@ def test_tie_tensors_hit_half_way_points():
     assert np.mean(fractions) > 0.4
 
 
+def test_requantization_ties_are_exact_or_float32_only_with_odd_zero_points():
+    """QLinearMatMul's ties (values="ties"): real = acc * a_scale * b_scale / y_scale lands on k + 1/2
+    exactly (as a rational, so in float64 too) in some cases, and only after float32 rounding in others,
+    and y's zero point is odd, so adding it before or after rounding the tie differs."""
+    from fractions import Fraction
+
+    exact_ties, float32_only_ties = [], []
+
+    @given(rqs.qlinear_matmul_models(13, values="ties"))
+    def collect(case):
+        params = {i.name: onnx.numpy_helper.to_array(i) for i in case.model.graph.initializer}
+        a = case.feeds["a"].astype(np.int64) - int(params["a_zero_point"])
+        b = case.feeds["b"].astype(np.int64) - int(params["b_zero_point"])
+        assert int(params["y_zero_point"]) % 2 == 1
+        multiplier = Fraction(float(params["a_scale"])) * Fraction(float(params["b_scale"])) / Fraction(
+            float(params["y_scale"])
+        )
+        multiplier32 = np.float32(params["a_scale"]) * np.float32(params["b_scale"]) / np.float32(params["y_scale"])
+        for acc in np.atleast_1d(np.matmul(a, b)).ravel().tolist():
+            real = acc * multiplier
+            real32 = float(np.float32(acc) * multiplier32)
+            exact_ties.append(real.denominator == 2)
+            float32_only_ties.append(real.denominator != 2 and real32 % 1 == 0.5)
+
+    collect()
+    assert sum(exact_ties) > 0 and sum(float32_only_ties) > 0
+
+
 def test_decimal_scale_ties_exist_only_in_float32():
     """0.25 / float32(0.1) is 2.5 in float32 but 2.4999999627 exactly: tie_tensors finds such x."""
     scale = np.float32(0.1)

@@ -291,6 +291,16 @@ def test_requantize_precision_profile(precision, expected):
     assert run("QLinearMatMul", QLINEARMATMUL_INPUTS, arrays, T.UINT8, profile=profile)[0, 0] == expected
 
 
+def test_the_spec_profile_requantizes_in_float64():
+    """The spec's default (spec/ops/integer.md): 15900 * (xs * ws / ys) in float64 is 34.500004, so 35; a
+    float32 requantization would land on the tie 34.5 and round to 34."""
+    xs, ws, ys = TIE_SCALES
+    assert 15900 * (float(xs) * float(ws) / float(ys)) > 34.5
+    a, b = np.array([[150]], np.uint8), np.array([[106]], np.uint8)
+    arrays = (a, xs, np.uint8(0), b, ws, np.uint8(0), ys, np.uint8(0))
+    assert run("QLinearMatMul", QLINEARMATMUL_INPUTS, arrays, T.UINT8)[0, 0] == 35
+
+
 def test_onnx_reference_profile_reproduces_its_float32_multiplier():
     """onnx.reference rounds x_scale * w_scale / y_scale to float32: 95988 * m is 46.49999777 in float64
     but 46.50000026 with the float32 multiplier. The "onnx-reference" profile reproduces it."""
