@@ -106,6 +106,26 @@ def test_dequantize_product_is_correctly_rounded_to_float32(diff, scale):
     assert distances[1] <= min(distances)
 
 
+#: an int32 q - zp just past 2**29 whose product with a float32 scale double-rounds through float64 (derived
+#: below); ``(q, scale, want)``
+DOUBLE_ROUNDING_DEQUANTIZE = (1073115509, 1 + 5853 / 2**23, 1073864320.0)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+@pytest.mark.parametrize("zero_point", [None, 7])
+def test_dequantize_beyond_2_29_rounds_once(size, zero_point):
+    """diff = 1073115509 (30 bits, below 2**30) times s = (2**23 + 5853) / 2**23 (24 bits) has 54 bits:
+    diff * (2**23 + 5853) = 16779129 * 2**29 + 1, so diff * s = 16779129 * 64 + 2**-23, just above the
+    float32 midpoint 1073864256 between 8389565 * 128 (even) and 8389566 * 128. Rounded once it is the upper
+    neighbour 1073864320; through float64 (ulp 2**-22 there) it is the midpoint, then the even lower one."""
+    diff, scale, want = DOUBLE_ROUNDING_DEQUANTIZE
+    assert diff * (2**23 + 5853) == 16779129 * 2**29 + 1 and float(np.float32(diff * scale)) == want - 128
+    zp = 0 if zero_point is None else zero_point
+    q = np.full(size, diff + zp, np.int32)
+    got = arith.dequantize_values(q, np.float32(scale), None if zero_point is None else np.int32(zp), np.float32)
+    assert got.dtype == np.float32 and got.tolist() == [want] * size
+
+
 @pytest.mark.parametrize(
     "dtype, halfway, max_is_odd, beyond",
     [

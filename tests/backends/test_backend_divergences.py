@@ -289,15 +289,18 @@ def test_flushed_subnormals_golden_and_openvino(openvino):
     assert_bit_exact(openvino.run(wide, {"x": x8})["y"], _run(wide, x8)[0])
 
 
-def test_per_axis_dequantize_flushes_subnormal_scales(openvino):
+@pytest.mark.parametrize(
+    "x, axis, expected", [([[7, 2], [3, 4]], 1, [[0.0, 2.0], [0.0, 4.0]]), ([7, 2], 0, [0.0, 2.0])], ids=["2-D", "1-D"]
+)
+def test_per_axis_dequantize_flushes_subnormal_scales(openvino, x, axis, expected):
     # a per-axis scale of 8-bit x: 7 * 1e-40 would be 7e-40; OpenVINO counts the subnormal scale as 0,
-    # which a per-tensor scale it does not
-    x = np.array([[7, 2], [3, 4]], np.uint8)
+    # which a per-tensor scale it does not; a 1-D x too, where the scale keeps its own shape
+    x = np.array(x, np.uint8)
     model = single_node_model("DequantizeLinear", {"x": x, "s": np.float32([1e-40, 1.0])}, {"y": T.FLOAT}, opset=21,
-                              attrs={"axis": 1}, initializers={"s": np.float32([1e-40, 1.0])})
-    assert _run(model, x)[0][0, 0] != 0
+                              attrs={"axis": axis}, initializers={"s": np.float32([1e-40, 1.0])})
+    assert _run(model, x)[0].ravel()[0] != 0
     lowered = _run(model, x, "openvino")[0]
-    assert lowered.tolist() == [[0.0, 2.0], [0.0, 4.0]]
+    assert lowered.tolist() == expected
     assert_bit_exact(openvino.run(model, {"x": x})["y"], lowered)
 
 
