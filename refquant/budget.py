@@ -352,6 +352,11 @@ _estimates(*BROADCASTING)(_broadcasting)
 _estimates(*BROADCASTING_MS, domain="com.microsoft")(_broadcasting)
 #: the normalizations and Hardmax of refquant/ops/normalization.py: outputs the input's shape
 _estimates("GroupNormalization", "RMSNormalization", "LpNormalization", "MeanVarianceNormalization", "Hardmax")(_bounded)
+#: outputs no larger than the largest input: CastLike, BitCast (the same bytes), CumProd, LRN, SwiGLU (half its
+#: input), the losses (per sample at most, log_prob the input's shape), RotaryEmbedding, TensorScatter (the cache)
+_estimates("CastLike", "BitCast", "CumProd", "LRN", "SwiGLU", "NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss",
+           "RotaryEmbedding", "TensorScatter")(_bounded)  # fmt: skip
+_estimates("GlobalLpPool")(_reducing)
 
 
 @_estimates("HannWindow", "HammingWindow", "BlackmanWindow")
@@ -515,6 +520,93 @@ def _dft(node, inputs) -> Estimate:
                     points * max(1, n.bit_length()))
 
 
+@_estimates("STFT")
+def _stft(node, inputs) -> Estimate:
+    """refquant/ops/signal.py: the framed complex signal, its spectrum and the output (two words per complex
+    element); work n log2 n per frame."""
+    from .ops.signal import stft_geometry
+
+    signal = inputs[0]
+    _, length, frames, _ = stft_geometry(node, *(inputs + [None, None])[:4])
+    points = signal.shape[0] * frames * length
+    return Estimate((_out((points, 2), "frames"), _out((points, 2), "spectrum"), _out((points, 2))),
+                    points * max(1, length.bit_length()))
+
+
+@_estimates("MelWeightMatrix")
+def _mel_weight_matrix(node, inputs) -> Estimate:
+    """refquant/ops/signal.py: the [dft_length // 2 + 1, num_mel_bins] matrix."""
+    from .ops.signal import mel_geometry
+
+    mels, n, _ = mel_geometry(*inputs[:3])
+    return Estimate((_out((n // 2 + 1, mels)),), (n // 2 + 1) * mels)
+
+
+@_estimates("StringConcat")
+def _string_concat(node, inputs) -> Estimate:
+    """refquant/ops/strings.py: the broadcast output, one Python string per element (STEP work each)."""
+    shape = _broadcast(*(x.shape for x in _present(inputs)))
+    return Estimate((_out(shape, "output (broadcast of the inputs)"),), math.prod(shape) * STEP)
+
+
+@_estimates("StringNormalizer", "RegexFullMatch")
+def _string_elements(node, inputs) -> Estimate:
+    """refquant/ops/strings.py: an output no larger than the input, a Python step per element."""
+    return Estimate((_out(inputs[0].shape, "output (no larger than the input)"),), inputs[0].size * STEP)
+
+
+@_estimates("StringSplit")
+def _string_split(node, inputs) -> Estimate:
+    """refquant/ops/strings.py: X's elements times the largest number of substrings (counted by splitting)."""
+    from .ops.strings import split_counts
+
+    _, width = split_counts(node, inputs[0])
+    x = inputs[0]
+    return Estimate((_out(x.shape + (width,), "substrings"), _out(x.shape, "counts")), x.size * max(width, 1) * STEP)
+
+
+@_estimates("TfIdfVectorizer")
+def _tfidf(node, inputs) -> Estimate:
+    """refquant/ops/strings.py: the [N, max(ngram_indexes) + 1] output; a Python lookup per candidate n-gram."""
+    from .ops.strings import tfidf_output_size
+
+    x = inputs[0]
+    rows = x.shape[0] if x.ndim == 2 else 1
+    grams = node.attr("max_gram_length", 1, int) * (node.attr("max_skip_count", 0, int) + 1)
+    return Estimate((_out((rows, tfidf_output_size(node))),), x.size * max(grams, 1) * STEP)
+
+
+@_estimates("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli")
+def _random(node, inputs) -> Estimate:
+    """refquant/ops/random.py: the output (the shape attribute's or the input's), its raw words and values."""
+    from .ops.random import random_shape
+
+    like = inputs[0] if inputs else None
+    shape = random_shape(node, None if node.op_type in ("RandomNormal", "RandomUniform") else like)
+    return Estimate((_out(shape), _out(shape, "random words"), _out(shape, "float64 values")), math.prod(shape))
+
+
+@_estimates("Multinomial")
+def _multinomial(node, inputs) -> Estimate:
+    """refquant/ops/random.py: the [batch, sample_size] output and uniforms; a binary search per sample."""
+    from .ops.random import multinomial_shape
+
+    batch, samples = multinomial_shape(node, inputs[0])
+    classes = inputs[0].shape[1]
+    return Estimate((_out((batch, samples)), _out((batch, samples), "uniforms"), _out(inputs[0].shape, "cumulative")),
+                    batch * (samples * max(1, classes.bit_length()) + classes + STEP))
+
+
+@_estimates("ImageDecoder")
+def _image_decoder(node, inputs) -> Estimate:
+    """refquant/ops/image_decoder.py: the decoded image (4 samples per declared pixel) and its int64 working
+    copies; a Python step per pixel (PNG's Average and Paeth filters run byte by byte)."""
+    from .ops.image_decoder import declared_pixels
+
+    pixels = declared_pixels(inputs[0].tobytes())
+    return Estimate((_out((pixels, 4), "image"), _out((pixels, 4), "working rows")), pixels * STEP)
+
+
 @_estimates("Resize")
 def _resize(node, inputs) -> Estimate:
     from .ops import resize as rs
@@ -546,6 +638,16 @@ def _resize(node, inputs) -> Estimate:
         ),
         work,
     )
+
+
+_estimates("Upsample")(_resize)  # Upsample-10 is Resize-10 with scales >= 1 (spec/ops/nn.md)
+
+
+@_estimates("NonMaxSuppression")
+def _non_max_suppression(node, inputs) -> Estimate:
+    """Selected indices: at most one (batch, class, box) triple per score; work: every pair of boxes, per class."""
+    batch, classes, boxes = inputs[1].shape
+    return Estimate((_out((batch * classes * boxes, 3), "selected indices"),), batch * classes * boxes * boxes)
 
 
 # -- estimators: tensor, shape and indexing ops (refquant/ops/shape.py, tensor.py, indexing.py, einsum.py) --------
@@ -696,6 +798,13 @@ def _conv_estimate(node, x_shape: tuple[int, ...], w_shape: tuple[int, ...]) -> 
 @_estimates("Conv", "ConvInteger")
 def _conv(node, inputs) -> Estimate:
     return _conv_estimate(node, inputs[0].shape, inputs[1].shape)
+
+
+@_estimates("DeformConv")
+def _deform_conv(node, inputs) -> Estimate:
+    """Conv's estimate (the sampled columns take im2col's place); each column value reads four corners."""
+    conv = _conv_estimate(node, inputs[0].shape, inputs[1].shape)
+    return Estimate(conv.allocations, 4 * conv.work)
 
 
 @_estimates("FusedConv", domain="com.microsoft")
@@ -849,6 +958,49 @@ def _attention_estimate(node, x_shape, width: int, past) -> Estimate:
                    _out((batch, seq, sizes[2])))
     work = batch * seq * hidden_in * width + batch * seq * total * (sizes[0] + sizes[2])
     return Estimate(allocations, work)
+
+
+@_estimates("Attention")
+def _onnx_attention(node, inputs) -> Estimate:
+    """ai.onnx Attention: K and V with the past, the scores and probabilities (B, H, S, T), the output.
+    Q, K, V are (B, heads, S, head_size) or (B, S, heads * head_size). Work: B * H * S * T * (head_size + v's)."""
+    padded = inputs + [None] * 7
+    q, k, v, past_key = padded[0], padded[1], padded[2], padded[4]
+    if q.ndim == 4:
+        batch, heads, seq, q_width = q.shape
+        total, v_width = k.shape[2], v.shape[3]
+    else:
+        batch, seq = q.shape[:2]
+        heads = max(node.attr("q_num_heads", 1, int), 1)
+        q_width, total, v_width = q.shape[2] // heads, k.shape[1], v.shape[2] // max(node.attr("kv_num_heads", 1, int), 1)
+    if past_key is not None:
+        total += past_key.shape[2]
+    scores = (batch, heads, seq, total)
+    allocations = (_out(scores, "attention scores"), _out(scores, "attention probabilities"),
+                   _out((batch, heads, total, max(q_width, v_width)), "present key or value"),
+                   _out((batch, heads, seq, v_width)))
+    return Estimate(allocations, batch * heads * seq * total * (q_width + v_width))
+
+
+@_estimates("LinearAttention")
+def _linear_attention(node, inputs) -> Estimate:
+    """The recurrent state (B, heads, key width, value width) and the output; work: one state update per step."""
+    query, key, value = inputs[:3]
+    batch, steps = query.shape[:2]
+    q_heads = max(node.attr("q_num_heads", 1, int), 1)
+    kv_heads = max(node.attr("kv_num_heads", q_heads, int), 1)
+    state = (batch, q_heads, key.shape[2] // kv_heads, value.shape[2] // kv_heads)
+    output = (batch, steps, q_heads * (value.shape[2] // kv_heads))
+    return Estimate((_out(state, "state"), _out(output)), steps * math.prod(state))
+
+
+@_estimates("CausalConvWithState")
+def _causal_conv_with_state(node, inputs) -> Estimate:
+    """The input with the carried state prepended, the output; work: every tap of the depthwise kernel."""
+    x, weight = inputs[:2]
+    taps = weight.shape[-1]
+    padded = tuple(x.shape[:-1]) + (x.shape[-1] + taps,)
+    return Estimate((_out(padded, "input after the state"), _out(tuple(x.shape))), math.prod(x.shape) * taps)
 
 
 @_estimates("Attention", domain="com.microsoft")

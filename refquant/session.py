@@ -430,6 +430,8 @@ def _check_feed(spec: TensorSpec, value):
 
 def _check_array(label: str, spec: TensorSpec, value) -> np.ndarray:
     array = np.asarray(value)
+    if spec.dtype == object and array.dtype.kind == "U":
+        array = array.astype(object)  # numpy's fixed-width str_ array: a string tensor is an object array of str
     if array.dtype != spec.dtype:
         raise FeedError(f"{label} has dtype {array.dtype}, the model declares {spec.dtype} ({type_name(proto_of(spec.dtype))})")
     if spec.shape is not None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import re
 import warnings
 
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
+import onnx
+from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from refquant.dtypes import proto_of
+from refquant.model import MIN_OPSET
 
 
 def single_node_model(op_type, inputs, outputs, *, opset, attrs=None, initializers=None, domain="", ir_version=None):
@@ -82,3 +86,38 @@ def assert_bit_exact(got: np.ndarray, expected: np.ndarray, what: str = "output"
     a, b = got.astype(np.float64), expected.astype(np.float64)
     same = (a == b) | (np.isnan(a) & np.isnan(b))
     assert same.all(), f"{what}: {int((~same).sum())} element(s) differ, first at {np.argwhere(~same)[0]}: {got[~same][:5]} vs {expected[~same][:5]}"
+
+
+def graph_nodes(graph):
+    """The nodes of ``graph`` and of its subgraphs (If, Loop, Scan, SequenceMap bodies)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == AttributeProto.GRAPH:
+                yield from graph_nodes(attr.g)
+            elif attr.type == AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from graph_nodes(g)
+
+
+def node_case_as_run(case):
+    """The node case as refquant runs it: a case below refquant's lowest opset (10) raised to 10 when every
+    default-domain op of its graph, subgraphs included, has the same schema there (so it is the same case);
+    otherwise the case itself (below 10, refquant refuses its opset)."""
+    opset = next((o.version for o in case.model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= MIN_OPSET:
+        return case
+    for node in graph_nodes(case.model.graph):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            before, at_10 = (onnx.defs.get_schema(node.op_type, v, "").since_version for v in (opset, MIN_OPSET))
+        except onnx.defs.SchemaError:
+            return case
+        if before != at_10:
+            return case
+    raised = copy.deepcopy(case.model)
+    for entry in raised.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            entry.version = MIN_OPSET
+    return dataclasses.replace(case, model=raised)

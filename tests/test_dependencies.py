@@ -10,9 +10,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ["refquant", "backends", "cli", "tests", "tools", "benchmarks", ".ci"]
-LOCAL = {"refquant", "backends", "tests", "literal_laden"}  # literal_laden: a module a test writes itself
+#: literal_laden: a module a test writes itself; the scripts in tools/ import one another
+LOCAL = {"refquant", "backends", "tests", "literal_laden", *(path.stem for path in (ROOT / "tools").glob("*.py"))}
 #: import names whose distribution is called otherwise
-DISTRIBUTION_OF = {"google": "protobuf"}
+DISTRIBUTION_OF = {"google": "protobuf", "PIL": "pillow"}
 
 
 def _canonical(name: str) -> str:

@@ -17,6 +17,7 @@ from . import signal  # noqa: F401
 from . import sampling  # noqa: F401
 from . import roi  # noqa: F401
 from . import fold  # noqa: F401
+from . import losses  # noqa: F401
 from . import recurrent  # noqa: F401
 from . import contrib_elementwise  # noqa: F401
 from . import contrib_pool  # noqa: F401
@@ -27,7 +28,12 @@ from . import contrib_activations  # noqa: F401
 from . import contrib_matmul  # noqa: F401
 from . import contrib_normalization  # noqa: F401
 from . import contrib_attention  # noqa: F401
+from . import attention  # noqa: F401
+from . import linear_attention  # noqa: F401
 from . import contrib_weight_only  # noqa: F401
 from . import contrib_conv  # noqa: F401
 from . import control  # noqa: F401
 from . import sequence  # noqa: F401
+from . import strings  # noqa: F401
+from . import random  # noqa: F401
+from . import image_decoder  # noqa: F401

@@ -1,10 +1,12 @@
-"""Float Conv, ConvTranspose, MaxPool and GlobalMaxPool (1-D, 2-D, 3-D, ...), every registered version.
+"""Float Conv, ConvTranspose, MaxPool, GlobalMaxPool and DeformConv (1-D, 2-D, 3-D, ...), every registered version.
 
     Conv:          Y[n, m, j] = B[m] + sum_{c, t} W[m, c, t] * Xpad[n, g(m) * C/group + c, j * s + t * d]
     ConvTranspose: Y[n, m, o] = B[m] + sum_{c, i, t: i * s + t * d = o + pad_begin} X[n, c, i] * W[c, m', t]
                    (c in m's group, m' = m mod M/group)
     MaxPool:       Y[n, c, j] = max_{t, j*s + t*d not in the padding} X[n, c, j*s + t*d - pad_begin]
     GlobalMaxPool: Y[n, c] = max of X[n, c, ...]
+    DeformConv:    Conv whose tap t of output j reads X at j * s + t * d - pad + offset[n, g, t, :, j], interpolated
+                   multilinearly (0 outside X), times mask[n, g, t, j]
 
 Geometry (pads, auto_pad, strides, dilations, ceil_mode) lives in refquant.window;
 spec/ops/nn.md states every choice these kernels make.
@@ -275,3 +277,78 @@ def conv_transpose(node: Node, x, w, b=None):
     if b is not None:
         y += conv_bias(b.astype(np.float64), out_channels, len(window.kernel))
     return (arith.narrow(y, x.dtype),)
+
+
+# ----------------------------------------------------------------------------
+# DeformConv
+# ----------------------------------------------------------------------------
+
+DEFORM_CONV_TYPES = {19: IEEE_FLOATS, 22: (T.BFLOAT16,)}
+
+
+def _sample(image: np.ndarray, positions: list[np.ndarray]) -> np.ndarray:
+    """Multilinear interpolation of ``image`` (C, D1, ..., Dn) at float64 ``positions`` (n arrays of one shape
+    P): (C, *P). Each of the 2^n corners weighs prod(1 - frac or frac); a corner outside the image reads 0."""
+    spatial = image.shape[1:]
+    floors = [np.floor(p) for p in positions]
+    fracs = [p - f for p, f in zip(positions, floors)]
+    total = np.zeros(image.shape[:1] + positions[0].shape)
+    for corner in np.ndindex(*(2,) * len(spatial)):
+        weight = np.ones(positions[0].shape)
+        inside = np.ones(positions[0].shape, bool)
+        index = []
+        for axis, bit in enumerate(corner):
+            i = floors[axis] + bit
+            weight = weight * (fracs[axis] if bit else 1.0 - fracs[axis])
+            inside &= (i >= 0) & (i < spatial[axis])  # NaN positions are outside
+            index.append(i)
+        values = image[(slice(None), *(np.where(inside, i, 0).astype(np.int64) for i in index))]
+        total += np.where(inside, weight * values, 0.0)
+    return total
+
+
+@register("DeformConv", since=(19, 22))
+def deform_conv(node: Node, x, w, offset, b=None, mask=None):
+    """Y[n, m, j] = B[m] + sum_{c, t} W[m, c, t] * mask[n, g, t, j] * X[n, c](j * s - pad + t * d + offset[n, g, t, :, j]),
+    X read by multilinear interpolation (0 outside the image), g the offset group of channel c; float64, one
+    rounding to X's type."""
+    require_dtype(x, types_at(DEFORM_CONV_TYPES, node.version), "X")
+    for value, name in ((w, "W"), (offset, "offset"), (b, "B"), (mask, "mask")):
+        require_same_type(value, x, name)
+    window, group = conv_window(node, x.shape, w.shape)
+    rank, (n, channels) = len(window.kernel), x.shape[:2]
+    offset_group = node.attr("offset_group", 1, int)
+    if offset_group < 1 or channels % offset_group:
+        raise AttributeValueError(f"offset_group {offset_group} must be >= 1 and divide the input channels ({channels})")
+    taps = prod(window.kernel)
+    expected = (n, offset_group * taps * rank, *window.output)
+    if offset.shape != expected:
+        raise ShapeError(f"offset has shape {offset.shape}, expected {expected} "
+                         f"(N, offset_group * prod(kernel) * {rank}, *output)")
+    if mask is not None and mask.shape != (n, offset_group * taps, *window.output):
+        raise ShapeError(f"mask has shape {mask.shape}, expected {(n, offset_group * taps, *window.output)}")
+    bias = None if b is None else conv_bias(b.astype(np.float64), w.shape[0], rank)
+    # base coordinates per axis, (taps, *output): j * s - pad_begin + t * d
+    grids = np.meshgrid(*[np.arange(k) for k in window.kernel], indexing="ij")
+    base = []
+    for axis, coords in enumerate(tap_coordinates(window)):  # (output, kernel) along this axis
+        shape = [1] * (1 + rank)
+        shape[1 + axis] = window.output[axis]
+        base.append(coords[:, grids[axis].ravel()].T.reshape([taps] + shape[1:]))
+    shifts = offset.astype(np.float64).reshape(n, offset_group, taps, rank, *window.output)
+    weights = None if mask is None else mask.astype(np.float64).reshape(n, offset_group, taps, *window.output)
+    per_offset_group = channels // offset_group
+    x64 = x.astype(np.float64)
+    columns = np.empty((n, channels, taps, *window.output))
+    for image in range(n):
+        for g in range(offset_group):
+            positions = [base[axis] + shifts[image, g, :, axis] for axis in range(rank)]
+            block = _sample(x64[image, g * per_offset_group : (g + 1) * per_offset_group], positions)
+            columns[image, g * per_offset_group : (g + 1) * per_offset_group] = (
+                block if weights is None else block * weights[image, g]
+            )
+    cols = columns.reshape(n, group, channels // group * taps, prod(window.output))
+    y = conv_output(np.matmul(grouped_weights(w.astype(np.float64), group), cols), window)
+    if bias is not None:
+        y += bias
+    return (np.asarray(arith.narrow(y, x.dtype)),)

@@ -1,4 +1,4 @@
-"""Softmax, LogSoftmax, normalizations and average pools.
+"""Softmax, LogSoftmax, normalizations (LRN included), average and Lp pools.
 
     Softmax:            Y = exp(x - max) / sum exp(x - max)   over ``axis`` (before 13: the
                         flattened axes axis..n-1)
@@ -11,6 +11,8 @@
     GlobalAveragePool:  Y[n, c] = mean of X[n, c, ...]
     AveragePool:        Y[n, c, j] = sum of the window / its count (padding counted with
                         count_include_pad, never the ceil_mode overhang)
+    LpPool, GlobalLpPool: Y = (sum over the window, or all spatial axes, of |x|^p)^(1/p)
+    LRN:                Y = X / (bias + alpha / size * sum of X^2 over nearby channels)^beta
 
 Each output is computed in float64 from the exact inputs and rounded once to
 its type; var is the population variance mean((X - mean)^2). Float64 sums of
@@ -357,8 +359,57 @@ def lp_pool(node: Node, x):
         raise AttributeValueError(f"p must be positive, got {p}")
     window = resolve_window(node, x.shape[2:], ceil_mode=bool(ceil_mode))
     view = windows(pad(np.abs(x.astype(np.float64)), window, 0.0), window)
-    axes = tuple(range(view.ndim - (x.ndim - 2), view.ndim))
+    y = _lp_norm(view, p, tuple(range(view.ndim - (x.ndim - 2), view.ndim)), keepdims=False)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+def _lp_norm(magnitudes: np.ndarray, p: float, axes: tuple[int, ...], *, keepdims: bool) -> np.ndarray:
+    """(sum of |x|^p over ``axes``)^(1/p) of float64 ``magnitudes`` (|x|); p = 2 through sqrt."""
     with np.errstate(over="ignore"):
-        total = np.sum(view * view if p == 2 else view**p, axis=axes)
-        y = np.sqrt(total) if p == 2 else total ** (1.0 / p)
+        total = np.sum(magnitudes * magnitudes if p == 2 else magnitudes**p, axis=axes, keepdims=keepdims)
+        return np.sqrt(total) if p == 2 else total ** (1.0 / p)
+
+
+@register("GlobalLpPool", since=(2, 22))
+def global_lp_pool(node: Node, x):
+    """Y[n, c] = (sum of |X[n, c, ...]|^p)^(1/p) over all spatial axes (LpPool with the whole image as window)."""
+    require_dtype(x, types_at(LP_POOL_TYPES, node.version), "X")
+    if x.ndim < 3:
+        raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
+    p = node.attr("p", 2, int)
+    if p <= 0:
+        raise AttributeValueError(f"p must be positive, got {p}")
+    y = _lp_norm(np.abs(x.astype(np.float64)), p, tuple(range(2, x.ndim)), keepdims=True)
+    return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+LRN_TYPES = {1: IEEE_FLOATS, 13: (T.BFLOAT16,)}
+
+
+@register("LRN", since=(1, 13))
+def lrn(node: Node, x):
+    """Y = X / (bias + alpha / size * square_sum)^beta, square_sum over channels c - floor((size - 1) / 2) ..
+    c + ceil((size - 1) / 2) inside [0, C); in float64, rounded once to T."""
+    require_dtype(x, types_at(LRN_TYPES, node.version), "X")
+    if x.ndim < 3:
+        raise ShapeError(f"X must have shape (N, C, D1, ...), got rank {x.ndim} {x.shape}")
+    size = node.attr("size", kind=int)
+    if size <= 0:
+        raise AttributeValueError(f"size must be positive, got {size}")
+    alpha = node.attr("alpha", 0.0001, float)
+    beta = node.attr("beta", 0.75, float)
+    bias = node.attr("bias", 1.0, float)
+    x64 = x.astype(np.float64)
+    squares = x64 * x64
+    below, above = (size - 1) // 2, -(-(size - 1) // 2)
+    # channels outside [0, C) add 0: pad the channel axis, then add the size shifted slices in channel order
+    channels = x.shape[1]
+    widths = [(0, 0)] * x.ndim
+    widths[1] = (below, above)
+    padded = np.pad(squares, widths)
+    square_sum = np.zeros_like(squares)
+    for offset in range(size):
+        square_sum += padded[:, offset : offset + channels]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        y = x64 / (bias + alpha / size * square_sum) ** beta
     return (np.asarray(arith.narrow(y, x.dtype)),)

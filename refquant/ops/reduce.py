@@ -1,4 +1,4 @@
-"""Reductions and scans along axes: ReduceMin, ReduceMax, ReduceSum, ReduceMean, ArgMax, TopK, CumSum.
+"""Reductions and scans along axes: ReduceMin, ReduceMax, ReduceSum, ReduceMean, ArgMax, TopK, CumSum, CumProd.
 
     ReduceMin:  Y = min of data over ``axes``   (empty set: +inf, or T's largest value)
     ReduceMax:  Y = max of data over ``axes``   (empty set: -inf, or T's lowest value)
@@ -7,6 +7,7 @@
     ArgMax:     Y = index of the first (or last) maximum along ``axis``
     TopK:       Values, Indices = the K largest (smallest) elements along ``axis``, lower index first on ties
     CumSum:     y = prefix sums along ``axis`` (exclusive, reverse)
+    CumProd:    y = prefix products along ``axis`` (exclusive, reverse)
 
 Min and max are exact: the result is one of the inputs. NaN propagates.
 Float sums and means are computed in float64 (exact products are not involved;
@@ -261,6 +262,24 @@ def cum_sum(node: Node, x, axis_input):
     Integers: wrap (two's complement).
     """
     require_dtype(x, types_at(CUMSUM_TYPES, node.version), "x")
+    return (_scan(node, x, axis_input, np.cumsum, 0),)
+
+
+#: CumProd: CumSum's types at 14
+CUMPROD_TYPES = {26: IEEE_FLOATS + (T.BFLOAT16, T.INT32, T.INT64, T.UINT32, T.UINT64)}
+
+
+@register("CumProd", since=(26,))
+def cum_prod(node: Node, x, axis_input):
+    """y[j] = product of x[i] for i <= j (i < j with exclusive, y[0] = 1; i >= j, i > j with reverse) along
+    ``axis``. Floats: float64 prefix products, each rounded once to T. Integers: wrap (two's complement)."""
+    require_dtype(x, types_at(CUMPROD_TYPES, node.version), "x")
+    return (_scan(node, x, axis_input, np.cumprod, 1),)
+
+
+def _scan(node: Node, x: np.ndarray, axis_input, scan, first) -> np.ndarray:
+    """CumSum / CumProd: ``scan`` (np.cumsum, np.cumprod) along the axis input, ``exclusive`` shifting by one
+    (``first`` in front), ``reverse`` from the end; floats in float64, rounded once to T."""
     if x.ndim == 0:
         raise ShapeError("x must have rank >= 1")
     axis = _scalar_axis(axis_input, x.ndim)
@@ -269,17 +288,18 @@ def cum_sum(node: Node, x, axis_input):
     wide = x if x.dtype.kind in "iu" else x.astype(np.float64)
     if reverse:
         wide = np.flip(wide, axis)
-    sums = np.cumsum(wide, axis=axis, dtype=wide.dtype)  # integers: wraps in T
-    if exclusive:  # shift by one along the axis, 0 first
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = scan(wide, axis=axis, dtype=wide.dtype)  # integers: wraps in T
+    if exclusive:  # shift by one along the axis, ``first`` in front
         along = np.moveaxis(sums, axis, 0)
-        shifted = np.zeros_like(along)
+        shifted = np.full_like(along, first)
         shifted[1:] = along[:-1]
         sums = np.moveaxis(shifted, 0, axis)
     if reverse:
         sums = np.flip(sums, axis)
     if x.dtype.kind in "iu":
-        return (np.ascontiguousarray(sums),)
-    return (np.asarray(arith.narrow(np.ascontiguousarray(sums), x.dtype)),)
+        return np.ascontiguousarray(sums)
+    return np.asarray(arith.narrow(np.ascontiguousarray(sums), x.dtype))
 
 
 # ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Resize (10, 11, 13, 18, 19): nearest, (N-)linear and (N-)cubic interpolation, antialiasing, crop.
+"""Resize (10, 11, 13, 18, 19) and Upsample (10): nearest, (N-)linear and (N-)cubic interpolation, antialiasing, crop.
 
 Along each resized axis of input length D and output length L, output index y reads the
 input coordinate x = transform(y), computed exactly (as a fraction) from the scale:
@@ -35,7 +35,8 @@ floor(D scale), floor(D (end - start) scale) for tf_crop_and_resize, or ``sizes`
     any resized axis.
 
 Resize-10 is Resize-11 with ``asymmetric`` and, for nearest, ``floor`` (ONNX's
-Resize 10 -> 11 version converter). spec/ops/nn.md states every choice.
+Resize 10 -> 11 version converter). Upsample-10 is Resize-10 with scales >= 1.
+spec/ops/nn.md states every choice.
 """
 
 from __future__ import annotations
@@ -414,3 +415,14 @@ def resize(node: Node, x, roi=None, scales=None, sizes=None):
             mask |= np.reshape(outside, shape)
         y = np.where(mask, _extrapolation_value(node, x.dtype), y)
     return (y,)
+
+
+@register("Upsample", since=(10,))
+def upsample(node: Node, x, scales):
+    """Upsample-10 (deprecated by ONNX for Resize): Resize-10 (asymmetric coordinates, nearest rounding down)
+    with ``scales`` >= 1, L = floor(D * scale); mode nearest or linear."""
+    require_input(scales, "scales")
+    values = _one_per_axis(scales, T.FLOAT, "scales", x.ndim)
+    if not all(math.isfinite(s) and s >= 1 for s in values):
+        raise ShapeError(f"scales {values} must be finite and >= 1 (Upsample only enlarges)")
+    return resize(node, x, scales)

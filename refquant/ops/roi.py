@@ -1,8 +1,10 @@
-"""RoiAlign and MaxRoiPool (spec/ops/image.md).
+"""RoiAlign, MaxRoiPool and NonMaxSuppression (spec/ops/image.md).
 
     RoiAlign:   Y[r, c, ph, pw] = the average (or max) over a sampling grid in bin (ph, pw) of roi r of X[b_r, c]
                 bilinearly interpolated (ONNX's and onnxruntime's sampling rule, as onnx.reference)
     MaxRoiPool: Y[r, c, ph, pw] = max of X[b_r, c] over bin (ph, pw) of roi r, rounded to whole pixels (Caffe)
+    NonMaxSuppression: [batch, class, box] of the boxes kept, greedily by score, whose IoU with every box
+                kept before is <= iou_threshold
 
 Coordinates, weights and sums are float64; each output is rounded once to its type.
 """
@@ -141,3 +143,85 @@ def max_roi_pool(node: Node, x, rois):
                 if he > hs and we > ws:
                     y[r, :, ph, pw] = image[:, hs:he, ws:we].max(axis=(1, 2))
     return (np.asarray(arith.narrow(y, x.dtype)),)
+
+
+# ----------------------------------------------------------------------------
+# NonMaxSuppression
+# ----------------------------------------------------------------------------
+
+
+def _optional_scalar(value, name: str, default, kind):
+    """A scalar input (0-D or one element), or ``default`` when it is missing or empty."""
+    if value is None or value.size == 0:
+        return default
+    if value.size != 1:
+        raise ShapeError(f"{name} must be a scalar, got shape {value.shape}")
+    return kind(value.reshape(()))
+
+
+def _box_edges(boxes: np.ndarray, center_point_box: int):
+    """float64 (y_min, x_min, y_max, x_max) of (S, 4) boxes: corners [y1, x1, y2, x2] in any diagonal order,
+    or [x_center, y_center, width, height] (center +- half the extent, as given: a negative extent stays)."""
+    b = boxes.astype(np.float64)
+    if center_point_box == 0:
+        return np.minimum(b[:, 0], b[:, 2]), np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 0], b[:, 2]), \
+            np.maximum(b[:, 1], b[:, 3])
+    return b[:, 1] - b[:, 3] / 2, b[:, 0] - b[:, 2] / 2, b[:, 1] + b[:, 3] / 2, b[:, 0] + b[:, 2] / 2
+
+
+def _overlaps(edges, areas: np.ndarray, one: int, others: np.ndarray, iou_threshold: float) -> bool:
+    """Whether box ``one`` has IoU > iou_threshold with any of ``others``; a box of non-positive area, boxes
+    that do not overlap (or NaN coordinates) count as IoU 0."""
+    y0, x0, y1, x1 = edges
+    height = np.minimum(y1[one], y1[others]) - np.maximum(y0[one], y0[others])
+    width = np.minimum(x1[one], x1[others]) - np.maximum(x0[one], x0[others])
+    inter = height * width
+    union = areas[one] + areas[others] - inter
+    valid = (height > 0) & (width > 0) & (areas[one] > 0) & (areas[others] > 0) & (union > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(valid, inter / np.where(valid, union, 1.0), 0.0)
+    return bool(np.any(iou > iou_threshold))
+
+
+@register("NonMaxSuppression", since=(10, 11))
+def non_max_suppression(node: Node, boxes, scores, max_output_boxes_per_class=None, iou_threshold=None,
+                        score_threshold=None):
+    """Per batch and class: boxes by score, highest first (a lower box index first on equal scores), each kept
+    unless its IoU with a box kept before is > iou_threshold, at most max_output_boxes_per_class; boxes scoring
+    below score_threshold (or NaN) are never kept. Rows [batch, class, box], by batch, class, then rank."""
+    require_dtype(boxes, {T.FLOAT}, "boxes")
+    require_dtype(scores, {T.FLOAT}, "scores")
+    if boxes.ndim != 3 or boxes.shape[2] != 4:
+        raise ShapeError(f"boxes must have shape (num_batches, spatial_dimension, 4), got {boxes.shape}")
+    if scores.ndim != 3 or scores.shape[0] != boxes.shape[0] or scores.shape[2] != boxes.shape[1]:
+        raise ShapeError(f"scores must have shape (num_batches, num_classes, spatial_dimension) = "
+                         f"({boxes.shape[0]}, C, {boxes.shape[1]}), got {scores.shape}")
+    center_point_box = node.attr("center_point_box", 0, int)
+    if center_point_box not in (0, 1):
+        raise AttributeValueError(f"center_point_box must be 0 or 1, got {center_point_box}")
+    if max_output_boxes_per_class is not None:
+        require_dtype(max_output_boxes_per_class, {T.INT64}, "max_output_boxes_per_class")
+    for value, name in ((iou_threshold, "iou_threshold"), (score_threshold, "score_threshold")):
+        if value is not None:
+            require_dtype(value, {T.FLOAT}, name)
+    limit = max(_optional_scalar(max_output_boxes_per_class, "max_output_boxes_per_class", 0, int), 0)
+    iou_limit = _optional_scalar(iou_threshold, "iou_threshold", 0.0, float)
+    if not 0.0 <= iou_limit <= 1.0:
+        raise ShapeError(f"iou_threshold must lie in [0, 1], got {iou_limit}")
+    score_limit = _optional_scalar(score_threshold, "score_threshold", None, float)
+    selected = []
+    for b in range(boxes.shape[0] if limit else 0):
+        edges = _box_edges(boxes[b], center_point_box)
+        areas = (edges[2] - edges[0]) * (edges[3] - edges[1])
+        for c in range(scores.shape[1]):
+            s = scores[b, c].astype(np.float64)
+            candidates = np.flatnonzero(~np.isnan(s) if score_limit is None else s >= score_limit)
+            order = candidates[np.lexsort((candidates, -s[candidates]))]  # score descending, then index
+            kept: list[int] = []
+            for box in order:
+                if len(kept) == limit:
+                    break
+                if not kept or not _overlaps(edges, areas, int(box), np.array(kept), iou_limit):
+                    kept.append(int(box))
+            selected += [(b, c, box) for box in kept]
+    return (np.array(selected, np.int64).reshape(-1, 3),)

@@ -1,6 +1,9 @@
-"""Type conversion, constants and shape-only operators: Cast, Identity, Constant, Range, Flatten, Reshape.
+"""Type conversion, constants and shape-only operators: Cast, CastLike, BitCast, Identity, Constant, Range,
+Flatten, Reshape.
 
     Cast:     y = x converted to the type ``to`` by ``cast_array`` (refquant.ops.conversion)
+    CastLike: y = Cast(x, to = the element type of target_type)
+    BitCast:  y = the bits of x read as the type ``to`` (same bit width)
     Identity: y = x
     Constant: y = the value of the one value attribute
     Range:    y[i] = start + i * delta, i < max(ceil((limit - start) / delta), 0)
@@ -21,7 +24,8 @@ from onnx import TensorProto as T
 from .. import arith
 from ..checks import require_dtype
 from ..dtypes import (
-    BASIC_TYPES, FLATTEN_TYPES, FLOAT8_TYPES, IEEE_FLOATS, TENSOR_TYPES, dtype_name, np_dtype, type_name, types_at,
+    BASIC_TYPES, FLATTEN_TYPES, FLOAT8_TYPES, IEEE_FLOATS, TENSOR_TYPES, dtype_name, np_dtype, proto_of, type_name,
+    types_at,
 )
 from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from ..node import Node
@@ -44,13 +48,72 @@ def cast(node: Node, x):
     to = node.attr("to", kind=int)
     if to not in allowed:
         raise AttributeValueError(f"to={to} ({type_name(to)}) is not a type Cast accepts at opset {v}")
+    return (_cast_to(node, x, to),)
+
+
+def _cast_to(node: Node, x: np.ndarray, to: int) -> np.ndarray:
+    """x cast to TensorProto type ``to`` by ``cast_array``, with the node's saturate (19+) and round_mode (24+)."""
+    v = node.version
     if to == T.STRING or x.dtype == object:
         raise DTypeError("casts from or to string are not supported")
     saturate = bool(node.attr("saturate", 1, int)) if v >= 19 else True
     round_mode = node.attr("round_mode", "up", str) if v >= 24 else "up"
     if round_mode not in ROUND_MODES:
         raise AttributeValueError(f"round_mode {round_mode!r} is not one of {ROUND_MODES}")
-    return (np.asarray(cast_array(x, np_dtype(to), saturate=saturate, round_mode=round_mode)),)
+    return np.asarray(cast_array(x, np_dtype(to), saturate=saturate, round_mode=round_mode))
+
+
+#: CastLike: TENSOR_TYPES from version 15 (bfloat16 included), float8 at 19, ... int2/uint2 at 25
+CAST_LIKE_TYPES = TENSOR_TYPES
+
+
+@register("CastLike", since=(15, 19, 21, 23, 24, 25))
+def cast_like(node: Node, x, target_type):
+    """y = x cast to the element type of ``target_type`` (its values unused), by Cast's rules."""
+    allowed = types_at(CAST_LIKE_TYPES, node.version)
+    require_dtype(x, allowed, "input")
+    require_dtype(target_type, allowed, "target_type")
+    return (_cast_to(node, x, proto_of(target_type.dtype)),)
+
+
+# ----------------------------------------------------------------------------
+# BitCast
+# ----------------------------------------------------------------------------
+
+#: BitCast: every type but string; complex64/complex128, which refquant holds in no tensor, are refused
+BITCAST_TYPES = {26: tuple(t for t in types_at(TENSOR_TYPES, 26) if t != T.STRING)}
+#: element types narrower than a byte: numpy stores each in one byte, the value in its low bits
+_SUB_BYTE_WIDTHS = {T.UINT4: 4, T.INT4: 4, T.FLOAT4E2M1: 4, T.UINT2: 2, T.INT2: 2}
+
+
+def _bit_width(proto: int) -> int:
+    return _SUB_BYTE_WIDTHS.get(proto, np_dtype(proto).itemsize * 8)
+
+
+@register("BitCast", since=(26,))
+def bit_cast(node: Node, x):
+    """y = the bits of x read as type ``to`` (same bit width, little endian); a byte other than 0 or 1 has no
+    bool value (spec/ops/float.md, BitCast)."""
+    allowed = types_at(BITCAST_TYPES, node.version)
+    require_dtype(x, allowed, "input")
+    to = node.attr("to", kind=int)
+    if to not in allowed:
+        raise AttributeValueError(f"to={to} ({type_name(to)}) is not a type BitCast accepts")
+    source = proto_of(x.dtype)
+    if _bit_width(source) != _bit_width(to):
+        raise AttributeValueError(
+            f"to={type_name(to)} is {_bit_width(to)} bits wide, the input ({dtype_name(x.dtype)}) "
+            f"{_bit_width(source)}: BitCast needs the same bit width"
+        )
+    target = np_dtype(to)
+    if to in _SUB_BYTE_WIDTHS:  # the low bits of each byte; ml_dtypes keeps no others
+        bits = np.asarray(x, order="C").view(np.uint8) & np.uint8((1 << _bit_width(to)) - 1)
+        return (bits.view(target),)
+    raw = np.asarray(x, order="C")  # numpy's native byte order: little endian on x86-64 and arm64, as ONNX says
+    if to == T.BOOL and np.any(raw.view(np.uint8) > 1):
+        bad = raw.view(np.uint8)[raw.view(np.uint8) > 1]
+        raise NonFiniteError(f"{bad.size} byte(s) ({int(bad.flat[0])} first) are neither 0 nor 1: not a bool")
+    return (raw.view(target),)
 
 
 # ----------------------------------------------------------------------------

@@ -276,3 +276,12 @@ def spec_cast_to_float4e2m1(value: float) -> float:
     # nearest of the 8 magnitudes; on a tie the even code (bit pattern index) wins
     code = min(range(8), key=lambda i: (abs(Fraction(E2M1_MAGNITUDES[i]) - magnitude), i % 2))
     return math.copysign(E2M1_MAGNITUDES[code], value)
+
+
+def node_case_outputs(case):
+    """(got, want) for every output of every data set of a node case, run by refquant.Session."""
+    session = refquant.Session(case.model)
+    for inputs, expected in case.data_sets:
+        outputs = session.run(None, node_case_feeds(case, inputs))
+        assert len(outputs) == len(expected), case.name
+        yield from zip(outputs, (np.asarray(to_array(w)) for w in expected))

@@ -1,4 +1,5 @@
-"""Convolutions and max pooling: refquant/ops/nn.py (Conv, ConvTranspose, MaxPool, GlobalMaxPool; spec/ops/nn.md).
+"""Convolutions and max pooling: refquant/ops/nn.py (Conv, ConvTranspose, MaxPool, GlobalMaxPool, DeformConv;
+spec/ops/nn.md).
 
 Expected values come from independent sources:
 - the since_versions of the ONNX schemas (onnx.defs);
@@ -8,7 +9,9 @@ Expected values come from independent sources:
   scatter) and correctly rounded narrow types;
 - onnx.reference.ReferenceEvaluator on hypothesis-drawn inputs (Conv within float32 rounding of the sum;
   MaxPool, ConvTranspose and GlobalMaxPool bit for bit where it is right, spec/ops/nn.md);
-- hand-derived values for the spec's choices (NaN, signed zeros, padding) and errors.
+- hand-derived values for the spec's choices (NaN, signed zeros, padding) and errors;
+- DeformConv: its 4 node cases within their rtol/atol, the direct Conv loop at zero offsets, bilinear values
+  of X = 4 y + x by hand, onnx.reference (float32 GridSample) within a stated bound.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from .conv_cases import conv_cases, naive_conv
 from .helpers import (
     assert_same_bits,
     assert_versions_are_the_schema_versions_from_opset_10,
+    node_case_outputs,
     run_reference,
     run_refquant,
 )
@@ -455,3 +459,96 @@ def test_a_zero_maximum_is_positive_when_a_positive_zero_is_pooled(op, attrs, dt
     (got,) = run_refquant(op, {"x": x}, [dtype], opset=22, attrs=attrs)
     got = got.astype(np.float32)
     assert np.signbit(got).ravel().tolist() == [False, False, True] and (got == 0).all()
+
+
+# -- DeformConv -----------------------------------------------------------------------------
+
+DEFORM_CASES = node_cases(r"^test_(basic_deform_conv|deform_conv)_")
+
+
+def test_deform_conv_versions_and_node_case_list():
+    assert_versions_are_the_schema_versions_from_opset_10("DeformConv")
+    assert len(DEFORM_CASES) == 4  # onnx 1.23.2
+
+
+@pytest.mark.parametrize("case", DEFORM_CASES, ids=lambda c: c.name)
+def test_deform_conv_node_case(case):
+    for got, want in node_case_outputs(case):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)
+
+
+def run_deform(x, w, offset, b=None, mask=None, *, opset=22, **attrs):
+    inputs = {"X": x, "W": w, "offset": offset, "B": b, "mask": mask}
+    return run_refquant("DeformConv", inputs, [x.dtype], opset=opset, attrs=attrs)[0]
+
+
+def _output_length(size, k, s, d, begin, end):
+    return (size + begin + end - ((k - 1) * d + 1)) // s + 1
+
+
+@pytest.mark.parametrize(("shape", "kernel", "group", "strides", "dilations", "pads"), [
+    ((2, 4, 5, 6), (2, 3), 2, (1, 2), (1, 1), (1, 0, 0, 1)),
+    ((1, 3, 7), (3,), 1, (2,), (2,), (1, 2)),
+    ((1, 2, 3, 4, 3), (2, 2, 1), 1, (1, 1, 1), (1, 2, 1), (0, 0, 0, 1, 0, 0)),
+])  # fmt: skip
+def test_deform_conv_with_zero_offsets_is_conv(shape, kernel, group, strides, dilations, pads):
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((4, shape[1] // group, *kernel))
+    rank = len(kernel)
+    out = [_output_length(shape[2 + i], kernel[i], strides[i], dilations[i], pads[i], pads[rank + i]) for i in range(rank)]
+    offset = np.zeros((shape[0], np.prod(kernel) * rank, *out))
+    got = run_deform(x, w, offset, group=group, strides=list(strides), dilations=list(dilations), pads=list(pads))
+    np.testing.assert_allclose(got, naive_conv(x, w, group, strides, dilations, pads), rtol=1e-12, atol=1e-12)
+
+
+def test_deform_conv_interpolates_bilinearly_and_reads_zero_outside():
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)  # X[y, x] = 4 y + x: bilinear reproduces it inside
+    w = np.ones((1, 1, 1, 1))
+    offset = np.zeros((1, 2, 4, 4))
+    offset[0, 0] = 0.25  # dy
+    offset[0, 1] = 0.5  # dx
+    y = run_deform(x, w, offset)[0, 0]
+    # inside: 4 (i + 0.25) + (j + 0.5); row 3 / column 3 interpolate toward the zero beyond the image
+    np.testing.assert_array_equal(y[:3, :3], 4 * (np.arange(3)[:, None] + 0.25) + np.arange(3)[None, :] + 0.5)
+    assert y[0, 3] == 0.75 * 0.5 * 3 + 0.25 * 0.5 * 7  # corners (0, 3) and (1, 3); (0, 4), (1, 4) read 0
+    far = np.full((1, 2, 4, 4), 10.0)
+    assert not run_deform(x, w, far).any()
+    mask = np.full((1, 1, 4, 4), 0.5)
+    np.testing.assert_array_equal(run_deform(x, w, np.zeros((1, 2, 4, 4)), np.array([1.0]), mask), x * 0.5 + 1)
+
+
+def test_deform_conv_offset_groups_shift_their_channels_only():
+    x = np.arange(2 * 9, dtype=np.float32).reshape(1, 2, 3, 3)
+    w = np.ones((2, 1, 1, 1), np.float32)
+    offset = np.zeros((1, 4, 3, 3), np.float32)
+    offset[0, 3] = 1.0  # group 1 (channel 1): dx = 1
+    y = run_deform(x, w, offset, group=2, offset_group=2)
+    np.testing.assert_array_equal(y[0, 0], x[0, 0])
+    np.testing.assert_array_equal(y[0, 1], np.concatenate([x[0, 1, :, 1:], np.zeros((3, 1), np.float32)], axis=1))
+
+
+@given(data=st.data())
+def test_deform_conv_near_onnx_reference(data):
+    x = data.draw(hnp.arrays(np.float32, (1, 2, 4, 5), elements=st.floats(-4, 4, width=32)))
+    w = data.draw(hnp.arrays(np.float32, (2, 2, 2, 2), elements=st.floats(-4, 4, width=32)))
+    offset = data.draw(hnp.arrays(np.float32, (1, 8, 3, 4), elements=st.floats(-2, 2, width=32)))
+    mask = data.draw(hnp.arrays(np.float32, (1, 4, 3, 4), elements=st.floats(0, 1, width=32)))
+    inputs = {"X": x, "W": w, "offset": offset, "B": np.array([0.5, -1], np.float32), "mask": mask}
+    (got,) = run_refquant("DeformConv", inputs, [np.float32], opset=19)
+    (want,) = run_reference("DeformConv", inputs, [np.float32], opset=19)
+    # onnx.reference: float32 GridSample (coordinates normalized to [-1, 1] and back) and float32 sums
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("offset_shape", "attrs", "error", "message"), [
+    ((1, 8, 2, 2), {}, ShapeError, r"offset has shape \(1, 8, 2, 2\), expected \(1, 8, 3, 3\)"),
+    ((1, 8, 3, 3), {"offset_group": 3}, AttributeValueError, r"offset_group 3 must be >= 1 and divide"),
+])  # fmt: skip
+def test_deform_conv_errors_name_the_node(offset_shape, attrs, error, message):
+    x, w = np.ones((1, 2, 4, 4), np.float32), np.ones((1, 2, 2, 2), np.float32)
+    with pytest.raises(error, match="DeformConv '#0': " + message):
+        run_deform(x, w, np.zeros(offset_shape, np.float32), **attrs)
+    with pytest.raises(ShapeError, match=r"DeformConv '#0': x must have shape \(N, C, D1, ...\)"):
+        run_deform(np.ones((2, 4), np.float32), np.ones((1, 2), np.float32), np.zeros((2, 2), np.float32))

@@ -1,5 +1,6 @@
 """Normalizations and averages: refquant/ops/normalization.py (Softmax, LogSoftmax, LayerNormalization,
-BatchNormalization, InstanceNormalization, GlobalAveragePool, AveragePool; spec/ops/nn.md).
+BatchNormalization, InstanceNormalization, GlobalAveragePool, AveragePool; spec/ops/nn.md; GlobalLpPool and LRN,
+spec/ops/image.md and spec/ops/nn.md).
 
 Expected values come from independent sources:
 - the since_versions of the ONNX schemas (onnx.defs);
@@ -22,11 +23,13 @@ from hypothesis.extra import numpy as hnp
 import refquant
 from refquant.errors import AttributeValueError, ShapeError
 
+from ..helpers import node_cases
 from .helpers import (
     FLOATS,
     assert_float_function_near_onnx_reference,
     assert_same_bits,
     assert_versions_are_the_schema_versions_from_opset_10,
+    node_case_outputs,
     run_reference,
     run_refquant,
     ulps,
@@ -35,7 +38,8 @@ from .helpers import (
 
 @pytest.mark.parametrize(
     "op",
-    "InstanceNormalization LogSoftmax Softmax LayerNormalization GlobalAveragePool AveragePool BatchNormalization".split(),
+    "InstanceNormalization LogSoftmax Softmax LayerNormalization GlobalAveragePool AveragePool BatchNormalization "
+    "GlobalLpPool LRN".split(),
 )
 def test_versions_are_the_schema_versions_from_opset_10(op):
     assert_versions_are_the_schema_versions_from_opset_10(op)
@@ -279,3 +283,74 @@ def test_lp_pool_refuses_dilations_before_18():
     with pytest.raises(AttributeValueError):
         run_refquant("LpPool", {"x": np.ones((1, 1, 4), np.float32)}, [np.float32], opset=11,
                      attrs={"kernel_shape": [2], "dilations": [2]})
+
+
+# -- GlobalLpPool, LRN -------------------------------------------------------------------------------------------
+
+
+def test_global_lp_pool_hand_cases():
+    x = np.array([[[[3.0, -4.0]], [[1.0, 1.0]]]], np.float32)  # (1, 2, 1, 2)
+    (got,) = run_refquant("GlobalLpPool", {"x": x}, [np.float32], opset=22)
+    assert got.shape == (1, 2, 1, 1)
+    np.testing.assert_array_equal(got.ravel(), np.array([5.0, np.sqrt(2.0)], np.float32))
+    (got,) = run_refquant("GlobalLpPool", {"x": x}, [np.float32], opset=10, attrs={"p": 1})
+    np.testing.assert_array_equal(got.ravel(), [7.0, 2.0])
+    cube = np.array([[[1.0, 2.0, np.nan]], [[1.0, 2.0, 2.0]]], np.float64)  # (2, 1, 3): one spatial axis
+    (got,) = run_refquant("GlobalLpPool", {"x": cube}, [np.float64], opset=22, attrs={"p": 3})
+    assert np.isnan(got[0, 0, 0]) and got[1, 0, 0] == 17 ** (1 / 3)
+
+
+@given(x=hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=4, max_side=4), elements=st.floats(-20, 20, width=32)),
+       p=st.sampled_from([1, 2, 3]))  # fmt: skip
+def test_global_lp_pool_is_onnx_reference_lp_pool_over_the_whole_image(x, p):
+    (got,) = run_refquant("GlobalLpPool", {"x": x}, [np.float32], opset=22, attrs={"p": p})
+    (want,) = run_reference("LpPool", {"x": x}, [np.float32], opset=22,
+                            attrs={"p": p, "kernel_shape": list(x.shape[2:])})
+    assert got.shape == want.shape
+    # onnx.reference sums |x|^p in float32: a few float32 roundings per term
+    np.testing.assert_allclose(got, want, rtol=(x[0, 0].size + 4) * 2.0**-23, atol=1e-30)
+
+
+def test_global_lp_pool_and_lrn_errors_name_the_node():
+    with pytest.raises(ShapeError, match=r"GlobalLpPool '#0': X must have shape \(N, C, D1, ...\), got rank 2"):
+        run_refquant("GlobalLpPool", {"x": np.ones((2, 3), np.float32)}, [np.float32], opset=22)
+    with pytest.raises(AttributeValueError, match=r"GlobalLpPool '#0': p must be positive, got 0"):
+        run_refquant("GlobalLpPool", {"x": np.ones((1, 1, 3), np.float32)}, [np.float32], opset=22, attrs={"p": 0})
+    with pytest.raises(AttributeValueError, match="LRN '#0': required attribute 'size' is missing"):
+        run_refquant("LRN", {"x": np.ones((1, 2, 3), np.float32)}, [np.float32], opset=13)
+    with pytest.raises(ShapeError, match=r"LRN '#0': X must have shape \(N, C, D1, ...\), got rank 2"):
+        run_refquant("LRN", {"x": np.ones((1, 2), np.float32)}, [np.float32], opset=13, attrs={"size": 3})
+
+
+def test_lrn_hand_case_sums_the_channels_around_each():
+    # C = 4, size 3: channels c-1 .. c+1 inside [0, 4); alpha / size = 1, bias 1, beta 1
+    x = np.array([1.0, 2.0, 3.0, 4.0], np.float64).reshape(1, 4, 1, 1)
+    (got,) = run_refquant("LRN", {"x": x}, [np.float64], opset=13,
+                          attrs={"size": 3, "alpha": 3.0, "beta": 1.0, "bias": 1.0})
+    square_sums = [1 + 4, 1 + 4 + 9, 4 + 9 + 16, 9 + 16]
+    np.testing.assert_array_equal(got.ravel(), [v / (1 + s) for v, s in zip([1, 2, 3, 4], square_sums)])
+    # size 2: floor(1 / 2) = 0 below, ceil(1 / 2) = 1 above: channels c .. c+1
+    (got,) = run_refquant("LRN", {"x": x}, [np.float64], opset=13,
+                          attrs={"size": 2, "alpha": 2.0, "beta": 0.5, "bias": 0.0})
+    np.testing.assert_allclose(got.ravel(), [1 / 5**0.5, 2 / 13**0.5, 3 / 25**0.5, 4 / 16**0.5], rtol=1e-15)
+
+
+@given(x=hnp.arrays(np.float32, st.sampled_from([(3, 3, 2, 2), (5, 5, 1, 3)]), elements=st.floats(-20, 20, width=32)),
+       size=st.integers(1, 6))  # fmt: skip
+def test_lrn_is_near_onnx_reference_when_the_batch_equals_the_channels(x, size):
+    """onnx.reference loops its channel index over the batch axis (range(x.shape[0])): right only when N == C."""
+    attrs = {"size": size, "alpha": 0.5, "beta": 0.75, "bias": 2.0}
+    (got,) = run_refquant("LRN", {"x": x}, [np.float32], opset=13, attrs=attrs)
+    (want,) = run_reference("LRN", {"x": x}, [np.float32], opset=13, attrs=attrs)
+    np.testing.assert_allclose(got, want, rtol=(size + 8) * 2.0**-23, atol=1e-30)
+
+
+LRN_CASES = node_cases(r"^test_lrn")
+
+
+@pytest.mark.parametrize("case", LRN_CASES, ids=lambda c: c.name)
+def test_lrn_node_case(case):
+    assert len(LRN_CASES) == 2  # onnx 1.23.2: test_lrn, test_lrn_default
+    for got, want in node_case_outputs(case):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=case.rtol, atol=case.atol)

@@ -24,6 +24,7 @@ from hypothesis.extra import numpy as hnp
 from refquant.errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from refquant.ops import reduce
 
+from ..helpers import node_cases
 from .helpers import (
     F16,
     FLOATS,
@@ -32,6 +33,7 @@ from .helpers import (
     assert_versions_and_types_follow_the_onnx_schemas,
     assert_versions_are_the_schema_versions_from_opset_10,
     check_against_reference,
+    node_case_outputs,
     op_opset_dtype,
     run_reference,
     run_refquant,
@@ -42,6 +44,7 @@ from .helpers import (
 TYPE_TABLES = {
     "ReduceMin": reduce.REDUCE_TYPES,
     "ReduceMax": reduce.REDUCE_TYPES,
+    "CumProd": reduce.CUMPROD_TYPES,
 }
 
 
@@ -192,6 +195,66 @@ def test_integer_cumsum_wraps_and_matches_onnx_reference(dtype):
     assert run_refquant("CumSum", {"x": x, "axis": np.array(1, np.int64)}, [dtype], opset=14)[0][0, 1] == info.min
 
 
+# ----------------------------------------------------------------------------
+# CumProd
+# ----------------------------------------------------------------------------
+
+CUMPROD_CASES = node_cases(r"^test_cumprod_")
+
+
+@pytest.mark.parametrize("case", CUMPROD_CASES, ids=lambda c: c.name)
+def test_cumprod_node_case(case):
+    """The cases' products are exact small numbers: bit for bit."""
+    for got, want in node_case_outputs(case):
+        assert_same_bits(got, want, case.name)
+
+
+def test_cumprod_node_case_list_is_current():
+    assert len(CUMPROD_CASES) == 9  # onnx 1.23.2
+
+
+def test_cumprod_hand_derived():
+    x = np.array([[1.0, 2.0, 3.0], [-0.5, 4.0, 0.0]], np.float32)
+    def run(**attrs):
+        return run_refquant("CumProd", {"x": x, "axis": np.array(-1, np.int32)}, [np.float32], opset=26,
+                            attrs=attrs)[0]
+    np.testing.assert_array_equal(run(), [[1, 2, 6], [-0.5, -2, -0.0]])
+    np.testing.assert_array_equal(run(exclusive=1), [[1, 1, 2], [1, -0.5, -2]])
+    np.testing.assert_array_equal(run(reverse=1), [[6, 6, 3], [-0.0, 0, 0]])
+    np.testing.assert_array_equal(run(exclusive=1, reverse=1), [[6, 3, 1], [0, 0, 1]])
+    # float64 products rounded once: 1e30 * 1e30 * 1e-30 = 1e30, not float32's inf
+    big = np.array([1e30, 1e30, 1e-30], np.float32)
+    (y,) = run_refquant("CumProd", {"x": big, "axis": np.array(0, np.int64)}, [np.float32], opset=26)
+    assert_same_bits(y, np.array([1e30, np.inf, 1e30], np.float32))
+
+
+@given(x=FLOATS, data=st.data())
+def test_cumprod_is_the_rounded_float64_prefix_product(x, data):
+    axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
+    x = (x / 8).astype(np.float32)  # products of up to 5 factors of |x| <= 2.5: no overflow
+    exclusive, reverse = data.draw(st.sampled_from([0, 1])), data.draw(st.sampled_from([0, 1]))
+    inputs = {"x": x, "axis": np.array(axis, np.int64)}
+    (got,) = run_refquant("CumProd", inputs, [np.float32], opset=26, attrs={"exclusive": exclusive, "reverse": reverse})
+    wide = np.flip(x.astype(np.float64), axis) if reverse else x.astype(np.float64)
+    products = np.cumprod(wide, axis=axis)
+    if exclusive:
+        products = np.concatenate([np.ones_like(np.take(products, [0], axis)), np.delete(products, -1, axis)], axis)
+    assert_same_bits(got, (np.flip(products, axis) if reverse else products).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint32, np.uint64])
+def test_integer_cumprod_wraps_and_matches_onnx_reference(dtype):
+    info = np.iinfo(dtype)
+    x = np.array([[info.max, 3, 2], [5, info.max, 7]], dtype)
+    for exclusive, reverse in itertools.product((0, 1), repeat=2):
+        check_against_reference("CumProd", {"x": x, "axis": np.array(1, np.int64)}, [dtype], opset=26,
+                                attrs={"exclusive": exclusive, "reverse": reverse})
+    # info.max * 3 wraps: the product modulo 2**bits, read in T
+    want = (int(info.max) * 3) % 2 ** (8 * x.itemsize)
+    want = want - 2 ** (8 * x.itemsize) if want > info.max else want
+    assert run_refquant("CumProd", {"x": x, "axis": np.array(1, np.int64)}, [dtype], opset=26)[0][0, 1] == want
+
+
 @pytest.mark.parametrize(
     ("op", "inputs", "opset", "attrs", "error", "message"),
     [
@@ -199,6 +262,10 @@ def test_integer_cumsum_wraps_and_matches_onnx_reference(dtype):
          r"axes \[1, -1\] name an axis twice"),
         ("ReduceMax", {"data": np.ones((2, 3), np.float32)}, 10, {"axes": [-1]}, AttributeValueError,
          "negative axes are allowed from opset 11"),
+        ("CumProd", {"x": np.ones((2, 3), np.float32), "axis": np.array([0, 1], np.int64)}, 26, None, ShapeError,
+         r"axis must be a scalar \(0-D tensor\), got shape \(2,\)"),
+        ("CumProd", {"x": np.ones(3, np.int8), "axis": np.array(0, np.int64)}, 26, None, DTypeError,
+         "x has type int8"),
     ],
 )  # fmt: skip
 def test_errors_name_the_problem(op, inputs, opset, attrs, error, message):

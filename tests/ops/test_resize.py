@@ -1,4 +1,4 @@
-"""Resize: refquant/ops/resize.py (Resize 10, 11, 13, 18, 19; spec/ops/nn.md).
+"""Resize and Upsample: refquant/ops/resize.py (Resize 10, 11, 13, 18, 19; Upsample 10; spec/ops/nn.md).
 
 Expected values come from independent sources:
 - the since_versions of the ONNX schemas (onnx.defs);
@@ -8,11 +8,13 @@ Expected values come from independent sources:
   antialias, exclude_outside);
 - hand-derived golden values for each mode and coordinate transformation, and for the choices the spec
   page states (where the ONNX text and the node cases part ways, the text).
-The ONNX backend node cases of Resize run in test_onnx_node_cases.py.
+The ONNX backend node cases of Resize run in test_onnx_node_cases.py; Upsample's one case (opset 9) runs here
+at opset 10.
 """
 
 from __future__ import annotations
 
+import copy
 from fractions import Fraction
 
 import numpy as np
@@ -24,7 +26,7 @@ from hypothesis.extra import numpy as hnp
 import refquant
 from refquant.errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 
-from ..helpers import node_cases
+from ..helpers import node_cases, to_array
 from .helpers import (
     CONTRADICTS_THE_TEXT,
     FLOATS,
@@ -37,7 +39,7 @@ from .helpers import (
 )
 
 
-@pytest.mark.parametrize("op", ["Resize"])
+@pytest.mark.parametrize("op", ["Resize", "Upsample"])
 def test_versions_are_the_schema_versions_from_opset_10(op):
     assert_versions_are_the_schema_versions_from_opset_10(op)
 
@@ -437,3 +439,53 @@ def test_resize_axes_and_aspect_ratio_policy():
     crop = _resize(x, 18, {"axes": [2, 1], "coordinate_transformation_mode": "tf_crop_and_resize", "mode": "linear"},
                    sizes=np.array([2, 1], np.int64), roi=np.array([0, 0, 1, 0], np.float32))  # fmt: skip
     assert crop.tolist() == [[[0, 2]]]  # row x = 0 (L = 1: (0 + 0) / 2), columns x = 0, 2
+
+
+# ----------------------------------------------------------------------------
+# Upsample (10): Resize-10 with scales >= 1
+# ----------------------------------------------------------------------------
+
+
+def test_upsample_node_case_raised_to_opset_10():
+    """test_upsample_nearest imports opset 9, below refquant's 10; Upsample-9 and Upsample-10 (the deprecated
+    schema) have the same attributes, inputs and rule, so the case runs at 10 (spec/ops/nn.md, Upsample)."""
+    (case,) = node_cases(r"^test_upsample_nearest$")
+    model = copy.deepcopy(case.model)
+    assert model.opset_import[0].version == 9
+    model.opset_import[0].version = 10
+    session = refquant.Session(model)
+    for inputs, expected in case.data_sets:
+        (got,) = session.run(None, node_case_feeds(case, inputs))
+        assert_same_bits(got, np.asarray(to_array(expected[0])), case.name)
+
+
+@given(x=hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=4, max_side=3), elements=st.floats(-9, 9, width=32)),
+       data=st.data())  # fmt: skip
+def test_upsample_nearest_with_whole_scales_equals_onnx_reference(x, data):
+    scales = np.array([data.draw(st.integers(1, 3)) for _ in range(x.ndim)], np.float32)
+    inputs = {"X": x, "scales": scales}
+    (got,) = run_refquant("Upsample", inputs, [np.float32], opset=10, attrs={"mode": "nearest"})
+    (want,) = run_reference("Upsample", inputs, [np.float32], opset=10, attrs={"mode": "nearest"})
+    assert_same_bits(got, want)
+
+
+def test_upsample_hand_cases():
+    x = np.array([[0.0, 1.0, 2.0]], np.float32)
+    # linear, asymmetric: x = y / 2 -> 0, .5, 1, 1.5, 2, 2.5 (beyond the last pixel: clamped to it)
+    (y,) = run_refquant("Upsample", {"X": x, "scales": np.array([1, 2], np.float32)}, [np.float32], opset=10,
+                        attrs={"mode": "linear"})
+    np.testing.assert_array_equal(y, [[0, 0.5, 1, 1.5, 2, 2]])
+    # nearest, scale 1.5: L = floor(4.5) = 4, x = y / 1.5 rounded down: 0, 0, 1, 2
+    (y,) = run_refquant("Upsample", {"X": x, "scales": np.array([1, 1.5], np.float32)}, [np.float32], opset=13)
+    np.testing.assert_array_equal(y, [[0, 0, 1, 2]])
+
+
+@pytest.mark.parametrize(("scales", "attrs", "error", "message"), [
+    ([1.0, 0.5], {}, ShapeError, r"Upsample '#0': scales \[1.0, 0.5\] must be finite and >= 1"),
+    ([2.0], {}, ShapeError, r"Upsample '#0': scales has shape \(1,\), expected \(2,\)"),
+    ([1.0, 2.0], {"mode": "cubic"}, AttributeValueError, "Upsample '#0': mode 'cubic' is not supported"),
+])  # fmt: skip
+def test_upsample_errors_name_the_node(scales, attrs, error, message):
+    with pytest.raises(error, match=message):
+        run_refquant("Upsample", {"X": np.ones((2, 2), np.float32), "scales": np.array(scales, np.float32)},
+                     [np.float32], opset=10, attrs=attrs)

@@ -1,15 +1,24 @@
-"""RoiAlign and MaxRoiPool (refquant/ops/roi.py, spec/ops/image.md): hand-derived cases on X = 4 y + x (bilinear
-interpolation reproduces it exactly), and the edges: half_pixel vs output_half_pixel, sampling_ratio 0, points
-outside the image, max mode's per-corner rule, empty and inverted rois, NaN, Caffe's rounding in MaxRoiPool."""
+"""RoiAlign, MaxRoiPool and NonMaxSuppression (refquant/ops/roi.py, spec/ops/image.md): hand-derived cases on
+X = 4 y + x (bilinear interpolation reproduces it exactly), and the edges: half_pixel vs output_half_pixel,
+sampling_ratio 0, points outside the image, max mode's per-corner rule, empty and inverted rois, NaN, Caffe's
+rounding in MaxRoiPool. NonMaxSuppression: its ONNX node cases bit for bit, hand-derived ties, thresholds and
+degenerate boxes, and onnx.reference on random boxes without score ties."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from refquant.errors import ShapeError
+from refquant.errors import AttributeValueError, ShapeError
 
-from .helpers import run_refquant
+from ..helpers import node_cases
+from .helpers import (
+    assert_same_bits,
+    assert_versions_are_the_schema_versions_from_opset_10,
+    check_against_reference,
+    node_case_outputs,
+    run_refquant,
+)
 
 X = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)  # X[y, x] = 4 y + x
 
@@ -107,3 +116,90 @@ def test_max_roi_pool_bins_and_rounding():
     assert _max_pool([1.9, 0, 0, 1, 1], [1, 1], x=x2).item() == 105  # batch index truncated to 1
     with pytest.raises(ShapeError):
         _max_pool([2, 0, 0, 1, 1], [1, 1], x=x2)
+
+
+# ----------------------------------------------------------------------------
+# NonMaxSuppression
+# ----------------------------------------------------------------------------
+
+NMS_CASES = node_cases(r"^test_nonmaxsuppression_")
+
+
+def test_nms_versions_are_the_schema_versions_from_opset_10():
+    assert_versions_are_the_schema_versions_from_opset_10("NonMaxSuppression")
+
+
+@pytest.mark.parametrize("case", NMS_CASES, ids=lambda c: c.name)
+def test_nms_node_case(case):
+    assert len(NMS_CASES) == 10  # onnx 1.23.2
+    for got, want in node_case_outputs(case):
+        assert_same_bits(got, want, case.name)
+
+
+def _nms(boxes, scores, limit=10, iou=0.5, score=None, *, opset=11, **attrs):
+    inputs = {"boxes": np.asarray(boxes, np.float32).reshape(1, -1, 4),
+              "scores": np.asarray(scores, np.float32).reshape(1, 1, -1),
+              "max_output_boxes_per_class": np.array([limit], np.int64),
+              "iou_threshold": np.array([iou], np.float32),
+              "score_threshold": None if score is None else np.array([score], np.float32)}
+    (y,) = run_refquant("NonMaxSuppression", inputs, [np.int64], opset=opset, attrs=attrs)
+    assert y.dtype == np.int64 and y.ndim == 2 and y.shape[1] == 3
+    return y[:, 2].tolist()
+
+
+UNIT = [0, 0, 1, 1]
+
+
+def test_nms_ties_go_to_the_lower_box_index_and_rank_orders_the_output():
+    far = [5, 5, 6, 6]
+    assert _nms([far, UNIT, UNIT, far], [0.5, 0.7, 0.7, 0.5]) == [1, 0]  # 1 before 2 (tie), 0 before 3
+    assert _nms([far, UNIT], [0.1, 0.9], limit=1) == [1]
+
+
+def test_nms_iou_equal_to_the_threshold_is_kept_and_score_equal_to_the_threshold_too():
+    # IoU of [0, 0, 1, 1] and [0, 0.5, 1, 1.5]: 0.5 / 1.5 = 1/3; with threshold 0.5 both stay, 0.25 one
+    half = [0, 0.5, 1, 1.5]
+    assert _nms([UNIT, half], [0.9, 0.8], iou=0.5) == [0, 1]
+    assert _nms([UNIT, half], [0.9, 0.8], iou=0.25) == [0]
+    # IoU exactly 0.5: [0, 0, 1, 1] and [0, 0, 1, 2] (1 / 2): not strictly greater, kept
+    assert _nms([UNIT, [0, 0, 1, 2]], [0.9, 0.8], iou=0.5) == [0, 1]
+    # "score less than score_threshold are removed": 0.5 stays at threshold 0.5
+    assert _nms([UNIT, [3, 3, 4, 4]], [0.5, 0.25], score=0.5) == [0]
+
+
+def test_nms_nan_scores_degenerate_boxes_and_corner_order():
+    assert _nms([UNIT, [3, 3, 4, 4]], [np.nan, 0.1]) == [1]
+    # a zero-area box never suppresses nor is suppressed
+    assert _nms([UNIT, [0, 0, 0, 1], UNIT], [0.9, 0.8, 0.7]) == [0, 1]
+    # corners in any diagonal order: [1, 1, 0, 0] is the unit box
+    assert _nms([UNIT, [1, 1, 0, 0]], [0.9, 0.8]) == [0]
+    # center_point_box: [x_center, y_center, width, height]
+    assert _nms([[0.5, 0.5, 1, 1], [0.5, 0.6, 1, 1]], [0.9, 0.8], center_point_box=1) == [0]
+    assert _nms([UNIT], [0.9], limit=0) == [] and _nms([UNIT], [0.9], limit=-3) == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nms_matches_onnx_reference_on_random_boxes(seed):
+    rng = np.random.default_rng(seed)
+    corners = rng.uniform(0, 10, (2, 30, 2, 2)).astype(np.float32)
+    boxes = np.concatenate([corners[:, :, 0], corners[:, :, 0] + rng.uniform(0.5, 4, (2, 30, 2))], axis=2)
+    inputs = {"boxes": boxes.astype(np.float32), "scores": rng.permutation(180).reshape(2, 3, 30).astype(np.float32) / 180,
+              "max_output_boxes_per_class": np.array([int(rng.integers(1, 12))], np.int64),
+              "iou_threshold": np.array([rng.uniform(0.1, 0.7)], np.float32),
+              "score_threshold": np.array([0.1 + 1 / 360], np.float32)}  # fmt: skip
+    check_against_reference("NonMaxSuppression", inputs, [np.int64], opset=11,
+                            attrs={"center_point_box": int(seed % 2)})
+
+
+@pytest.mark.parametrize(("boxes", "scores", "attrs", "error", "message"), [
+    (np.ones((1, 2, 3)), np.ones((1, 1, 2)), {}, ShapeError, r"boxes must have shape \(num_batches, spatial_dimension, 4\)"),
+    (np.ones((1, 2, 4)), np.ones((1, 1, 3)), {}, ShapeError, r"scores must have shape"),
+    (np.ones((1, 2, 4)), np.ones((1, 1, 2)), {"center_point_box": 2}, AttributeValueError,
+     "center_point_box must be 0 or 1, got 2"),
+])  # fmt: skip
+def test_nms_errors_name_the_node_and_the_problem(boxes, scores, attrs, error, message):
+    with pytest.raises(error, match="NonMaxSuppression '#0': " + message):
+        run_refquant("NonMaxSuppression", {"boxes": boxes.astype(np.float32), "scores": scores.astype(np.float32)},
+                     [np.int64], opset=11, attrs=attrs)
+    with pytest.raises(ShapeError, match=r"iou_threshold must lie in \[0, 1\], got 1.5"):
+        _nms([UNIT], [0.9], iou=1.5)

@@ -27,6 +27,7 @@ from onnx import TensorProto as T
 from refquant.errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
 from refquant.ops import tensor
 
+from ..helpers import node_cases, to_array
 from .helpers import (
     BF16,
     F32,
@@ -36,15 +37,20 @@ from .helpers import (
     assert_versions_and_types_follow_the_onnx_schemas,
     assert_versions_are_the_schema_versions_from_opset_10,
     check_against_reference,
+    node_case_outputs,
     run_reference,
     run_refquant,
     schema_dtypes,
+    spec_cast_to_float4e2m1,
+    spec_cast_to_sub_byte_int,
     ulps,
     values,
 )
 
 TYPE_TABLES = {
     "Cast": tensor.CAST_TYPES,
+    "CastLike": tensor.CAST_LIKE_TYPES,
+    "BitCast": tensor.BITCAST_TYPES,
     "Identity": tensor.TENSOR_TYPES,
     "Constant": tensor.TENSOR_TYPES,
     "Flatten": tensor.FLATTEN_TYPES,
@@ -318,3 +324,111 @@ def test_trilu_of_strings_and_bool_fills_empty_and_false():
     assert got.tolist() == [[True, True], [False, True]]
     with pytest.raises(ShapeError, match="rank >= 2"):
         run_refquant("Trilu", {"x": np.ones(3, np.float32)}, [np.float32], opset=14)
+
+
+# ----------------------------------------------------------------------------
+# CastLike, BitCast
+# ----------------------------------------------------------------------------
+
+CASTLIKE_CASES = [c for c in node_cases(r"^test_castlike_") if not c.name.endswith("_expanded")]
+BITCAST_CASES = node_cases(r"^test_bitcast_")
+
+
+def test_castlike_and_bitcast_node_case_lists_are_current():
+    assert len(CASTLIKE_CASES) == 56 and len(BITCAST_CASES) == 10  # onnx 1.23.2
+
+
+#: CastLike cases whose generated output is ml_dtypes' value where it contradicts the spec, as their Cast twins
+#: (spec/ops/float.md, "ONNX node cases that disagree with the spec"): the target type's spec rule, and the
+#: inputs where ml_dtypes writes 0 instead
+SPEC_DISAGREEMENTS = {
+    **{f"test_castlike_{s}_to_{t}": "sub-byte" for s in ("FLOAT", "FLOAT16") for t in ("UINT4", "INT4", "UINT2", "INT2")},
+    **{f"test_castlike_{s}_to_FLOAT4E2M1": "float4" for s in ("FLOAT", "FLOAT16")},
+}
+
+
+def _spec_value(value: float, dtype, rule: str) -> float:
+    return spec_cast_to_sub_byte_int(value, dtype) if rule == "sub-byte" else spec_cast_to_float4e2m1(value)
+
+
+@pytest.mark.parametrize("case", CASTLIKE_CASES, ids=lambda c: c.name)
+def test_castlike_node_case(case):
+    """Bit for bit; the ten sub-byte and float4 cases: refquant gives the spec's value, and the generated
+    output differs from it only at inputs outside the type (NaN for float4), where ml_dtypes writes 0."""
+    rule = SPEC_DISAGREEMENTS.get(case.name)
+    x = np.asarray(to_array(case.data_sets[0][0][0])).astype(np.float64)
+    for got, want in node_case_outputs(case):
+        if rule is None:
+            assert_same_bits(got, want, case.name)
+            continue
+        spec = np.array([_spec_value(float(v), want.dtype, rule) for v in x.ravel()]).reshape(x.shape)
+        assert_same_bits(got, spec.astype(want.dtype), case.name)
+        differs = spec != want.astype(np.float64)
+        if rule == "sub-byte":
+            info = ml_dtypes.iinfo(want.dtype)
+            affected = (np.rint(x) < int(info.min)) | (np.rint(x) > int(info.max))
+        else:
+            affected = np.isnan(x)
+        assert not (differs & ~affected).any() and (want.astype(np.float64)[differs] == 0).all()
+
+
+@pytest.mark.parametrize("case", BITCAST_CASES, ids=lambda c: c.name)
+def test_bitcast_node_case(case):
+    for got, want in node_case_outputs(case):
+        assert_same_bits(got, want, case.name)
+
+
+@pytest.mark.parametrize("opset", [15, 19, 25])
+def test_castlike_takes_the_type_and_not_the_values_of_its_second_input(opset):
+    x = np.array([1.5, -2.5, 300.0, np.nan], np.float32)
+    (y,) = run_refquant("CastLike", {"input": x, "target_type": np.zeros((0, 7), np.float16)}, [np.float16],
+                        opset=opset)
+    assert_same_bits(y, x.astype(np.float16))
+    (y,) = run_refquant("CastLike", {"input": x[:2], "target_type": np.array([9], np.int8)}, [np.int8], opset=opset)
+    np.testing.assert_array_equal(y, np.array([1, -2], np.int8))  # truncation toward zero
+    with pytest.raises(NonFiniteError, match="have no int8 value"):  # 300: undefined, as in Cast
+        run_refquant("CastLike", {"input": x[:3], "target_type": np.array([9], np.int8)}, [np.int8], opset=opset)
+
+
+def test_castlike_saturate_and_types_by_version():
+    x = np.array([1000.0, -1000.0], np.float32)
+    e4m3 = np.zeros(1, ml_dtypes.float8_e4m3fn)
+    (y,) = run_refquant("CastLike", {"input": x, "target_type": e4m3}, [e4m3.dtype], opset=19, attrs={"saturate": 0})
+    assert np.isnan(y.astype(np.float64)).all()  # e4m3fn has no infinity: out of range is NaN
+    (y,) = run_refquant("CastLike", {"input": x, "target_type": e4m3}, [e4m3.dtype], opset=19)
+    np.testing.assert_array_equal(y.astype(np.float64), [448.0, -448.0])
+    with pytest.raises(DTypeError, match="target_type has type float8e4m3fn; allowed at this opset"):
+        run_refquant("CastLike", {"input": x, "target_type": e4m3}, [e4m3.dtype], opset=18)
+
+
+@pytest.mark.parametrize(("x", "to", "want"), [
+    (np.array([1.0, -0.0], np.float32), T.INT32, np.array([0x3F800000, -(2**31)], np.int32)),
+    (np.array([0x3C00], np.uint16), T.FLOAT16, np.array([1.0], np.float16)),
+    (np.array([0x3F80], np.uint16), T.BFLOAT16, np.array([1.0], BF16)),
+    (np.array([-1, 7, -8], ml_dtypes.int4), T.UINT4, np.array([15, 7, 8], ml_dtypes.uint4)),
+    (np.array([0b0010, 0b1111], ml_dtypes.uint4), T.FLOAT4E2M1, np.array([1.0, -6.0], ml_dtypes.float4_e2m1fn)),
+    (np.array([3, 1], ml_dtypes.uint2), T.INT2, np.array([-1, 1], ml_dtypes.int2)),
+    (np.array([0x38], np.uint8), T.FLOAT8E4M3FN, np.array([1.0], ml_dtypes.float8_e4m3fn)),
+    (np.array([1, 0], np.uint8), T.BOOL, np.array([True, False])),
+])  # fmt: skip
+def test_bitcast_reads_the_bits_hand_derived(x, to, want):
+    (y,) = run_refquant("BitCast", {"input": x}, [want.dtype], opset=26, attrs={"to": to})
+    assert_same_bits(y, want)
+
+
+@given(hnp.arrays(np.float64, hnp.array_shapes(max_dims=3, max_side=4)), st.sampled_from([T.INT64, T.UINT64]))
+def test_bitcast_matches_onnx_reference(x, to):
+    check_against_reference("BitCast", {"input": x}, [onnx.helper.tensor_dtype_to_np_dtype(to)], opset=26,
+                            attrs={"to": to})
+
+
+@pytest.mark.parametrize(("x", "to", "error", "message"), [
+    (np.ones(2, np.float32), T.INT64, AttributeValueError, "int64 is 64 bits wide, the input \\(float\\) 32"),
+    (np.ones(2, ml_dtypes.int4), T.UINT8, AttributeValueError, "BitCast needs the same bit width"),
+    (np.array([2], np.uint8), T.BOOL, NonFiniteError, "neither 0 nor 1: not a bool"),
+    (np.ones(2, np.float32), T.STRING, AttributeValueError, "is not a type BitCast accepts"),
+])  # fmt: skip
+def test_bitcast_errors_name_the_node_and_the_problem(x, to, error, message):
+    with pytest.raises(error, match=message) as raised:
+        run_refquant("BitCast", {"input": x}, [np.uint8], opset=26, attrs={"to": to})
+    assert str(raised.value).startswith("BitCast '")
