@@ -239,9 +239,9 @@ def _quantize_general(
     qt: QType,
     *,
     precision,
-    saturate: bool = True,
-    nan: str = "error",
-    overflow: str = "saturate",
+    saturate: bool,
+    nan: str,
+    overflow: str,
 ) -> np.ndarray:
     """:func:`quantize` for every type, precision and profile option.
 

@@ -4,6 +4,7 @@ products: tests/test_exact_products.py."""
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import ml_dtypes
@@ -487,3 +488,155 @@ def test_add_round_to_odd_by_hand(a, b):
         assert np.array(got).view(np.uint64) % 2 == 1
     else:
         assert got == want
+
+
+# ---- narrow's helpers: rounding to odd into float32, the out-of-range test, signed zeros
+
+
+def test_round_to_odd_f32_by_hand():
+    """x1 = 1 + 2**-8 + 3 * 2**-26 and x2 = 1 + 2**-8 + 3 * 2**-25 lie between the float32 values 1 + 2**-8 (even
+    last bit) and 1 + 2**-8 + 2**-23 (odd); x1 is nearer the even one, x2 nearer the odd one. Rounding to odd gives
+    the odd one for both, and bfloat16 (8 bits) then rounds it up to 1 + 2**-7, their nearest bfloat16 (both are
+    above the bfloat16 tie 1 + 2**-8); a result on the tie would round to the even 1.
+    Beyond float32's range: +-FLT_MAX, whose significand (all ones) is odd."""
+    x1, x2 = 1 + 2.0**-8 + 3 * 2.0**-26, 1 + 2.0**-8 + 3 * 2.0**-25
+    got = arith._round_to_odd_f32(np.array([x1, -x1, x2, -x2, 1e300, -1e300, 0.75]))
+    odd, flt_max = 1 + 2**-8 + 2**-23, float(np.finfo(np.float32).max)
+    assert got.dtype == np.float32
+    assert got.astype(np.float64).tolist() == [odd, -odd, odd, -odd, flt_max, -flt_max, 0.75]
+    for x in (x1, x2):
+        assert _nearest_even_binary(Fraction(x), 8) == 1 + Fraction(1, 2**7)
+        assert arith.narrow(np.array([x]), ml_dtypes.bfloat16).astype(np.float64).tolist() == [1 + 2**-7]
+
+
+def test_narrow_beyond_float32_range():
+    """1e300 and 3.5e38 (> FLT_MAX = 3.4028...e38) are beyond bfloat16's largest value: +-inf (Cast: OOR -> inf),
+    without an overflow warning from the intermediate float32 step."""
+    got = arith.narrow(np.array([1e300, -1e300, 3.5e38]), ml_dtypes.bfloat16).astype(np.float64)
+    assert got.tolist() == [np.inf, -np.inf, np.inf]
+
+
+@pytest.mark.parametrize(
+    "dtype, halfway, max_is_odd",
+    [
+        (ml_dtypes.bfloat16, (2 - 2**-8) * 2.0**127, True),  # max 1.1111111 * 2**127, ulp 2**120
+        (ml_dtypes.float8_e4m3fn, 464.0, False),  # max 448 = 1.110 * 2**8, ulp 32
+        (ml_dtypes.float8_e4m3fnuz, 248.0, True),  # max 240 = 1.111 * 2**7, ulp 16
+        (ml_dtypes.float8_e5m2, 61440.0, True),  # max 57344 = 1.11 * 2**15, ulp 8192
+        (ml_dtypes.float4_e2m1fn, 7.0, True),  # max 6 = 1.1 * 2**2, ulp 2
+        (ml_dtypes.float6_e2m3fn, 7.75, True),  # max 7.5 = 1.111 * 2**2, ulp 0.5
+        (ml_dtypes.float6_e3m2fn, 30.0, True),  # max 28 = 1.11 * 2**4, ulp 4
+    ],
+    ids=lambda v: np.dtype(v).name if isinstance(v, type) else None,
+)
+def test_rounds_beyond_max_by_hand(dtype, halfway, max_is_odd):
+    """max + ulp / 2 (derived by hand above) rounds beyond max exactly when max's significand is odd; a float64
+    step below it never does, a step above always; infinities do, NaN does not; the sign does not matter."""
+    points = np.array([halfway, np.nextafter(halfway, 0), np.nextafter(halfway, np.inf), np.inf, np.nan, 1.0])
+    want = [max_is_odd, False, True, True, False, False]
+    assert arith._rounds_beyond_max(points, np.dtype(dtype)).tolist() == want
+    assert arith._rounds_beyond_max(-points, np.dtype(dtype)).tolist() == want
+
+
+@pytest.mark.parametrize(
+    "dtype", [ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2, ml_dtypes.float4_e2m1fn,
+              ml_dtypes.float6_e2m3fn],
+    ids=lambda d: np.dtype(d).name,
+)  # fmt: skip
+def test_narrow_keeps_minus_zero_where_the_type_has_one(dtype):
+    """IEEE rounding keeps the sign: -0 and a negative value that rounds to zero are -0 (the sign bit alone);
+    only the fnuz types, whose -0 code is NaN, give +0 (test_narrow_gives_plus_zero_for_minus_zero_in_fnuz_types)."""
+    bits = ml_dtypes.finfo(dtype).bits
+    got = arith.narrow(np.array([-0.0, -1e-300, 0.0]), dtype).view(np.dtype(f"u{np.dtype(dtype).itemsize}"))
+    assert got.tolist() == [1 << (bits - 1), 1 << (bits - 1), 0]
+
+
+# ---- quantize: the profile's NaN rule, float zero points, float4, the division's special cases
+
+F4 = qtype(np.dtype(ml_dtypes.float4_e2m1fn))
+F8 = qtype(np.dtype(ml_dtypes.float8_e4m3fn))
+
+
+def test_nan_error_message():
+    message = (
+        "input has 2 NaN value(s); int8 has no NaN (profile option nan='error'; use 'qmin' or 'zero_point' to map them)"
+    )
+    with pytest.raises(NonFiniteError, match="^" + re.escape(message) + "$"):
+        arith.quantize_values(
+            np.array([np.nan, 1.0, np.nan]), np.array(1.0, np.float32), None, INT8, precision=np.float64
+        )
+
+
+def test_quantize_to_float8_adds_the_zero_point():
+    """x / scale + zero point: 1 / 1 + 2 = 3, -0.5 + 2 = 1.5, 500 + 2 = 502 -> saturated to 448 (float8e4m3fn max)."""
+    zp = np.array(2.0, ml_dtypes.float8_e4m3fn)
+    got = arith.quantize_values(np.array([1.0, -0.5, 500.0]), np.array(1.0, np.float32), zp, F8, precision=np.float32)
+    assert got.dtype == F8.dtype and got.astype(np.float64).tolist() == [3.0, 1.5, 448.0]
+
+
+@pytest.mark.parametrize("saturate", [True, False])
+def test_quantize_to_float4_applies_the_nan_rule(saturate):
+    """float4 has no NaN and no inf: it always saturates (100 -> 6), and NaN follows the profile's rule:
+    qmin (-6), the zero point (0.5; 1 / 1 + 0.5 = 1.5), or an error."""
+    x, one = np.array([np.nan, 1.0, 100.0]), np.array(1.0, np.float32)
+    zp = np.array(0.5, ml_dtypes.float4_e2m1fn)
+    kw = dict(precision=np.float32, saturate=saturate)
+    assert arith.quantize_values(x, one, zp, F4, nan="qmin", **kw).astype(np.float64).tolist() == [-6.0, 1.5, 6.0]
+    assert arith.quantize_values(x, one, zp, F4, nan="zero_point", **kw).astype(np.float64).tolist() == [0.5, 1.5, 6.0]
+    with pytest.raises(NonFiniteError, match="float4e2m1 has no NaN"):
+        arith.quantize_values(x, one, zp, F4, nan="error", **kw)
+
+
+def test_quantize_division_overflow_and_zero_scale_follow_ieee():
+    """The division in ``precision`` (IEEE, no warning): in float16 the scale 1e-10 rounds to 0 (below half the
+    smallest float16 subnormal 2**-24), so 1 / 0 = inf -> 127, -1 / 0 = -inf -> -128, 0 / 0 = NaN -> qmin (-128),
+    and 1e300 is inf in float16 already (inf / 0 = inf -> 127). In float64, 1e308 / 1e-10 overflows to inf -> 127."""
+    assert float(np.float16(1e-10)) == 0.0
+    x = np.array([1.0, -1.0, 0.0, 1e300])
+    got = arith.quantize_values(x, np.array(1e-10, np.float32), None, INT8, precision=np.float16, nan="qmin")
+    assert got.tolist() == [127, -128, -128, 127]
+    got = arith.quantize_values(np.array([1e308, -1e308]), np.array(1e-10), None, INT8, precision=np.float64)
+    assert got.tolist() == [127, -128]
+
+
+@pytest.mark.parametrize("zero_point", [None, np.int8(3)])
+def test_quantize_bfloat16_int32_indefinite(zero_point):
+    """precision bfloat16 with overflow "int32-indefinite" (onnx.reference: ml_dtypes' bfloat16 -> int32 cast):
+    2.5 -> rint 2, -3.5 -> -4 (ties to even), 1e10 and NaN -> 0 (ml_dtypes gives 0 out of range), then + zp."""
+    zp = 0 if zero_point is None else 3
+    x = np.array([2.5, -3.5, 1e10, np.nan])
+    got = arith.quantize_values(x, np.array(1.0, np.float32), zero_point, INT8, precision=ml_dtypes.bfloat16,
+                                overflow="int32-indefinite")  # fmt: skip
+    assert got.dtype == np.int8 and got.tolist() == [2 + zp, -4 + zp, zp, zp]
+
+
+def test_dequantize_float8_with_a_zero_point_rounds_once():
+    """float8e5m2 q = 57344 (7 * 2**13), zero point 2**-16 (its smallest subnormal), scale 1 + 2**-22 (float32):
+    (q - zp) * s = 57344 + 7 * 2**-9 - 2**-16 - 2**-38, just below the float32 midpoint 57344 + 3.5 * 2**-8 (the
+    float32 ulp there is 2**-8), so it rounds down to 57344 + 3 * 2**-8. Rounding q - zp to float32 first gives
+    57344, and 57344 * s is the midpoint itself, which ties to the even 57344 + 4 * 2**-8."""
+    q = np.array([57344.0], ml_dtypes.float8_e5m2)
+    zp = np.array(2.0**-16, ml_dtypes.float8_e5m2)
+    scale = np.array(1 + 2.0**-22, np.float32)
+    exact = (Fraction(57344) - Fraction(1, 2**16)) * (1 + Fraction(1, 2**22))
+    assert exact == 57344 + Fraction(7, 2**9) - Fraction(1, 2**16) - Fraction(1, 2**38)
+    got = arith.dequantize_values(q, scale, zp, np.float32)
+    assert got.dtype == np.float32 and got.tolist() == [57344 + 3 * 2**-8]
+
+
+def test_quantize_values_defaults_saturate_and_refuse_nan():
+    """The spec's defaults (saturate=True, nan="error"): 1000 / 1 and -1000 / 1 saturate to int8's 127 and -128
+    (and to float8e4m3fn's +-448), 0.5 / 1.5 / 2.5 round half to even (0, 2, 2), and a NaN is refused; an empty
+    x is an empty result."""
+    int8 = qtype(np.dtype(np.int8))
+    x = np.array([1000, -1000, 0.5, 1.5, 2.5], np.float32)
+    got = arith.quantize_values(x, np.float32(1), None, int8, precision=np.float32)
+    assert got.dtype == np.int8 and got.tolist() == [127, -128, 0, 2, 2]
+    with pytest.raises(NonFiniteError):
+        arith.quantize_values(np.array([np.nan], np.float32), np.float32(1), None, int8, precision=np.float32)
+    empty = arith.quantize_values(np.zeros(0, np.float32), np.float32(1), None, int8, precision=np.float32)
+    assert empty.dtype == np.int8 and empty.shape == (0,)
+    # float8 saturates by default too: 1000 -> float8e4m3fn's largest finite value, 448 (not NaN)
+    e4m3 = qtype(np.dtype(ml_dtypes.float8_e4m3fn))
+    big = arith.quantize_values(np.array([1000, -1000], np.float32), np.float32(1), None, e4m3, precision=np.float32)
+    assert big.astype(np.float64).tolist() == [448.0, -448.0]

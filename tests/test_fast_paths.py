@@ -369,7 +369,9 @@ def test_quantize_fast_path_equals_the_general_path(data):
     x = np.array(data.draw(st.lists(delicate_floats(float(scale)), min_size=1, max_size=30)), np.float32)
     zero_point = np.array(data.draw(st.sampled_from([qt.qmin, qt.qmax, (qt.qmin + qt.qmax) // 2])), dtype)
     with np.errstate(all="ignore"):  # as in a Session: x / scale may overflow to infinity, and saturates
-        expected = arith._quantize_general(x, np.array(scale), zero_point, qt, precision=np.float32)
+        expected = arith._quantize_general(
+            x, np.array(scale), zero_point, qt, precision=np.float32, saturate=True, nan="error", overflow="saturate"
+        )
         got = arith.quantize_values(x, np.array(scale), zero_point, qt, precision=np.float32)
     assert got.dtype == dtype and np.array_equal(got, expected)
 
