@@ -185,8 +185,9 @@ class QLinearElementwiseOptions:
 
 @dataclass(frozen=True)
 class FloatPipelineOptions:
-    """The float kernels a backend computes its own way: MatMul, Gemm, Conv, Softmax, LayerNormalization
-    and GlobalAveragePool.
+    """The float kernels a backend computes its own way: MatMul, Gemm, Conv, Softmax, LayerNormalization,
+    GlobalAveragePool, Tanh, Sigmoid, Erf, Gelu
+    and com.microsoft Gelu and BiasGelu.
 
     pipeline: ``"exact"``, ``"mlas-float32"`` or ``"numpy-float32"`` (``float_pipeline``); kernels ask
         :meth:`replays_mlas_float32` and :meth:`replays_numpy_float32` rather than compare it.

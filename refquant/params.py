@@ -186,6 +186,9 @@ def _checked_params(x_shape, scale, zero_point, axis, block_size):
         raise DTypeError(f"scale must be float16, float32 or float64, got {scale.dtype}")
     zero_point = None if zero_point is None else np.asarray(zero_point)
     check_params(scale, zero_point)
+    for value, name in ((axis, "axis"), (block_size, "block_size")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise QuantParamError(f"{name} must be an integer, got {value!r}")
     return broadcast_params(scale, zero_point, x_shape, axis=axis, block_size=block_size or 0)
 
 

@@ -407,3 +407,14 @@ def test_dequantize_blocked():
     scale = np.array([[1.0, 2.0], [4.0, 8.0]], np.float32)
     y = params.dequantize(q, scale, None, axis=1, block_size=2)
     assert y.dtype == np.float32 and y.tolist() == [[1.0, -2.0, 4.0, 4.0], [0.0, 0.0, -8.0, 8.0]]  # by hand
+
+
+@pytest.mark.parametrize("axis, block_size", [(0, 0.5), (0.0, None), (True, None), (0, "2")])
+def test_quantize_and_dequantize_refuse_a_non_integer_axis_or_block_size(axis, block_size):
+    """ONNX's axis and block_size are INT attributes; the API refuses anything else with a clear error
+    (a float block size once reached numpy's repeat and failed there)."""
+    x, scale = np.arange(4, dtype=np.float32), np.ones(4, np.float32)
+    with pytest.raises(QuantParamError, match="must be an integer"):
+        params.quantize(x, scale, None, "uint8", axis=axis, block_size=block_size)
+    with pytest.raises(QuantParamError, match="must be an integer"):
+        params.dequantize(np.zeros(4, np.uint8), scale, None, axis=axis, block_size=block_size)

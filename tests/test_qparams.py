@@ -257,7 +257,8 @@ def test_qdq_params_axis_defaults_to_1():
     """ONNX QuantizeLinear (opset 13 on): axis defaults to 1. x (2, 3, 4) with a scale of 3 values -> (1, 3, 1)."""
     x = np.zeros((2, 3, 4), np.float32)
     for version in (13, 21):
-        scale, zp = qdq_params(_qdq_node(version), x, np.array([1.0, 2.0, 3.0]), np.zeros(3, np.uint8), axis_allowed=True)
+        node = _qdq_node(version)
+        scale, zp = qdq_params(node, x, np.array([1.0, 2.0, 3.0]), np.zeros(3, np.uint8), axis_allowed=True)
         assert scale.shape == zp.shape == (1, 3, 1) and scale.ravel().tolist() == [1.0, 2.0, 3.0]
 
 

@@ -87,6 +87,14 @@ def _versions() -> dict:
     return versions
 
 
+def _host() -> dict:
+    """What onnxruntime's kernels depend on here: the MLAS integer kernel family and whether AVX-512F is present
+    (its float kernels differ); tests/test_real_models.py compares only on a host with the same."""
+    from refquant import host
+
+    return {"mlas_integer_kernels": host.mlas_integer_kernels(), "avx512f": "avx512f" in host.cpu_flags()}
+
+
 def _torchvision():
     """torchvision without its compiled detection ops (see the module docstring)."""
     if "torchvision" not in sys.modules:
@@ -144,6 +152,7 @@ def _save(name: str, quantized: Path, feeds: dict, manifest: dict) -> None:
         "name": name,
         "seed": SEED,
         "versions": _versions(),
+        "host": _host(),
         **manifest,
         "inputs_drawn_by": "numpy default_rng(seed + 2)",
         "inputs": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in feeds.items()},

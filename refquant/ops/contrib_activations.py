@@ -7,7 +7,8 @@
     BiasAdd:   Y = X + bias + skip                      X, skip: (N, S, C); bias: (C)
 
 Each is evaluated in float64 on the exact inputs (the sums included) and rounded once to T
-(spec/ops/contrib.md, "Transformer operators").
+(spec/ops/contrib.md, "Transformer operators"). Under ``float_pipeline="mlas-float32"`` float32 Gelu and
+BiasGelu replay onnxruntime's float32 loops around MLAS's erf (refquant.mlas_activations.gelu, spec/mlas.md).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith
+from .. import arith, mlas_activations
 from ..checks import require_dtype, require_input, require_same_type
 from ..errors import ShapeError
+from ..kernel_options import FloatPipelineOptions
 from ..node import Node
 from ..registry import MS_DOMAIN, register
 from .float_functions import gelu64, quick_gelu64, tanh_gelu64
@@ -35,18 +37,22 @@ def _last_axis_bias(bias: np.ndarray, x: np.ndarray, what: str, like: str) -> No
         raise ShapeError(f"{what} has shape {bias.shape}; it must be 1-D of length {x.shape[-1]}, the last dimension of {like} {x.shape}")
 
 
-@register("Gelu", since=(1,), domain=MS_DOMAIN)
+@register("Gelu", since=(1,), domain=MS_DOMAIN, options=FloatPipelineOptions)
 def gelu(node: Node, x):
     require_dtype(x, GELU_TYPES, "X")
+    if node.options.replays_mlas_float32(x.dtype):  # onnxruntime's float32 loops around MLAS's erf
+        return (mlas_activations.gelu(x),)
     return (arith.narrow(gelu64(x.astype(np.float64)), x.dtype),)
 
 
-@register("BiasGelu", since=(1,), domain=MS_DOMAIN)
+@register("BiasGelu", since=(1,), domain=MS_DOMAIN, options=FloatPipelineOptions)
 def bias_gelu(node: Node, a, b=None):
     require_input(b, "B")
     require_dtype(a, GELU_TYPES, "A")
     require_same_type(b, a, "B", "A")
     _last_axis_bias(b, a, "B", "A")
+    if node.options.replays_mlas_float32(a.dtype):  # the float32 sum A + B, then Gelu as onnxruntime computes it
+        return (mlas_activations.gelu(a + b),)
     return (arith.narrow(gelu64(a.astype(np.float64) + b.astype(np.float64)), a.dtype),)
 
 

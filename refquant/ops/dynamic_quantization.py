@@ -39,17 +39,15 @@ def dynamic_quantize(x: np.ndarray, options: DynamicQuantizeOptions) -> tuple[np
     x_min = np.float32(min(0.0, find_min(x, initial=0.0)))
     if x_max == x_min:
         scale = np.float32(options.zero_range_scale)
-    else:
-        with np.errstate(over="ignore"):  # max - min beyond float32: refused below unless the profile allows it
-            scale = (x_max - x_min) / np.float32(u8.qmax - u8.qmin)
+    else:  # max - min beyond float32 is inf (the Session runs kernels with floating-point exceptions as values)
+        scale = (x_max - x_min) / np.float32(u8.qmax - u8.qmin)
     if not 0 < scale < np.inf and options.refuse_out_of_range_scale:
         problem = (
             "is too narrow for a float32 scale: (max - min) / 255 underflows to 0 and the zero point qmin - min / "
             "scale would divide by it" if scale == 0 else "overflows float32: max - min is infinite, and so would the scale be"
         )
         raise QuantParamError(f"x's range [{x_min}, {x_max}] {problem} (profile option dynamic_scale_out_of_range)")
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # only as the profile allows
-        initial_zero_point = np.float32(u8.qmin) - x_min / scale
+    initial_zero_point = np.float32(u8.qmin) - x_min / scale  # x / 0 and 0 / 0 only where the profile allows them
     if np.isnan(initial_zero_point):  # 0 / 0: std::min(255.f, NaN) is 255
         initial_zero_point = np.float32(u8.qmax)
     zero_point = arith.saturate_int(np.rint(np.clip(initial_zero_point, u8.qmin, u8.qmax)), u8)

@@ -26,6 +26,8 @@ bfloat16 in float32 and rounds back; float32 has >= 2p+2 bits for both, so
 Integers: two's complement wrap-around; Div truncates toward zero.
 
 spec/ops/float.md states every choice these kernels make.
+Under float_pipeline="mlas-float32" float32 Erf, Tanh, Sigmoid and Gelu (approximate="none") replay
+onnxruntime's MLAS kernels instead (refquant/mlas_activations.py, spec/mlas.md).
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ import ml_dtypes
 import numpy as np
 from onnx import TensorProto as T
 
-from .. import arith
+from .. import arith, mlas_activations
 from ..broadcast import broadcast_shapes
 from ..checks import flag, is_integer, require_dtype, require_types
 from ..dtypes import BASIC_TYPES, FLOAT8_TYPES, IEEE_FLOATS, NARROW_INTS, WIDE_INTS, dtype_name, types_at
 from ..errors import AttributeValueError, DTypeError, NonFiniteError, ShapeError
+from ..kernel_options import FloatPipelineOptions
 from ..node import Node
 from ..registry import register
 from .conversion import cast_array
@@ -218,13 +221,42 @@ def _gelu(x, node):
 
 register("Sqrt", since=(6, 13))(_float_function(lambda x, node: np.sqrt(x), UNARY_FLOAT_TYPES))
 register("Exp", since=(6, 13))(_float_function(lambda x, node: np.exp(x), UNARY_FLOAT_TYPES))
-register("Erf", since=(9, 13))(_float_function(lambda x, node: erf64(x), ERF_TYPES))
-register("Tanh", since=(6, 13))(_float_function(lambda x, node: np.tanh(x), UNARY_FLOAT_TYPES))
-register("Sigmoid", since=(6, 13))(_float_function(lambda x, node: sigmoid64(x), UNARY_FLOAT_TYPES))
+
+
+def _replaying_mlas(kernel, replay: Callable[[np.ndarray], np.ndarray]):
+    """``kernel``, except that float32 X under ``float_pipeline="mlas-float32"`` takes onnxruntime's MLAS
+    kernel ``replay`` (refquant.mlas_activations)."""
+
+    def replaying(node: Node, x):
+        if node.options.replays_mlas_float32(x.dtype):
+            return (replay(x),)
+        return kernel(node, x)
+
+    return replaying
+
+
+register("Erf", since=(9, 13), options=FloatPipelineOptions)(
+    _replaying_mlas(_float_function(lambda x, node: erf64(x), ERF_TYPES), mlas_activations.erf)
+)
+register("Tanh", since=(6, 13), options=FloatPipelineOptions)(
+    _replaying_mlas(_float_function(lambda x, node: np.tanh(x), UNARY_FLOAT_TYPES), mlas_activations.tanh)
+)
+register("Sigmoid", since=(6, 13), options=FloatPipelineOptions)(
+    _replaying_mlas(_float_function(lambda x, node: sigmoid64(x), UNARY_FLOAT_TYPES), mlas_activations.logistic)
+)
 register("LeakyRelu", since=(6, 16))(_float_function(_leaky_relu, LEAKY_RELU_TYPES))
 register("HardSigmoid", since=(6, 22))(_float_function(_hard_sigmoid, HARD_TYPES))
 register("HardSwish", since=(14, 22))(_float_function(_hard_swish, HARD_TYPES))
-register("Gelu", since=(20,))(_float_function(_gelu, GELU_TYPES))
+
+
+def _mlas_gelu(node: Node, x):
+    """ai.onnx Gelu; float32 with approximate="none" under mlas-float32 replays onnxruntime's MLAS erf."""
+    if node.options.replays_mlas_float32(x.dtype) and node.attr("approximate", "none", str) == "none":
+        return (mlas_activations.gelu(x),)
+    return _float_function(_gelu, GELU_TYPES)(node, x)
+
+
+register("Gelu", since=(20,), options=FloatPipelineOptions)(_mlas_gelu)
 
 # ----------------------------------------------------------------------------
 # Unary math: Abs, Neg, Sign (exact), Floor, Ceil, Reciprocal, Log, the trigonometric and

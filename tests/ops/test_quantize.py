@@ -686,3 +686,48 @@ def test_dynamic_quantize_scale_overflow():
     with np.errstate(all="ignore"):
         y, scale, zero_point = ReferenceEvaluator(model).run(None, {"x": x})
     assert (y.tolist(), scale.item(), zero_point.item()) == ([0, 0], np.inf, 0)
+
+
+def _dynamic_quantize(x: np.ndarray, profile: str = "spec"):
+    model = single_node_model(
+        "DynamicQuantizeLinear", {"x": x}, {"y": T.UINT8, "y_scale": T.FLOAT, "y_zero_point": T.UINT8}, opset=11
+    )
+    return refquant.Session(model, profile=profile).run(None, {"x": x})
+
+
+@pytest.mark.parametrize("x, error, message", [
+    (np.array([1.0]), DTypeError, r"x has type double; allowed at this opset: float$"),
+    (np.array([1, np.inf], np.float32), NonFiniteError, r"x contains infinity; the scale would be infinite$"),
+    (np.array([np.nan, 1], np.float32), NonFiniteError, r"x contains NaN \(profile option nan='error'\)$"),
+    (np.array([0, 1e-45], np.float32), QuantParamError,
+     r"\] is too narrow for a float32 scale: \(max - min\) / 255 underflows to 0 and the zero point qmin - min / "
+     r"scale would divide by it \(profile option"),
+    (np.array([-3e38, 3e38], np.float32), QuantParamError,
+     r"\] overflows float32: max - min is infinite, and so would the scale be \(profile option"),
+], ids=["double", "infinity", "nan", "too-narrow", "too-wide"])  # fmt: skip
+def test_dynamic_quantize_errors_name_the_problem(x, error, message):
+    """The spec profile refuses what has no float32 scale, each with its own message (spec/ops/quantize.md)."""
+    with pytest.raises(error, match=message):
+        _dynamic_quantize(x)
+
+
+#: onnxruntime 1.32 CPU's outputs (recorded 2026-12-03; graph optimizations off): x -> (y, y_scale, y_zero_point).
+#: NaN is left out of the range and quantizes to 0; a range too narrow for float32 gives scale 0 and zero point
+#: 255 (x / 0: 0 -> NaN -> 0, positive -> inf -> 255); a range beyond float32 gives scale inf; empty x, scale 1.
+ONNXRUNTIME_DYNAMIC_QUANTIZE = [
+    ([np.nan, -1, 5], [0, 0, 254], np.float32(6) / np.float32(255), 42),
+    ([0, 1e-45], [0, 255], 0.0, 255),
+    ([0, 1e-44, 3e-45], [0, 255, 255], 0.0, 255),
+    ([-3e38, 3e38], [0, 0], np.inf, 0),
+    ([], [], 1.0, 0),
+]
+
+
+@pytest.mark.parametrize("x, y, scale, zero_point", ONNXRUNTIME_DYNAMIC_QUANTIZE, ids=str)
+def test_dynamic_quantize_edges_under_the_onnxruntime_profile(x, y, scale, zero_point):
+    """The onnxruntime profile gives onnxruntime's values at the edges the spec refuses, without a floating-point
+    warning (pytest turns RuntimeWarning into an error)."""
+    got_y, got_scale, got_zero_point = _dynamic_quantize(np.array(x, np.float32), "onnxruntime")
+    assert got_y.dtype == np.uint8 and got_y.tolist() == y
+    assert got_scale.dtype == np.float32 and got_scale == np.float32(scale)
+    assert got_zero_point.dtype == np.uint8 and got_zero_point == zero_point
