@@ -654,7 +654,7 @@ def _non_max_suppression(node, inputs) -> Estimate:
 
 #: outputs no larger than the largest input (ScatterND / ScatterElements: a copy of data; Compress, ReverseSequence,
 #: Trilu: a selection or copy of the input; EyeLike: the input's shape)
-_estimates("DepthToSpace", "SpaceToDepth", "ScatterND", "ScatterElements", "Compress", "ReverseSequence", "Trilu",
+_estimates("DepthToSpace", "SpaceToDepth", "ScatterND", "ScatterElements", "Scatter", "Compress", "ReverseSequence", "Trilu",
            "EyeLike")(_bounded)  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""Indexing by value: GatherND, ScatterND, ScatterElements, OneHot, NonZero, Compress, ReverseSequence, Unique.
+"""Indexing by value: GatherND, ScatterND, ScatterElements (and the deprecated Scatter), OneHot, NonZero,
+Compress, ReverseSequence, Unique.
 
     GatherND:        Y[b, i] = data[b, indices[b, i]]   (the first batch_dims axes shared)
     ScatterND:       Y = data; Y[indices[i]] = updates[i]  (or combined by ``reduction``), in index order
@@ -178,6 +179,10 @@ def scatter_elements(node: Node, data, indices, updates):
     output = data.copy()
     _scatter(output, targets, updates.reshape(-1), reduction)
     return (output,)
+
+
+#: Scatter (9; deprecated at 11 in favour of ScatterElements) is ScatterElements-11 under its old name
+register("Scatter", since=(9, 11))(scatter_elements)
 
 
 # ----------------------------------------------------------------------------

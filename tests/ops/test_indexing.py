@@ -169,7 +169,18 @@ def test_scatter_nd_matches_onnx_reference_without_duplicates(x, data):
 
 
 # ----------------------------------------------------------------------------
-# ScatterElements
+# Scatter, ScatterElements
+
+
+def test_scatter_is_scatter_elements_under_its_old_name():
+    """The ONNX text's example (Scatter, axis=1): data [[1, 2, 3, 4, 5]], indices [[1, 3]], updates [[1.1, 2.1]]
+    -> [[1, 1.1, 3, 2.1, 5]], at opset 10 (Scatter-9) and 11 (the deprecated Scatter-11)."""
+    assert_versions_are_the_schema_versions_from_opset_10("Scatter")
+    data = np.array([[1, 2, 3, 4, 5]], np.float32)
+    inputs = {"d": data, "i": np.array([[1, 3]], np.int64), "u": np.array([[1.1, 2.1]], np.float32)}
+    for opset in (10, 11):
+        (y,) = run_refquant("Scatter", inputs, [np.float32], opset=opset, attrs={"axis": 1})
+        assert y.tolist() == np.array([[1, 1.1, 3, 2.1, 5]], np.float32).tolist()
 # ----------------------------------------------------------------------------
 
 
