@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import TensorProto as T
-from onnx import helper
+from onnx import helper, numpy_helper
 
 import refquant
 
@@ -170,3 +170,40 @@ def test_gelu_matches_onnxruntime(op, domain, with_bias):
     want = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     with np.errstate(all="ignore"):
         assert_same_bits(refquant.Session(model, profile="onnxruntime").run(None, feeds)[0], want.run(None, feeds)[0])
+
+
+def _pow_model(exponent: np.ndarray):
+    graph = helper.make_graph(
+        [helper.make_node("Pow", ["x", "e"], ["y"])],
+        "pow",
+        [helper.make_tensor_value_info("x", T.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", T.FLOAT, [None])],
+        [numpy_helper.from_array(np.asarray(exponent), "e")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    return model
+
+
+def _onnxruntime(model, feeds):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("exponent", [np.float32(2), np.float32(3), np.int64(3)], ids=["2.0", "3.0", "int 3"])
+def test_pow_by_2_and_3_is_onnxruntimes_float32_products(exponent):
+    """onnxruntime's Pow with a one-value exponent 2 or 3: x * x and (x * x) * x in float32 (spec/mlas.md)."""
+    x = np.concatenate([
+        np.random.default_rng(3).standard_normal(1_000_000).astype(np.float32) * np.float32(3),
+        np.array([0.0, -0.0, np.inf, -np.inf, 1e-30, 3e12, -3e12], np.float32),
+    ])
+    model = _pow_model(exponent)
+    want = _onnxruntime(model, {"x": x})
+    got = refquant.Session(model, profile="onnxruntime").run(None, {"x": x})[0]
+    assert_same_bits(got, want, f"Pow(x, {exponent})")
+    if exponent == 3:  # x * x is the square rounded once, as the spec has it; the cube rounds twice here
+        spec = refquant.Session(model).run(None, {"x": x})[0]
+        assert not np.array_equal(spec, want)
