@@ -41,7 +41,7 @@ SCALE_TYPES = {10: (T.FLOAT,), 19: (T.FLOAT16, T.BFLOAT16), 24: (T.FLOAT8E8M0,)}
 Q_SCALE_TYPES = {10: (T.FLOAT,), 19: (T.FLOAT16, T.BFLOAT16, T.INT32), 24: (T.FLOAT8E8M0,)}
 
 
-def _division_precision(node: Node, x: np.ndarray, scale: np.ndarray, *, widen: bool = False) -> np.dtype:
+def _division_precision(node: Node, x: np.ndarray, scale: np.ndarray, *, widen: bool) -> np.dtype:
     """The type the division x / scale is computed in.
 
     ONNX: the scale's type, or the ``precision`` attribute (opset >= 23).

@@ -248,6 +248,28 @@ def test_precision_attribute_sets_division_type():
     assert plain[0] == 2049 and half[0] == 2048
 
 
+@pytest.mark.parametrize("x, scale, want", [
+    (np.array([1540], np.float16), np.array(3, np.int32), 514),
+    (np.array([196], ml_dtypes.bfloat16), np.array(3, np.int32), 66),
+    (np.array([196], np.float32), np.array(3, ml_dtypes.bfloat16), 66),
+    (np.array([1540], np.float32), np.array(3, np.float16), 514),
+    (np.array([1540], np.int32), np.array(3, np.int32), 513),
+], ids=["float16 x, int32 scale", "bfloat16 x, int32 scale", "bfloat16 scale", "float16 scale", "int32 x and scale"])
+def test_the_division_type_follows_the_scale_then_x(x, scale, want):
+    """The division x / scale is in the scale's float type, else in x's, else float64 (spec/ops/quantize.md).
+    1540 / 3 = 513.33: float16 (spacing 0.5 there) rounds it to 513.5, a tie that goes to the even 514; exactly it
+    is 513. 196 / 3 = 65.33: bfloat16 (8 bits, spacing 0.5 there) gives 65.5, then 66; float32 or float64: 65."""
+    zp = np.array(0, np.uint16)
+    got = run(q_model(x, scale, zp, opset=24), x=x, s=scale, zp=zp)
+    assert got.tolist() == [want]
+
+
+def test_the_precision_attribute_must_name_a_float_type():
+    x, s, zp = np.array([1.0], np.float32), np.array(1.0, np.float32), np.array(0, np.uint8)
+    with pytest.raises(AttributeValueError, match=r"precision must be a float type, got 6$"):
+        run(q_model(x, s, zp, opset=23, precision=T.INT32), x=x, s=s, zp=zp)
+
+
 def test_float16_input_and_scale_divide_in_float16():
     x = np.array([0.1, 1000.3, -7.7], np.float16)
     s = np.array(0.3, np.float16)
