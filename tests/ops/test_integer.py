@@ -22,6 +22,7 @@ from onnx.reference import ReferenceEvaluator
 
 import refquant
 from refquant import exact_products
+from refquant.ops import integer_products
 from refquant.errors import (
     AccumulatorOverflowWarning,
     AttributeValueError,
@@ -549,3 +550,203 @@ def test_convinteger_per_channel_zero_point_length():
     x, w = np.ones((1, 2, 3, 3), np.uint8), np.ones((4, 2, 1, 1), np.uint8)
     with pytest.raises(QuantParamError, match=r"ConvInteger '#0': w_zero_point has shape \(3,\), expected a scalar or \(4,\)"):
         run("ConvInteger", ("x", "w", "x_zero_point", "w_zero_point"), (x, w, np.uint8(0), np.zeros(3, np.uint8)), T.INT32)
+
+
+# -- the shared helpers of refquant/ops/integer_products.py, directly ------------------
+
+
+class _Warner:
+    """A node stand-in for the helpers: its warn() issues the warning as it is."""
+
+    def warn(self, message, category):
+        warnings.warn(message, category, stacklevel=2)
+
+
+@pytest.mark.parametrize("rule", ["wrap", "saturate", "error"])
+def test_int32_result_keeps_both_ends_of_int32(rule):
+    """-2**31 and 2**31 - 1 fit int32: no warning, no error, whatever the rule (bound 2**63 proves nothing)."""
+    acc = np.array([-(2**31), 2**31 - 1], np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = integer_products.int32_result(_Warner(), acc, 2**63, rule)
+    assert got.dtype == np.int32 and got.tolist() == [-(2**31), 2**31 - 1]
+
+
+@pytest.mark.parametrize(
+    "rule, tail, expected",
+    [
+        ("wrap", r"; rule int32_overflow='wrap': two's complement wrap$", [-(2**31), 2**31 - 1]),  # 2**31 - 2**32
+        ("saturate", r"; rule int32_overflow='saturate': clipped to \[-2\*\*31, 2\*\*31 - 1\]$", [2**31 - 1, -(2**31)]),
+    ],
+)
+def test_int32_result_overflow_messages(rule, tail, expected):
+    """[2**31, -2**31 - 1]: both outside int32; wrap: +-2**32, saturate: the int32 ends."""
+    acc = np.array([2**31, -(2**31) - 1], np.float64)
+    with pytest.warns(AccumulatorOverflowWarning, match=r"^2 of 2 outputs do not fit int32 \(exact values span \[-2147483649, 2147483648\]\)" + tail):
+        got = integer_products.int32_result(_Warner(), acc, 2**63, rule)
+    assert got.dtype == np.int32 and got.tolist() == expected
+
+
+def test_int32_result_error_message_ends_with_the_option():
+    with pytest.raises(AccumulatorOverflowError, match=r"^1 of 1 outputs do not fit int32 \(exact values span \[2147483648, 2147483648\]\) \(profile option int32_overflow='error'\)$"):
+        integer_products.int32_result(_Warner(), np.array([2.0**31]), 2**63, "error")
+
+
+def test_warn_if_beyond_int32_at_the_ends_and_empty():
+    """The ends of int32 and an empty accumulator warn of nothing; 2**31 warns with the full message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        integer_products.warn_if_beyond_int32(_Warner(), np.array([-(2**31), 2**31 - 1], np.float64))
+        integer_products.warn_if_beyond_int32(_Warner(), np.zeros((0, 3), np.float64))
+    with pytest.warns(AccumulatorOverflowWarning, match=r"^accumulator reaches \[0, 2147483648\], outside int32; refquant keeps it exact \(int64\), a backend accumulating in int32 would wrap$"):
+        integer_products.warn_if_beyond_int32(_Warner(), np.array([0.0, 2.0**31]))
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ([[255, 255]], [[64], [64]]),  # 2 * 255 * 64 = 32640 <= 32767
+        ([[255, 255]], [[-64], [-64]]),  # -32640 >= -32768
+        ([[128, 128]], [[-128], [-128]]),  # -32768: exactly int16's minimum, no saturation
+        ([[3, 1]], [[2], [-1]]),  # small values
+    ],
+)
+def test_u8s8_pair_excess_none_within_int16(a, b):
+    """No pair a0 b0 + a1 b1 can leave int16 by the extremes: nothing to add (None)."""
+    assert integer_products.u8s8_pair_excess(np.array(a, np.uint8), np.array(b, np.int8)) is None
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((0, 2), (2, 1)), ((1, 0), (0, 1)), ((1, 2), (2, 0))])
+def test_u8s8_pair_excess_none_for_empty_operands(a_shape, b_shape):
+    a, b = np.full(a_shape, 255, np.uint8), np.full(b_shape, 127, np.int8)
+    assert integer_products.u8s8_pair_excess(a, b) is None
+
+
+def test_u8s8_pair_excess_of_a_saturating_pair_by_hand():
+    """255 * 127 + 255 * 127 = 64770 saturates to 32767 (VPMADDUBSW): excess 32767 - 64770 = -32003."""
+    a, b = np.full((1, 2), 255, np.uint8), np.full((2, 1), 127, np.int8)
+    assert np.asarray(integer_products.u8s8_pair_excess(a, b)).ravel().tolist() == [-32003]
+
+
+def test_exact_integer_matmul_at_2_63():
+    """K * max|a| * max|b| = 2 * 2**31 * 2**31 = 2**63 does not fit int64: Python integers, exact."""
+    a, b = np.full((1, 1, 2), 2**31, np.int64), np.full((2, 1), 2**31, np.int64)
+    got = integer_products.exact_integer_matmul(a, b)
+    assert got.shape == (1, 1, 1) and [int(v) for v in got.ravel()] == [2**63]
+
+
+def test_exact_integer_matmul_beyond_float64():
+    """2 * (2**31 + 1)**2 = 2**63 + 2**33 + 2: Python integers (float64 would drop the + 2)."""
+    v = 2**31 + 1
+    a, b = np.full((1, 1, 2), v, np.int64), np.full((2, 1), v, np.int64)
+    got = integer_products.exact_integer_matmul(a, b).ravel().tolist()
+    assert got == [2 * v * v] and all(type(x) is int for x in got)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((0, 2), (2, 3)), ((2, 0), (0, 3))])
+def test_exact_integer_matmul_empty(a_shape, b_shape):
+    got = integer_products.exact_integer_matmul(np.ones(a_shape, np.int64), np.ones(b_shape, np.int64))
+    assert got.shape == (a_shape[0], b_shape[1]) and not got.any()
+
+
+def test_as_integers_of_float8_by_hand():
+    """float8_e4m3fn 1.0 and 2.0 minus 0.5: 0.5 and 1.5, in granules 2**-9 (its smallest subnormal): 256, 768."""
+    q = np.array([1.0, 2.0], ml_dtypes.float8_e4m3fn)
+    n, granule = integer_products.as_integers(q, np.array(0.5, ml_dtypes.float8_e4m3fn), "a")
+    assert granule == 2.0**-9
+    assert n.dtype == np.int64 and n.tolist() == [256, 768]
+
+
+def test_check_matmul_shapes_rank_zero_operand():
+    with pytest.raises(ShapeError, match=r"^matmul operands must have rank >= 1, got shapes \(\) and \(3,\)$"):
+        integer_products.check_matmul_shapes(np.zeros(()), np.zeros(3))
+
+
+def test_matmulinteger_2d_a_with_batched_b():
+    """a (4, 5) against b (3, 5, 6): a has no batch axes, b's batch (3,) broadcasts."""
+    rng = np.random.default_rng(7)
+    a = rng.integers(0, 256, (4, 5), dtype=np.uint8)
+    b = rng.integers(-128, 128, (3, 5, 6), dtype=np.int8)
+    got = run("MatMulInteger", ("A", "B"), (a, b), T.INT32)
+    np.testing.assert_array_equal(got, naive_matmul(a, b))
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((2, 0), (0, 3)), ((2, 3), (3, 0))])
+def test_matmulinteger_empty(a_shape, b_shape):
+    got = run("MatMulInteger", ("A", "B"), (np.ones(a_shape, np.uint8), np.ones(b_shape, np.int8)), T.INT32)
+    assert got.shape == (a_shape[0], b_shape[1]) and not got.any()
+
+
+@pytest.mark.parametrize(
+    "name, value, error, message",
+    [
+        ("w_zero_point", None, ShapeError, r"required input 'w_zero_point' is missing"),
+        ("y_zero_point", None, ShapeError, r"required input 'y_zero_point' is missing"),
+        ("w", np.ones((4, 2, 1, 1), np.int16), DTypeError, r"w has type int16"),
+        ("y_zero_point", np.int16(0), DTypeError, r"y_zero_point has type int16"),
+        ("x_scale", np.full(2, 0.1, np.float32), QuantParamError, r"x_scale must be a scalar"),
+        ("y_scale", np.full(2, 0.1, np.float32), QuantParamError, r"y_scale must be a scalar"),
+        ("y_zero_point", np.zeros(2, np.uint8), QuantParamError, r"y_zero_point must be a scalar"),
+    ],
+)
+def test_qlinearconv_names_the_input(name, value, error, message):
+    args = list(qconv_args())
+    args[QLINEARCONV_INPUTS.index(name)] = value
+    if args[-1] is None:
+        args[-1] = np.zeros(4, np.int32)
+    with pytest.raises(error, match=r"QLinearConv '#0': " + message):
+        run("QLinearConv", QLINEARCONV_INPUTS, args, T.UINT8)
+
+
+def test_minus_zero_point_is_int16_by_hand():
+    """int8 -128 - 127 = -255 and uint8 255 - 0 = 255: both need int16, and stay integers."""
+    got = integer_products.minus_zero_point(np.array([-128, 127], np.int8), np.array([127, -128], np.int8))
+    assert got.dtype == np.int16 and got.tolist() == [-255, 255]
+
+
+def test_depthwise_convinteger_beyond_float32_by_hand():
+    """One channel, 259 taps of (255 - 0) * (127 - -128) = 65025: 16 841 475, odd and > 2**24 (float32 would round)."""
+    x, w = np.full((1, 1, 259), 255, np.uint8), np.full((1, 1, 259), 127, np.int8)
+    got = run("ConvInteger", ("x", "w", "x_zero_point", "w_zero_point"), (x, w, np.uint8(0), np.int8(-128)), T.INT32)
+    assert got.ravel().tolist() == [259 * 255 * 255]
+
+
+def test_qlinearconv_s8u8_has_no_pair_saturation():
+    """x int8, w uint8 is not MLAS's U8S8: with avx2_u8s8_saturation on, 127 * 255 * 2 = 64770 stays exact,
+    64770 / 1024 = 63.25 -> 63 (a saturated pair would give 32767 / 1024 -> 32)."""
+    profile = refquant.get_profile("spec").with_options(avx2_u8s8_saturation=True)
+    args = qconv_args(
+        x=np.full((1, 2, 1, 1), 127, np.int8), x_zero_point=np.int8(0), x_scale=np.float32(1),
+        w=np.full((1, 2, 1, 1), 255, np.uint8), w_zero_point=np.uint8(0), w_scale=np.float32(1),
+        y_scale=np.float32(1024), B=None,
+    )
+    assert run("QLinearConv", QLINEARCONV_INPUTS, args, T.UINT8, profile=profile).ravel().tolist() == [63]
+
+
+def test_matmulinteger_batched_a_overflow_warns():
+    """a (1, 1, K): the bound counts K = 70000 terms, not the 1 row: 2 266 950 000 is found beyond int32."""
+    profile = refquant.get_profile("spec").with_options(int32_overflow="saturate")
+    a, b = np.full((1, 1, OVERFLOW_K), 255, np.uint8), np.full((OVERFLOW_K, 1), 127, np.int8)
+    with pytest.warns(AccumulatorOverflowWarning, match=r"do not fit int32"):
+        got = run("MatMulInteger", ("A", "B"), (a, b), T.INT32, profile=profile)
+    assert got.ravel().tolist() == [2**31 - 1]
+
+
+def test_qlinearconv_bias_takes_the_accumulator_beyond_int32():
+    """K = 66311 channels of 255 * 127: acc = 2 147 481 735 <= 2**31 - 1, plus B = 2**30 beyond it: a warning;
+    (acc + B) / 2**25 = 3 221 223 559 / 33 554 432 = 95.99994 -> 96."""
+    k = 66311
+    args = qconv_args(
+        x=np.full((1, k, 1, 1), 255, np.uint8), x_zero_point=np.uint8(0), x_scale=np.float32(1),
+        w=np.full((1, k, 1, 1), 127, np.int8), w_zero_point=np.int8(0), w_scale=np.float32(1),
+        y_scale=np.float32(2.0**25), B=np.array([2**30], np.int32),
+    )
+    with pytest.warns(AccumulatorOverflowWarning, match=r"QLinearConv .*accumulator reaches \[3221223559, 3221223559\], outside int32"):
+        got = run("QLinearConv", QLINEARCONV_INPUTS, args, T.UINT8)
+    assert got.ravel().tolist() == [96]
+
+
+def test_convinteger_w_zero_point_type_is_named():
+    x, w = np.ones((1, 2, 3, 3), np.uint8), np.ones((4, 2, 1, 1), np.int8)
+    with pytest.raises(DTypeError, match=r"ConvInteger '#0': w_zero_point has type uint8, it must match w \(int8\)"):
+        run("ConvInteger", ("x", "w", "x_zero_point", "w_zero_point"), (x, w, np.uint8(0), np.uint8(0)), T.INT32)
