@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
+import refquant
 from refquant.dtypes import proto_of
 from refquant.model import MIN_OPSET
 
@@ -77,6 +78,14 @@ def node_cases(pattern: str):
     """ONNX backend node cases whose name matches ``pattern`` (generated in memory once per run)."""
     regex = re.compile(pattern)
     return [c for c in _all_node_cases() if regex.match(c.name)]
+
+
+def node_case_runs(case):
+    """(refquant's outputs, the expected outputs) for each data set of a node case, run in one Session."""
+    session = refquant.Session(case.model)
+    for inputs, outputs in case.data_sets:
+        given = {gi.name: np.asarray(to_array(x)) for gi, x in zip(case.model.graph.input, inputs, strict=False)}
+        yield session.run(None, given), [np.asarray(to_array(w)) for w in outputs]
 
 
 def assert_bit_exact(got: np.ndarray, expected: np.ndarray, what: str = "output"):

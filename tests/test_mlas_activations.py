@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 
 import refquant
 
+from .ops.contrib_helpers import run_ort
 from .ops.helpers import assert_same_bits
 
 ort = pytest.importorskip("onnxruntime")
@@ -185,14 +186,6 @@ def _pow_model(exponent: np.ndarray):
     return model
 
 
-def _onnxruntime(model, feeds):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
-
-
 @pytest.mark.parametrize("exponent", [np.float32(2), np.float32(3), np.int64(3)], ids=["2.0", "3.0", "int 3"])
 def test_pow_by_2_and_3_is_onnxruntimes_float32_products(exponent):
     """onnxruntime's Pow with a one-value exponent 2 or 3: x * x and (x * x) * x in float32 (spec/mlas.md)."""
@@ -201,7 +194,7 @@ def test_pow_by_2_and_3_is_onnxruntimes_float32_products(exponent):
         np.array([0.0, -0.0, np.inf, -np.inf, 1e-30, 3e12, -3e12], np.float32),
     ])
     model = _pow_model(exponent)
-    want = _onnxruntime(model, {"x": x})
+    want = run_ort(model, {"x": x})
     got = refquant.Session(model, profile="onnxruntime").run(None, {"x": x})[0]
     assert_same_bits(got, want, f"Pow(x, {exponent})")
     if exponent == 3:  # x * x is the square rounded once, as the spec has it; the cube rounds twice here

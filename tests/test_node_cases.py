@@ -7,9 +7,7 @@ independent source (hand-written or computed by the ONNX test generators).
 
 import pytest
 
-import refquant
-
-from .helpers import assert_bit_exact, node_cases, to_array
+from .helpers import assert_bit_exact, node_case_runs, node_cases
 
 QUANT_CASES = node_cases(
     r"^test_(quantizelinear|dequantizelinear|qlinearconv|qlinearmatmul|matmulinteger|convinteger|dynamicquantizelinear)"
@@ -23,10 +21,7 @@ def test_all_45_cases_are_collected():
 
 @pytest.mark.parametrize("case", QUANT_CASES, ids=lambda c: c.name)
 def test_node_case_bit_exact(case):
-    session = refquant.Session(case.model)
-    for inputs, expected in case.data_sets:
-        feeds = {spec.name: to_array(value) for spec, value in zip(case.model.graph.input, inputs)}
-        outputs = session.run(None, feeds)
+    for outputs, expected in node_case_runs(case):
         assert len(outputs) == len(expected)
         for spec, got, want in zip(case.model.graph.output, outputs, expected):
-            assert_bit_exact(got, to_array(want), spec.name)
+            assert_bit_exact(got, want, spec.name)

@@ -1,6 +1,5 @@
 """Shared by tests/ops/test_attention.py and tests/ops/test_linear_attention.py: one-node models of the
-ai.onnx attention family with any number of outputs, run by refquant and by onnx.reference, and the node
-cases' data sets run by refquant."""
+ai.onnx attention family with any number of outputs, run by refquant and by onnx.reference."""
 
 from __future__ import annotations
 
@@ -10,8 +9,6 @@ from onnx.reference import ReferenceEvaluator
 
 import refquant
 from refquant.dtypes import proto_of
-
-from ..helpers import to_array
 
 F32 = np.float32
 
@@ -53,11 +50,3 @@ def reference(op, inputs, n_out=1, *, opset, attrs=None, out_types=None):
 def a32(x):
     """x as a float32 array."""
     return np.asarray(x, F32)
-
-
-def node_case_runs(case):
-    """(refquant's outputs, the expected outputs) for each data set of a node case."""
-    for inputs, outputs in case.data_sets:
-        given = {gi.name: np.asarray(to_array(x)) for gi, x in zip(case.model.graph.input, inputs, strict=False)}
-        got = refquant.Session(case.model).run(None, given)
-        yield got, [np.asarray(to_array(w)) for w in outputs]

@@ -22,8 +22,8 @@ from onnx import TensorProto as T
 import refquant
 from refquant.errors import AttributeValueError, DTypeError, ShapeError
 
-from ..helpers import node_cases
-from .attention_helpers import a32, node_case_runs, reference, run
+from ..helpers import node_case_runs, node_cases
+from .attention_helpers import a32, reference, run
 from .helpers import assert_same_bits, assert_versions_are_the_schema_versions_from_opset_10
 
 F32 = np.float32

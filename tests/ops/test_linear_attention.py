@@ -16,9 +16,9 @@ import pytest
 
 from refquant.errors import AttributeValueError, ShapeError
 
-from ..helpers import node_cases
+from ..helpers import node_case_runs, node_cases
 from .helpers import assert_same_bits, assert_versions_are_the_schema_versions_from_opset_10
-from .attention_helpers import a32, node_case_runs, reference, run
+from .attention_helpers import a32, reference, run
 
 OPS = ("LinearAttention", "CausalConvWithState")
 CASES = [c for c in node_cases(r"^test_") if len(c.model.graph.node) == 1 and c.model.graph.node[0].op_type in OPS]

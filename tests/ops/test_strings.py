@@ -14,7 +14,7 @@ from onnx import TensorProto as T
 import refquant
 from refquant.errors import AttributeValueError, DTypeError, FeedError, ShapeError
 
-from ..helpers import node_cases, single_node_model, to_array
+from ..helpers import node_case_runs, node_cases, single_node_model
 from .helpers import assert_same_bits, run_reference
 
 
@@ -41,13 +41,10 @@ def test_every_node_case_is_collected():
 
 @pytest.mark.parametrize("case", STRING_CASES, ids=lambda c: c.name)
 def test_node_case(case):
-    session = refquant.Session(case.model)
-    for inputs, expected in case.data_sets:
-        feeds = {spec.name: to_array(value) for spec, value in zip(case.model.graph.input, inputs)}
-        outputs = session.run(None, feeds)
+    for outputs, expected in node_case_runs(case):
         assert len(outputs) == len(expected)
         for spec, got, want in zip(case.model.graph.output, outputs, expected):
-            assert_same_bits(got, to_array(want), f"{case.name} {spec.name}")
+            assert_same_bits(got, want, f"{case.name} {spec.name}")
 
 
 def _strings(*values, shape=None):
